@@ -1,0 +1,57 @@
+"""Exceptions raised at smtpretry's public edges.
+
+Inside the package a server reply is never an exception: replies and transport
+failures are values. Only the public edges raise, with one clear message::
+
+    SMTPRetryError
+    ├── ConfigError (also ValueError)     names the key and what is expected
+    ├── ReplyParseError (also ValueError) text that is not an SMTP reply
+    ├── MessageError (also ValueError)    a message or envelope that cannot be sent
+    ├── DeliveryError                     .result: SendResult
+    └── QueueError                        corrupt or locked store, bad URL
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .result import SendResult
+
+__all__ = [
+    "ConfigError",
+    "DeliveryError",
+    "MessageError",
+    "QueueError",
+    "ReplyParseError",
+    "SMTPRetryError",
+]
+
+
+class SMTPRetryError(Exception):
+    """Base class of every exception smtpretry raises."""
+
+
+class ConfigError(SMTPRetryError, ValueError):
+    """A setting is missing, of the wrong type or out of range."""
+
+
+class ReplyParseError(SMTPRetryError, ValueError):
+    """Text that is not an SMTP reply."""
+
+
+class MessageError(SMTPRetryError, ValueError):
+    """A message or envelope that cannot be sent as given (no recipients,
+    CR/LF in an address, a non-ASCII address without SMTPUTF8, ...)."""
+
+
+class DeliveryError(SMTPRetryError):
+    """A send could not be carried out; ``.result`` says what happened to each recipient."""
+
+    def __init__(self, message: str, result: SendResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class QueueError(SMTPRetryError):
+    """The deferred queue cannot be opened or written."""
