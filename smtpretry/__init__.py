@@ -1,0 +1,68 @@
+"""smtpretry: send mail over SMTP that survives the real world.
+
+Every server reply is classified (``classify``) into a category and an action
+(ok, retry, defer, fail); :class:`Mailer` acts on it per recipient: retries
+421s with backoff on new connections under a per-destination cap, defers
+over-quota mailboxes, fails messages too large, and logs every decision.
+"""
+
+from .classify import RULES, Action, Category, Classification, Rule, classify, classify_reply
+from .decide import Decision, Defer, Fail, Ok, RecipientState, Retry, decide
+from .envelope import Envelope, build_envelope
+from .errors import (
+    ConfigError,
+    DeliveryError,
+    MessageError,
+    QueueError,
+    ReplyParseError,
+    SMTPRetryError,
+)
+from .events import configure_logging
+from .mailer import Mailer
+from .policy import Delivery, Limits, RetryPolicy
+from .reply import EnhancedCode, FailureKind, Phase, Reply, TransportFailure, parse_reply
+from .result import Outcome, SendResult, Status
+from .transport import TLSMode
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "RULES",
+    "Action",
+    "Category",
+    "Classification",
+    "ConfigError",
+    "Decision",
+    "Defer",
+    "Delivery",
+    "DeliveryError",
+    "EnhancedCode",
+    "Envelope",
+    "Fail",
+    "FailureKind",
+    "Limits",
+    "Mailer",
+    "MessageError",
+    "Ok",
+    "Outcome",
+    "Phase",
+    "QueueError",
+    "RecipientState",
+    "Reply",
+    "ReplyParseError",
+    "Retry",
+    "RetryPolicy",
+    "Rule",
+    "SMTPRetryError",
+    "SendResult",
+    "Status",
+    "TLSMode",
+    "TransportFailure",
+    "__version__",
+    "build_envelope",
+    "classify",
+    "classify_reply",
+    "configure_logging",
+    "decide",
+    "parse_reply",
+]

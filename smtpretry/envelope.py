@@ -1,0 +1,122 @@
+"""A message and its envelope, checked before anything is sent.
+
+``build_envelope()`` takes an :class:`email.message.EmailMessage` (or any
+``email.message.Message``) or raw bytes, and the optional sender and
+recipients, and returns the bytes to send with the envelope, taking the
+addresses from the headers the way ``smtplib.SMTP.send_message()`` does when
+they are not given. Addresses with control characters (CR, LF, NUL: command
+injection) are refused here, before any connection is opened.
+"""
+
+from __future__ import annotations
+
+import copy
+import email.generator
+import email.parser
+import email.policy
+import email.utils
+import io
+import re
+from dataclasses import dataclass
+from email.message import Message
+
+from .errors import MessageError
+
+__all__ = ["Envelope", "build_envelope"]
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """What goes over the wire: sender, recipients (unique, in order) and the
+    message bytes. ``smtputf8`` when an address is not ASCII (RFC 6531);
+    ``eightbit`` when the bytes are."""
+
+    sender: str
+    recipients: tuple[str, ...]
+    data: bytes
+    message_id: str | None
+    smtputf8: bool
+    eightbit: bool
+
+
+def _check_address(address: str, role: str) -> str:
+    if not isinstance(address, str):
+        raise MessageError(f"{role}: expected an address as str, got {type(address).__name__}")
+    address = address.strip()
+    if address.startswith("<") and address.endswith(">"):
+        address = address[1:-1]
+    if _CONTROL.search(address):
+        raise MessageError(f"{role}: control characters (CR, LF, NUL...) in address {address!r}")
+    if role == "recipient" and ("@" not in address or " " in address):
+        raise MessageError(f"recipient: not an email address: {address!r}")
+    return address
+
+
+def _from_headers(msg: Message) -> tuple[str | None, list[str]]:
+    # As smtplib.send_message(): a Resent- block, if there is one, names the envelope.
+    resent = msg.get_all("Resent-Date")
+    prefix = "Resent-" if resent else ""
+    sender_header = msg.get(prefix + "Sender") or msg.get(prefix + "From")
+    sender = email.utils.getaddresses([str(sender_header)])[0][1] if sender_header else None
+    fields = [str(v) for h in ("To", "Cc", "Bcc") for v in (msg.get_all(prefix + h) or [])]
+    return sender, [addr for _, addr in email.utils.getaddresses(fields) if addr]
+
+
+def build_envelope(
+    message: Message | bytes | str,
+    sender: str | None = None,
+    recipients: str | list[str] | tuple[str, ...] | None = None,
+) -> Envelope:
+    """Check and encode a message for sending.
+
+    :raises MessageError: no sender or no recipient could be found, an address
+        holds control characters or is not an address, or the message is of
+        the wrong type.
+    """
+    if isinstance(message, str):
+        message = message.encode("utf-8")
+    if isinstance(message, (bytes, bytearray, memoryview)):
+        data = bytes(message)
+        parsed: Message = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(
+            data, headersonly=True
+        )
+    elif isinstance(message, Message):
+        parsed = message
+        # Bcc must not travel with the message (smtplib.send_message does the same).
+        if "Bcc" in message or "Resent-Bcc" in message:
+            message = copy.copy(message)
+            del message["Bcc"]
+            del message["Resent-Bcc"]
+        buf = io.BytesIO()
+        policy = message.policy.clone(linesep="\r\n") if message.policy else email.policy.SMTP
+        email.generator.BytesGenerator(buf, policy=policy).flatten(message)
+        data = buf.getvalue()
+    else:
+        raise MessageError(f"message: expected an EmailMessage or bytes, got {type(message).__name__}")
+
+    header_sender, header_rcpts = _from_headers(parsed)
+    if sender is None:
+        sender = header_sender
+        if sender is None:
+            raise MessageError("sender: none given and the message has no From or Sender header")
+    sender = _check_address(sender, "sender")
+    if recipients is None:
+        recipients = header_rcpts
+    elif isinstance(recipients, str):
+        recipients = [recipients]
+    unique = tuple(dict.fromkeys(_check_address(r, "recipient") for r in recipients))
+    if not unique:
+        raise MessageError("recipients: none given and the message has no To, Cc or Bcc header")
+    message_id = parsed.get("Message-ID")
+    smtputf8 = not all(a.isascii() for a in (sender, *unique))
+    return Envelope(
+        sender=sender,
+        recipients=unique,
+        data=data,
+        message_id=str(message_id).strip() if message_id else None,
+        smtputf8=smtputf8,
+        eightbit=not data.isascii(),
+    )
+

@@ -1,0 +1,234 @@
+"""The decision log: event names, keys, the emitters, and ``configure_logging()``.
+
+Every decision smtpretry takes is one structlog event with a constant name and
+documented keys (the README has the table). The names and the emitters live
+here only, so the log readers and the writers share them.
+
+Importing smtpretry configures nothing and prints nothing. While structlog has
+not been configured, events go to the standard ``logging`` logger
+``"smtpretry"`` (which has a ``NullHandler``, so it stays silent unless the
+application configures logging). Once the application configures structlog, or
+calls :func:`configure_logging`, events go through structlog's pipeline.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Iterable
+from typing import IO, Any, Protocol, TextIO, cast
+
+import structlog
+
+from .classify import Classification
+from .reply import Evidence, Reply
+
+__all__ = [
+    "CAP_LOWERED",
+    "CAP_RAISED",
+    "CONNECTION_LOST",
+    "EVENTS",
+    "MESSAGE_DELIVERED",
+    "RECIPIENT_DEFERRED",
+    "RECIPIENT_FAILED",
+    "RETRY_SCHEDULED",
+    "SCHEMA_VERSION",
+    "SEND_COMPLETED",
+    "Logger",
+    "configure_logging",
+    "get_logger",
+]
+
+SCHEMA_VERSION = 1
+
+MESSAGE_DELIVERED = "smtpretry.message_delivered"
+RETRY_SCHEDULED = "smtpretry.retry_scheduled"
+RECIPIENT_DEFERRED = "smtpretry.recipient_deferred"
+RECIPIENT_FAILED = "smtpretry.recipient_failed"
+CONNECTION_LOST = "smtpretry.connection_lost"
+CAP_LOWERED = "smtpretry.cap_lowered"
+CAP_RAISED = "smtpretry.cap_raised"
+SEND_COMPLETED = "smtpretry.send_completed"
+
+EVENTS = (
+    MESSAGE_DELIVERED,
+    RETRY_SCHEDULED,
+    RECIPIENT_DEFERRED,
+    RECIPIENT_FAILED,
+    CONNECTION_LOST,
+    CAP_LOWERED,
+    CAP_RAISED,
+    SEND_COMPLETED,
+)
+
+LOGGER_NAME = "smtpretry"
+
+
+class Logger(Protocol):
+    """What smtpretry needs of a logger: a structlog bound logger fits."""
+
+    def bind(self, **kw: Any) -> Logger: ...
+    def info(self, event: str, **kw: Any) -> Any: ...
+    def warning(self, event: str, **kw: Any) -> Any: ...
+    def error(self, event: str, **kw: Any) -> Any: ...
+
+
+logging.getLogger(LOGGER_NAME).addHandler(logging.NullHandler())
+
+_quiet: Any = None
+
+
+def get_logger(**bind: Any) -> Logger:
+    """The logger smtpretry emits to, with ``bind`` bound: structlog's own
+    when the application configured structlog, else a wrapper around the
+    standard library logger ``"smtpretry"`` that stays silent by default."""
+    global _quiet
+    if structlog.is_configured():
+        log: Logger = structlog.get_logger(LOGGER_NAME)
+    else:
+        if _quiet is None:
+            _quiet = structlog.wrap_logger(
+                logging.getLogger(LOGGER_NAME),
+                processors=[structlog.stdlib.filter_by_level, structlog.stdlib.render_to_log_kwargs],
+                wrapper_class=structlog.stdlib.BoundLogger,
+            )
+        log = _quiet
+    return log.bind(**bind) if bind else log
+
+
+def configure_logging(
+    *, json: bool = True, file: str | os.PathLike[str] | IO[str] | None = None, level: str = "info"
+) -> None:
+    """Opt in to the decision log: configure structlog to write every event
+    as one JSON line (or a readable console line with ``json=False``) to
+    ``file`` (a path, opened for appending with mode 0600, or an open text
+    stream), or to stderr when ``file`` is None.
+
+    This is the only code in smtpretry that calls ``structlog.configure()``;
+    applications that configure structlog themselves need not call it.
+
+    .. versionadded:: 0.1
+    """
+    stream: IO[str]
+    if file is None:
+        stream = sys.stderr
+    elif isinstance(file, (str, os.PathLike)):
+        fd = os.open(os.fspath(file), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        stream = os.fdopen(fd, "a", encoding="utf-8", buffering=1)
+    else:
+        stream = file
+    renderer: Any = (
+        structlog.processors.JSONRenderer(sort_keys=False)
+        if json
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
+        logger_factory=structlog.WriteLoggerFactory(cast(TextIO, stream)),
+        cache_logger_on_first_use=False,
+    )
+
+
+def _evidence(evidence: Evidence) -> dict[str, Any]:
+    if isinstance(evidence, Reply):
+        return {
+            "phase": evidence.phase.value,
+            "code": evidence.code,
+            "enhanced": str(evidence.enhanced) if evidence.enhanced else None,
+            "text": evidence.text,
+            "failure": None,
+        }
+    return {
+        "phase": evidence.phase.value,
+        "code": None,
+        "enhanced": None,
+        "text": evidence.detail,
+        "failure": evidence.kind.value,
+    }
+
+
+def _classified(c: Classification) -> dict[str, Any]:
+    return {"category": c.category.value, "action": c.action.value, "reason": c.reason}
+
+
+def message_delivered(
+    log: Logger, *, recipients: Iterable[str], attempt: int, reply: Reply | None,
+    connections_active: int, connections_cap: int, assumed: bool = False,
+) -> None:
+    log.info(
+        MESSAGE_DELIVERED, schema_version=SCHEMA_VERSION, recipients=list(recipients),
+        attempt=attempt, code=reply.code if reply else None,
+        enhanced=str(reply.enhanced) if reply and reply.enhanced else None,
+        text=reply.text if reply else None, assumed=assumed,
+        connections_active=connections_active, connections_cap=connections_cap,
+    )
+
+
+def retry_scheduled(
+    log: Logger, *, recipients: Iterable[str], attempt: int, delay_s: float,
+    evidence: Evidence, c: Classification, connections_active: int, connections_cap: int,
+) -> None:
+    log.warning(
+        RETRY_SCHEDULED, schema_version=SCHEMA_VERSION, recipients=list(recipients),
+        attempt=attempt, delay_s=round(delay_s, 3), **_evidence(evidence), **_classified(c),
+        connections_active=connections_active, connections_cap=connections_cap,
+    )
+
+
+def recipient_deferred(
+    log: Logger, *, recipient: str, attempt: int, next_attempt_at: float,
+    evidence: Evidence, c: Classification,
+) -> None:
+    log.warning(
+        RECIPIENT_DEFERRED, schema_version=SCHEMA_VERSION, recipient=recipient, attempt=attempt,
+        next_attempt_at=round(next_attempt_at, 3), **_evidence(evidence), **_classified(c),
+    )
+
+
+def recipient_failed(
+    log: Logger, *, recipient: str, attempt: int, evidence: Evidence, c: Classification,
+    expired: bool = False,
+) -> None:
+    log.error(
+        RECIPIENT_FAILED, schema_version=SCHEMA_VERSION, recipient=recipient, attempt=attempt,
+        expired=expired, **_evidence(evidence), **_classified(c),
+    )
+
+
+def connection_lost(
+    log: Logger, *, recipients: Iterable[str], attempt: int, evidence: Evidence,
+    possible_duplicate: bool,
+) -> None:
+    log.warning(
+        CONNECTION_LOST, schema_version=SCHEMA_VERSION, recipients=list(recipients),
+        attempt=attempt, possible_duplicate=possible_duplicate, **_evidence(evidence),
+    )
+
+
+def cap_changed(
+    log: Logger, *, lowered: bool, connections_cap: int, previous_cap: int,
+    connections_active: int, configured_cap: int, reply: Reply | None,
+) -> None:
+    (log.warning if lowered else log.info)(
+        CAP_LOWERED if lowered else CAP_RAISED, schema_version=SCHEMA_VERSION,
+        connections_cap=connections_cap, previous_cap=previous_cap,
+        configured_cap=configured_cap, connections_active=connections_active,
+        code=reply.code if reply else None,
+        enhanced=str(reply.enhanced) if reply and reply.enhanced else None,
+        text=reply.text if reply else None,
+    )
+
+
+def send_completed(
+    log: Logger, *, delivered: int, deferred: int, failed: int, attempts: int, duration_s: float,
+) -> None:
+    log.info(
+        SEND_COMPLETED, schema_version=SCHEMA_VERSION, delivered=delivered, deferred=deferred,
+        failed=failed, attempts=attempts, duration_s=round(duration_s, 3),
+    )

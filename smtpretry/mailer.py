@@ -1,0 +1,363 @@
+"""The async API: :class:`Mailer` drives the pure core over a connection pool.
+
+``Mailer.send()`` runs attempts under tenacity (``_retrying.py``). Each attempt
+takes a session from the destination's pool, runs as many transactions as the
+recipients still pending need (more than one when the server takes only so
+many recipients at a time), and hands every reply to ``classify()`` and
+``decide()``. Recipients whose decision is final leave the send with an
+:class:`Outcome`; the rest are retried after the backoff, and deferred when
+the stop condition fires. Every decision is logged (``events.py``).
+"""
+
+from __future__ import annotations
+
+import random
+import ssl
+import time
+from collections.abc import Callable, Iterable
+from email.message import Message
+from typing import Self, assert_never
+
+from tenacity import RetryCallState
+
+from . import events
+from ._retrying import build_retrying
+from .classify import Category
+from .decide import (
+    Attempt,
+    Decision,
+    Defer,
+    Fail,
+    Ok,
+    RecipientState,
+    Retry,
+    classify_evidence,
+    decide,
+    give_up,
+)
+from .envelope import Envelope, build_envelope
+from .events import Logger
+from .policy import Limits, RetryPolicy
+from .pool import DestinationPool
+from .reply import Evidence, FailureKind, Phase, Reply, TransportFailure
+from .result import Outcome, SendResult, Status
+from .transport import Endpoint, Session, TLSMode, encode_data
+
+__all__ = ["Mailer"]
+
+
+class Mailer:
+    """Send mail to one SMTP server (a relay or a provider's submission
+    service), surviving throttling and temporary failures.
+
+    Many concurrent :meth:`send` calls share one pool of connections, reused
+    across messages and never more than ``limits.max_connections`` open at
+    once (less while the server throttles)::
+
+        async with Mailer("smtp.example.net", 587, username="app", password=pw) as mailer:
+            result = await mailer.send(message)
+
+    :param tls: ``"starttls"`` (default; refuses to go on without it),
+        ``"implicit"`` (port 465) or ``"none"``
+    :param timeout: seconds to wait for each server reply
+    :param tls_context: to trust a private CA; certificates and host names are
+        always verified unless this context says otherwise
+    :param allow_plaintext_auth: allow a password over an unencrypted
+        connection to a host that is not on loopback
+    :param logger: a structlog-style logger to emit decisions to
+    :param rng, clock: randomness for the jitter and the wall clock (epoch
+        seconds), for tests and simulations
+    :raises ConfigError: for a bad port, TLS mode, limit or credentials
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int = 25,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        tls: TLSMode | str = TLSMode.STARTTLS,
+        timeout: float = 60.0,
+        tls_context: ssl.SSLContext | None = None,
+        local_hostname: str | None = None,
+        allow_plaintext_auth: bool = False,
+        policy: RetryPolicy | None = None,
+        limits: Limits | None = None,
+        logger: Logger | None = None,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.endpoint = Endpoint(
+            host=host, port=port, tls=TLSMode(tls) if tls in TLSMode._value2member_map_ else tls,  # type: ignore[arg-type]
+            username=username, password=password, timeout=timeout, tls_context=tls_context,
+            local_hostname=local_hostname, allow_plaintext_auth=allow_plaintext_auth,
+        )
+        self.policy = policy if policy is not None else RetryPolicy()
+        self.limits = limits if limits is not None else Limits()
+        self._logger = logger
+        self._rng = rng if rng is not None else random.Random()
+        self._clock = clock
+        self._pool: DestinationPool | None = None
+
+    @property
+    def destination(self) -> str:
+        """``host:port``, the name this destination has in the log."""
+        return self.endpoint.destination
+
+    @property
+    def pool(self) -> DestinationPool:
+        if self._pool is None:
+            self._pool = DestinationPool(self.endpoint, self.limits, self._log())
+        return self._pool
+
+    def _log(self, **bind: object) -> Logger:
+        base = self._logger if self._logger is not None else events.get_logger()
+        return base.bind(destination=self.destination, **bind)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """QUIT the idle connections. Sends still running keep theirs."""
+        if self._pool is not None:
+            await self._pool.close()
+
+    async def send(
+        self,
+        message: Message | bytes | str,
+        /,
+        *,
+        sender: str | None = None,
+        recipients: str | Iterable[str] | None = None,
+    ) -> SendResult:
+        """Send ``message`` to each recipient once, retrying what can be
+        retried; return what happened to every recipient.
+
+        ``message`` is an :class:`email.message.EmailMessage` or the bytes of
+        one. Without ``sender`` and ``recipients`` the envelope comes from the
+        headers as in :meth:`smtplib.SMTP.send_message` (Bcc is removed).
+
+        Server replies are never raised: each recipient ends ``delivered``,
+        ``deferred`` (retries ran out, or the server said come back later) or
+        ``failed`` (a permanent reply, or a message too large).
+
+        :raises MessageError: no sender or recipients, or an address with
+            control characters, before anything is sent.
+        """
+        rcpts = [recipients] if isinstance(recipients, str) else (
+            list(recipients) if recipients is not None else None
+        )
+        envelope = build_envelope(message, sender, rcpts)
+        run = _Run(self, envelope)
+        retrying = build_retrying(self.policy, before_sleep=run.before_sleep)
+        last: Retry | None = await retrying(run.attempt)
+        if isinstance(last, Retry):
+            run.give_up()
+        return run.finish()
+
+
+class _Run:
+    """The state of one ``send()``: each recipient's history and outcome."""
+
+    def __init__(self, mailer: Mailer, envelope: Envelope) -> None:
+        self.mailer = mailer
+        self.pool = mailer.pool
+        self.envelope = envelope
+        self.data = encode_data(envelope.data)
+        self.log = mailer._log(message_id=envelope.message_id)
+        self.states = {r: RecipientState(r) for r in envelope.recipients}
+        self.outcomes: dict[str, Outcome] = {}
+        self.retries: dict[str, Retry] = {}
+        self.duplicates: set[str] = set()
+        self.attempts = 0
+        self.started = time.monotonic()
+
+    @property
+    def pending(self) -> list[str]:
+        return [r for r in self.envelope.recipients if r not in self.outcomes]
+
+    # -- one attempt: one session, as many transactions as it takes --------
+
+    async def attempt(self) -> Retry | None:
+        self.attempts += 1
+        self.retries.clear()
+        stale_allowance = 2
+        while True:
+            got, reused, opened_at = await self.pool.acquire()
+            if not isinstance(got, Session):
+                self.settle({r: got for r in self.pending}, opened_at)
+                return self.retry()
+            session = got
+            reusable = True
+            try:
+                todo = self.pending
+                while todo:
+                    evidence, reusable, completed = await self._transaction(session, todo)
+                    if reused and stale_allowance and _stale(evidence.values()):
+                        # The server closed this idle connection meanwhile: not
+                        # an attempt, just a dead socket. Take another session.
+                        stale_allowance -= 1
+                        break
+                    reused = False
+                    self.settle(evidence, opened_at)
+                    if completed:
+                        self.pool.succeeded()
+                    todo = [r for r, d in self.retries.items() if d.delay_s == 0] if reusable else []
+                    for r in todo:
+                        del self.retries[r]
+                else:
+                    return self.retry()
+            finally:
+                await self.pool.release(session, reusable=reusable)
+
+    async def _transaction(self, session: Session, todo: list[str]) -> tuple[dict[str, Evidence], bool, bool]:
+        env = self.envelope
+        limit = session.size_limit
+        problem: TransportFailure | None = None
+        if limit is not None and len(self.data) > limit:
+            problem = TransportFailure(
+                FailureKind.SIZE, Phase.MAIL, f"message of {len(self.data)} bytes, server limit {limit}"
+            )
+        elif env.smtputf8 and not session.supports("smtputf8"):
+            problem = TransportFailure(
+                FailureKind.UNSUPPORTED, Phase.MAIL,
+                "non-ASCII address, and the server does not offer SMTPUTF8 (RFC 6531)",
+            )
+        if problem is not None:
+            return {r: problem for r in todo}, True, False
+        tr = await session.transaction(
+            env.sender, todo, self.data, smtputf8=env.smtputf8, eightbit=env.eightbit
+        )
+        return tr.evidence, tr.reusable, tr.completed
+
+    # -- decisions -----------------------------------------------------------
+
+    def settle(self, evidence: dict[str, Evidence], opened_at: float) -> None:
+        """Record and decide each recipient's evidence; log each decision."""
+        now = self.mailer._clock()
+        delivered: list[str] = []
+        assumed: list[str] = []
+        seen: set[Evidence] = set()
+        for rcpt, ev in evidence.items():
+            c = classify_evidence(ev)
+            state = self.states[rcpt].record(Attempt(ev, c, self.attempts, now))
+            self.states[rcpt] = state
+            if ev not in seen:
+                seen.add(ev)
+                self._observe(ev, c.category, [r for r, e in evidence.items() if e == ev], opened_at)
+            if isinstance(ev, TransportFailure) and ev.kind is FailureKind.AMBIGUOUS:
+                self.duplicates.add(rcpt)
+            decision: Decision = decide(state, self.mailer.policy, now=now, rng=self.mailer._rng)
+            match decision:
+                case Ok(assumed=was_assumed):
+                    self._end(rcpt, Status.DELIVERED)
+                    (assumed if was_assumed else delivered).append(rcpt)
+                case Fail(expired=expired):
+                    self._end(rcpt, Status.FAILED, expired=expired)
+                    events.recipient_failed(self.log, recipient=rcpt, attempt=self.attempts,
+                                            evidence=ev, c=c, expired=expired)
+                case Defer(next_attempt_at=at):
+                    self._end(rcpt, Status.DEFERRED, next_attempt_at=at)
+                    events.recipient_deferred(self.log, recipient=rcpt, attempt=self.attempts,
+                                              next_attempt_at=at, evidence=ev, c=c)
+                case Retry():
+                    self.retries[rcpt] = decision
+                case _:
+                    assert_never(decision)
+        for group, was_assumed in ((delivered, False), (assumed, True)):
+            if group:
+                final = evidence[group[0]]
+                events.message_delivered(
+                    self.log, recipients=group, attempt=self.attempts,
+                    reply=final if isinstance(final, Reply) else None, assumed=was_assumed,
+                    connections_active=self.pool.active, connections_cap=self.pool.cap.current,
+                )
+
+    def _observe(self, ev: Evidence, category: Category, recipients: list[str], opened_at: float) -> None:
+        if isinstance(ev, TransportFailure):
+            if ev.kind in (FailureKind.DISCONNECTED, FailureKind.TIMEOUT, FailureKind.AMBIGUOUS,
+                           FailureKind.PROTOCOL):
+                events.connection_lost(
+                    self.log, recipients=recipients, attempt=self.attempts, evidence=ev,
+                    possible_duplicate=ev.kind is FailureKind.AMBIGUOUS,
+                )
+        elif category is Category.THROTTLED:
+            self.pool.throttled(ev, opened_at)
+
+    def _end(self, rcpt: str, status: Status, *, next_attempt_at: float | None = None,
+             expired: bool = False) -> None:
+        state = self.states[rcpt]
+        last = state.history[-1]
+        self.outcomes[rcpt] = Outcome(
+            recipient=rcpt, status=status, classification=last.classification,
+            history=state.history, next_attempt_at=next_attempt_at,
+            possible_duplicate=rcpt in self.duplicates, expired=expired,
+        )
+
+    def retry(self) -> Retry | None:
+        """The attempt's verdict for tenacity: wait as long as the longest
+        pending recipient needs, or stop when none is pending."""
+        if not self.retries:
+            return None
+        return Retry(max(d.delay_s for d in self.retries.values()))
+
+    def before_sleep(self, state: RetryCallState) -> None:
+        groups: dict[Evidence, list[str]] = {}
+        for rcpt in self.retries:
+            last = self.states[rcpt].last
+            assert last is not None
+            groups.setdefault(last.evidence, []).append(rcpt)
+        delay = state.next_action.sleep if state.next_action else 0.0
+        for ev, rcpts in groups.items():
+            events.retry_scheduled(
+                self.log, recipients=rcpts, attempt=self.attempts, delay_s=delay, evidence=ev,
+                c=classify_evidence(ev), connections_active=self.pool.active,
+                connections_cap=self.pool.cap.current,
+            )
+
+    def give_up(self) -> None:
+        """Retries ran out: defer every recipient still pending."""
+        now = self.mailer._clock()
+        for rcpt in self.pending:
+            state = self.states[rcpt]
+            last = state.last
+            assert last is not None
+            verdict = give_up(state, self.mailer.policy, now=now)
+            if isinstance(verdict, Defer):
+                self._end(rcpt, Status.DEFERRED, next_attempt_at=verdict.next_attempt_at)
+                events.recipient_deferred(self.log, recipient=rcpt, attempt=self.attempts,
+                                          next_attempt_at=verdict.next_attempt_at,
+                                          evidence=last.evidence, c=last.classification)
+            else:
+                self._end(rcpt, Status.FAILED, expired=True)
+                events.recipient_failed(self.log, recipient=rcpt, attempt=self.attempts,
+                                        evidence=last.evidence, c=last.classification, expired=True)
+
+    def finish(self) -> SendResult:
+        result = SendResult(
+            self.envelope.message_id, {r: self.outcomes[r] for r in self.envelope.recipients}
+        )
+        events.send_completed(
+            self.log, delivered=len(result.delivered), deferred=len(result.deferred),
+            failed=len(result.failed), attempts=self.attempts,
+            duration_s=time.monotonic() - self.started,
+        )
+        return result
+
+
+def _stale(evidence: Iterable[Evidence]) -> bool:
+    """Every recipient's evidence says the connection was already dead when
+    the transaction began (RSET or MAIL found it closed)."""
+    items = list(evidence)
+    return bool(items) and all(
+        isinstance(e, TransportFailure)
+        and e.kind is FailureKind.DISCONNECTED
+        and e.phase in (Phase.RSET, Phase.MAIL)
+        for e in items
+    )

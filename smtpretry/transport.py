@@ -1,0 +1,400 @@
+"""One SMTP session over aiosmtplib, with every answer turned into a value.
+
+This is the only module that imports aiosmtplib. It opens a session (greeting,
+EHLO, STARTTLS, EHLO, AUTH) and runs transactions (MAIL, RCPT..., DATA, the
+message, the final dot). Every server answer becomes a :class:`Reply`, every
+refused, timed-out or dropped connection a :class:`TransportFailure`; nothing
+here raises for what a server says.
+
+Two aiosmtplib facts shape it:
+
+- ``sendmail()`` can hide a 421 given to one RCPT behind a later
+  ``SMTPServerDisconnected``, and it cannot tell the DATA command's reply from
+  the reply after the final dot; so we drive MAIL, RCPT and DATA ourselves and
+  keep every reply with its phase.
+- aiosmtplib closes the client after a 421 to most commands, but a 421 to the
+  message body arrives as an ordinary reply; we close after any 421.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import re
+import socket
+import ssl
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import cache
+
+import aiosmtplib
+from aiosmtplib.response import SMTPResponse
+
+from .errors import ConfigError
+from .reply import Evidence, FailureKind, Phase, Reply, TransportFailure
+
+__all__ = ["Endpoint", "Session", "TLSMode", "Transaction", "is_loopback", "open_session"]
+
+
+class TLSMode(StrEnum):
+    """How the connection is protected: ``starttls`` upgrades a plain
+    connection (and refuses to go on if the server cannot), ``implicit`` speaks
+    TLS from the first byte (port 465), ``none`` never encrypts."""
+
+    STARTTLS = "starttls"
+    IMPLICIT = "implicit"
+    NONE = "none"
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and addresses in 127.0.0.0/8 or ::1."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@cache
+def _local_hostname() -> str:
+    # Looked up once per process: socket.getfqdn() can take seconds when DNS
+    # is slow, and smtplib would repeat it on every connection.
+    name = socket.getfqdn()
+    return name if name and "." in name else "localhost"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Endpoint:
+    """Where and how to connect. The password is never shown in ``repr``.
+
+    :raises ConfigError: for AUTH over a plaintext connection to a host that is
+        not on loopback, unless ``allow_plaintext_auth``.
+    """
+
+    host: str
+    port: int
+    tls: TLSMode = TLSMode.STARTTLS
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    timeout: float = 60.0
+    tls_context: ssl.SSLContext | None = field(default=None, repr=False, compare=False)
+    local_hostname: str | None = None
+    allow_plaintext_auth: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.port, int) or not 0 < self.port < 65536:
+            raise ConfigError(f"port: expected an integer 1..65535, got {self.port!r}")
+        try:
+            object.__setattr__(self, "tls", TLSMode(self.tls))
+        except ValueError:
+            raise ConfigError(f"tls: expected starttls, implicit or none, got {self.tls!r}") from None
+        if self.timeout <= 0:
+            raise ConfigError(f"timeout: expected seconds > 0, got {self.timeout!r}")
+        if (self.username is None) != (self.password is None):
+            raise ConfigError("username and password: give both or neither")
+        if (
+            self.username is not None
+            and self.tls is TLSMode.NONE
+            and not is_loopback(self.host)
+            and not self.allow_plaintext_auth
+        ):
+            raise ConfigError(
+                f"tls: refusing to send a password in clear to {self.host}; use tls='starttls' "
+                "or 'implicit', or set allow_plaintext_auth=True"
+            )
+
+    @property
+    def destination(self) -> str:
+        """The name a destination goes by in logs and limits: ``host:port``."""
+        return f"{self.host}:{self.port}"
+
+
+def _failure(exc: BaseException, phase: Phase) -> Evidence:
+    """An aiosmtplib exception as a value."""
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        if exc.code < 0:  # aiosmtplib's "invalid response": a malformed or over-long line
+            return TransportFailure(FailureKind.PROTOCOL, phase, exc.message)
+        return Reply.build(exc.code, exc.message, phase)
+    if isinstance(exc, aiosmtplib.SMTPTimeoutError | TimeoutError):
+        return TransportFailure(FailureKind.TIMEOUT, phase, str(exc))
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(exc, ssl.SSLError) or isinstance(cause, ssl.SSLError):
+        tls_error = cause if isinstance(cause, ssl.SSLError) else exc
+        return TransportFailure(FailureKind.TLS, phase, str(tls_error))
+    if isinstance(exc, aiosmtplib.SMTPConnectError):
+        return TransportFailure(FailureKind.REFUSED, phase, str(exc))
+    return TransportFailure(FailureKind.DISCONNECTED, phase, str(exc) or type(exc).__name__)
+
+
+_RECOVERABLE = (aiosmtplib.SMTPException, OSError, TimeoutError)
+
+
+def _reply(response: SMTPResponse, phase: Phase) -> Reply:
+    return Reply.build(response.code, response.message, phase)
+
+
+_LINE_ENDINGS = re.compile(rb"\r\n|\n|\r(?!\n)")
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+
+
+def encode_data(message: bytes) -> bytes:
+    """The message as it travels after DATA: CRLF line ends, leading dots
+    doubled (RFC 5321 4.5.2), and the final ``.`` line."""
+    body = _LINE_ENDINGS.sub(b"\r\n", message)
+    if not body.endswith(b"\r\n"):
+        body += b"\r\n"
+    return _LEADING_DOT.sub(b"..", body) + b".\r\n"
+
+
+@dataclass(slots=True)
+class Transaction:
+    """What one MAIL..DATA transaction did: the evidence for each recipient
+    (its RCPT reply if refused, else the DATA or final reply, or the failure),
+    which recipients the server took (``accepted``, delivered only when
+    ``completed``) and whether the session can carry another transaction."""
+
+    evidence: dict[str, Evidence]
+    accepted: list[str]
+    completed: bool
+    final: Reply | None
+    reusable: bool
+
+
+class Session:
+    """One open, greeted (and if asked, encrypted and authenticated) SMTP connection."""
+
+    def __init__(self, client: aiosmtplib.SMTP, endpoint: Endpoint, opened_at: float) -> None:
+        self._client = client
+        self.endpoint = endpoint
+        self.opened_at = opened_at
+        self.transactions = 0
+        self.last_used = time.monotonic()
+        self.needs_reset = False
+
+    @property
+    def connected(self) -> bool:
+        return self._client.is_connected
+
+    @property
+    def size_limit(self) -> int | None:
+        """The SIZE the server advertised (RFC 1870), or None."""
+        value = self._client.esmtp_extensions.get("size", "")
+        return int(value) if value.isdigit() and int(value) > 0 else None
+
+    def supports(self, extension: str) -> bool:
+        return self._client.supports_extension(extension)
+
+    async def _command(self, phase: Phase, *args: bytes) -> Evidence:
+        try:
+            response = await self._client.execute_command(*args)
+        except _RECOVERABLE as exc:
+            self.close()
+            return _failure(exc, phase)
+        reply = _reply(response, phase)
+        if reply.code == 421:
+            self.close()
+        return reply
+
+    async def transaction(
+        self, sender: str, recipients: list[str], data: bytes, *, smtputf8: bool = False,
+        eightbit: bool = False,
+    ) -> Transaction:
+        """Run MAIL, RCPT for each recipient, DATA and the message.
+
+        ``data`` is already encoded with :func:`encode_data`. A recipient is
+        ``accepted`` when its RCPT got 250/251; it is delivered only if the
+        transaction ``completed`` with a 250 after the final dot.
+        """
+        self.transactions += 1
+        self.last_used = time.monotonic()
+        evidence: dict[str, Evidence] = {}
+
+        def everyone(e: Evidence, who: list[str]) -> Transaction:
+            for r in who:
+                evidence[r] = e
+            return Transaction(evidence, [], False, None, self._after_abort(e))
+
+        if self.needs_reset:
+            reset = await self._command(Phase.RSET, b"RSET")
+            if not (isinstance(reset, Reply) and reset.code == 250):
+                return everyone(reset, recipients)
+            self.needs_reset = False
+
+        options = [b"SIZE=%d" % len(data)] if self.size_limit is not None else []
+        if eightbit and self.supports("8bitmime"):
+            options.append(b"BODY=8BITMIME")
+        if smtputf8:
+            options.append(b"SMTPUTF8")
+        encoding = "utf-8" if smtputf8 else "ascii"
+        mail = await self._command(Phase.MAIL, b"MAIL", b"FROM:<" + sender.encode(encoding) + b">", *options)
+        if not (isinstance(mail, Reply) and mail.code == 250):
+            return everyone(mail, recipients)
+
+        accepted: list[str] = []
+        for i, rcpt in enumerate(recipients):
+            reply = await self._command(Phase.RCPT, b"RCPT", b"TO:<" + rcpt.encode(encoding) + b">")
+            if isinstance(reply, Reply) and reply.code in (250, 251):
+                accepted.append(rcpt)
+                continue
+            evidence[rcpt] = reply
+            if isinstance(reply, TransportFailure) or reply.code == 421 or not self.connected:
+                # The session is gone: the recipients not yet named share its
+                # end, and the accepted ones are not delivered without DATA.
+                for r in [*recipients[i + 1 :], *accepted]:
+                    evidence[r] = reply
+                return Transaction(evidence, [], False, None, False)
+            if _too_many(reply):
+                # The server takes no more recipients in this transaction
+                # (RFC 5321 4.5.3.1.10): the rest go in the next one.
+                for r in recipients[i + 1 :]:
+                    evidence[r] = reply
+                break
+        if not accepted:
+            return Transaction(evidence, [], False, None, self._after_abort(None))
+
+        start = await self._command(Phase.DATA, b"DATA")
+        if not (isinstance(start, Reply) and start.code == 354):
+            for r in accepted:
+                evidence[r] = start
+            return Transaction(evidence, [], False, None, self._after_abort(start))
+
+        final = await self._send_body(data)
+        for r in accepted:
+            evidence[r] = final
+        if isinstance(final, Reply) and final.code == 250:
+            return Transaction(evidence, accepted, True, final, self.connected)
+        return Transaction(evidence, [], False, final if isinstance(final, Reply) else None,
+                           self.connected and isinstance(final, Reply) and final.code != 421)
+
+    async def _send_body(self, data: bytes) -> Evidence:
+        protocol = self._client.protocol
+        if protocol is None:
+            return TransportFailure(FailureKind.DISCONNECTED, Phase.DATA, "lost before the message")
+        try:
+            # write() does not yield, so the reply cannot arrive before
+            # read_response() is waiting for it.
+            protocol.write(data)
+        except _RECOVERABLE as exc:
+            self.close()
+            return TransportFailure(FailureKind.DISCONNECTED, Phase.DATA, str(exc))
+        try:
+            response = await protocol.read_response(timeout=self.endpoint.timeout)
+        except _RECOVERABLE as exc:
+            self.close()
+            failure = _failure(exc, Phase.DATA_END)
+            if isinstance(failure, TransportFailure) and failure.kind in (
+                FailureKind.DISCONNECTED, FailureKind.TIMEOUT
+            ):
+                # RFC 1047: the message was sent whole; the server may have it.
+                return TransportFailure(FailureKind.AMBIGUOUS, Phase.DATA_END, failure.detail)
+            return failure
+        reply = _reply(response, Phase.DATA_END)
+        if reply.code == 421:
+            self.close()
+        return reply
+
+    def _after_abort(self, e: Evidence | None) -> bool:
+        """After a transaction that did not complete, the session needs RSET
+        before the next one; it is reusable only if still connected."""
+        self.needs_reset = True
+        return self.connected and not (isinstance(e, Reply) and e.code == 421)
+
+    async def quit(self) -> None:
+        """Say QUIT and close; errors on the way out are of no interest."""
+        if self._client.is_connected:
+            with contextlib.suppress(*_RECOVERABLE):
+                await self._client.quit(timeout=min(self.endpoint.timeout, 5.0))
+        self.close()
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _too_many(reply: Reply) -> bool:
+    return (reply.enhanced is not None and (reply.enhanced.subject, reply.enhanced.detail) == (5, 3)) or (
+        "too many recipients" in reply.text.lower()
+    )
+
+
+async def open_session(
+    endpoint: Endpoint, *, opened_at: float | None = None
+) -> Session | Evidence:
+    """Connect, read the greeting, EHLO (HELO if EHLO is refused), STARTTLS and
+    EHLO again when asked, and AUTH when credentials are given. Returns the
+    session, or the reply or failure that stopped it (the connection is closed)."""
+    tls_context = endpoint.tls_context
+    if tls_context is None and endpoint.tls is not TLSMode.NONE:
+        tls_context = ssl.create_default_context()
+    client = aiosmtplib.SMTP(
+        hostname=endpoint.host,
+        port=endpoint.port,
+        timeout=endpoint.timeout,
+        local_hostname=endpoint.local_hostname or _local_hostname(),
+        use_tls=endpoint.tls is TLSMode.IMPLICIT,
+        start_tls=False,
+        tls_context=tls_context if endpoint.tls is TLSMode.IMPLICIT else None,
+    )
+    phase = Phase.CONNECT
+    try:
+        try:
+            await client.connect()
+        except aiosmtplib.SMTPConnectResponseError as exc:
+            return Reply.build(exc.code, exc.message, Phase.GREETING)
+        phase = Phase.EHLO
+        stop = await _ehlo(client)
+        if stop is not None:
+            return stop
+        if endpoint.tls is TLSMode.STARTTLS:
+            phase = Phase.STARTTLS
+            if not client.supports_extension("starttls"):
+                client.close()
+                return TransportFailure(
+                    FailureKind.TLS, phase, "the server does not offer STARTTLS (tls='starttls' requires it)"
+                )
+            assert tls_context is not None
+            try:
+                await client.starttls(tls_context=tls_context, server_hostname=endpoint.host)
+            except aiosmtplib.SMTPResponseException as exc:
+                client.close()
+                return Reply.build(exc.code, exc.message, phase)
+            phase = Phase.EHLO
+            stop = await _ehlo(client)
+            if stop is not None:
+                return stop
+        if endpoint.username is not None:
+            phase = Phase.AUTH
+            if not client.supports_extension("auth"):
+                client.close()
+                return TransportFailure(FailureKind.AUTH, phase, "the server does not offer AUTH")
+            try:
+                await client.login(endpoint.username, endpoint.password or "")
+            except aiosmtplib.SMTPResponseException as exc:
+                client.close()
+                return Reply.build(exc.code, exc.message, phase)
+            except aiosmtplib.SMTPException as exc:
+                if client.is_connected:
+                    client.close()
+                    return TransportFailure(FailureKind.AUTH, phase, str(exc))
+                raise
+    except (*_RECOVERABLE, ssl.SSLError) as exc:
+        client.close()
+        return _failure(exc, phase)
+    return Session(client, endpoint, time.monotonic() if opened_at is None else opened_at)
+
+
+async def _ehlo(client: aiosmtplib.SMTP) -> Evidence | None:
+    try:
+        await client.ehlo()
+        return None
+    except aiosmtplib.SMTPHeloError as exc:
+        if exc.code >= 500 and client.is_connected:
+            # An old server that knows only HELO (RFC 5321 3.2).
+            try:
+                await client.helo()
+                return None
+            except aiosmtplib.SMTPHeloError as exc2:
+                exc = exc2
+        client.close()
+        return Reply.build(exc.code, exc.message, Phase.EHLO)
