@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 import ssl
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from email.message import Message
 from typing import Self, assert_never
 
@@ -153,8 +153,18 @@ class Mailer:
         rcpts = [recipients] if isinstance(recipients, str) else (
             list(recipients) if recipients is not None else None
         )
-        envelope = build_envelope(message, sender, rcpts)
-        run = _Run(self, envelope)
+        return await self.deliver(build_envelope(message, sender, rcpts))
+
+    async def deliver(
+        self, envelope: Envelope, /, *, states: Mapping[str, RecipientState] | None = None
+    ) -> SendResult:
+        """Send a checked :class:`Envelope` (see :func:`build_envelope`).
+
+        ``states`` carries what is known of recipients from earlier sends (the
+        queue runner passes each recipient's deferrals and first attempt time,
+        which pick the deferral step and bound the lifetime).
+        """
+        run = _Run(self, envelope, states or {})
         retrying = build_retrying(self.policy, before_sleep=run.before_sleep)
         last: Retry | None = await retrying(run.attempt)
         if isinstance(last, Retry):
@@ -165,13 +175,13 @@ class Mailer:
 class _Run:
     """The state of one ``send()``: each recipient's history and outcome."""
 
-    def __init__(self, mailer: Mailer, envelope: Envelope) -> None:
+    def __init__(self, mailer: Mailer, envelope: Envelope, known: Mapping[str, RecipientState]) -> None:
         self.mailer = mailer
         self.pool = mailer.pool
         self.envelope = envelope
         self.data = encode_data(envelope.data)
         self.log = mailer._log(message_id=envelope.message_id)
-        self.states = {r: RecipientState(r) for r in envelope.recipients}
+        self.states = {r: known.get(r) or RecipientState(r) for r in envelope.recipients}
         self.outcomes: dict[str, Outcome] = {}
         self.retries: dict[str, Retry] = {}
         self.duplicates: set[str] = set()
