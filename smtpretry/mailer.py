@@ -22,7 +22,7 @@ from tenacity import RetryCallState
 
 from . import events
 from ._retrying import build_retrying
-from .classify import Category
+from .classify import Action, Category, Classification, retry_after_hint
 from .decide import (
     Attempt,
     Decision,
@@ -241,6 +241,7 @@ class _Run:
             )
         if problem is not None:
             return {r: problem for r in todo}, True, False
+        await self.pool.limiter.pace()
         tr = await session.transaction(
             env.sender, todo, self.data, smtputf8=env.smtputf8, eightbit=env.eightbit
         )
@@ -260,7 +261,7 @@ class _Run:
             self.states[rcpt] = state
             if ev not in seen:
                 seen.add(ev)
-                self._observe(ev, c.category, [r for r, e in evidence.items() if e == ev], opened_at)
+                self._observe(ev, c, [r for r, e in evidence.items() if e == ev], opened_at)
             if isinstance(ev, TransportFailure) and ev.kind is FailureKind.AMBIGUOUS:
                 self.duplicates.add(rcpt)
             decision: Decision = decide(state, self.mailer.policy, now=now, rng=self.mailer._rng)
@@ -289,7 +290,9 @@ class _Run:
                     connections_active=self.pool.active, connections_cap=self.pool.cap.current,
                 )
 
-    def _observe(self, ev: Evidence, category: Category, recipients: list[str], opened_at: float) -> None:
+    def _observe(self, ev: Evidence, c: Classification, recipients: list[str], opened_at: float) -> None:
+        """What a reply says about the destination rather than the recipient:
+        a lost connection, throttling (lower the cap), a named wait (hold off)."""
         if isinstance(ev, TransportFailure):
             if ev.kind in (FailureKind.DISCONNECTED, FailureKind.TIMEOUT, FailureKind.AMBIGUOUS,
                            FailureKind.PROTOCOL):
@@ -297,8 +300,12 @@ class _Run:
                     self.log, recipients=recipients, attempt=self.attempts, evidence=ev,
                     possible_duplicate=ev.kind is FailureKind.AMBIGUOUS,
                 )
-        elif category is Category.THROTTLED:
+            return
+        if c.category is Category.THROTTLED:
             self.pool.throttled(ev, opened_at)
+        hint = retry_after_hint(ev.text) if c.action is Action.RETRY else None
+        if hint is not None:
+            self.pool.limiter.hold_off(hint)
 
     def _end(self, rcpt: str, status: Status, *, next_attempt_at: float | None = None,
              expired: bool = False) -> None:

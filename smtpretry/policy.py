@@ -100,6 +100,7 @@ class Limits:
         the effective cap adapts below it when the server throttles)
     :param max_messages_per_connection: transactions on one connection before it
         is closed and a new one opened
+    :param max_messages_per_minute: transactions per minute at most (None: no limit)
     :param idle_timeout: seconds an unused connection stays open for reuse
     :param adaptive: lower the effective cap when the server throttles, and
         raise it again on sustained success
@@ -111,6 +112,7 @@ class Limits:
 
     max_connections: int = 10
     max_messages_per_connection: int = 100
+    max_messages_per_minute: float | None = None
     idle_timeout: float = 5.0
     adaptive: bool = True
     cap_recovery: int = 20
@@ -118,5 +120,7 @@ class Limits:
     def __post_init__(self) -> None:
         _whole("max_connections", self.max_connections, 1)
         _whole("max_messages_per_connection", self.max_messages_per_connection, 1)
+        if self.max_messages_per_minute is not None:
+            _positive("max_messages_per_minute", self.max_messages_per_minute)
         _positive("idle_timeout", self.idle_timeout, zero_ok=True)
         _whole("cap_recovery", self.cap_recovery, 1)

@@ -1,13 +1,20 @@
-"""Connections per destination: reuse, caps (adaptive), slots.
+"""Connections per destination: slots, adaptive caps, pacing, reuse.
 
-A :class:`DestinationPool` keeps one slot counter per destination. A slot is
-held from connect to QUIT (idle connections kept for reuse hold theirs), never
-while a send waits out a backoff. Throttling replies lower the effective cap
-multiplicatively (never below 1); sustained success raises it additively back
-to the configured value. Each move is a logged decision.
+Two pieces:
 
-The slot counter sits behind :class:`SlotLimiter`, so a limiter shared between
-processes (Redis) can take the place of the in-process one.
+- A :class:`Limiter` keeps one slot counter per limit key (a destination, or
+  a group of MX hosts that share one limit). A slot is held from connect to
+  QUIT (idle connections kept for reuse hold theirs), never while a send
+  waits out a backoff. Throttling replies lower the effective cap
+  multiplicatively (never below 1); sustained success raises it additively
+  back to the configured value. Each move is a logged decision. The limiter
+  also paces transactions (``max_messages_per_minute``) and holds new
+  connections off when a server named a wait.
+- A :class:`DestinationPool` opens, reuses and closes the sessions of one
+  endpoint (host, port, TLS, credentials), taking slots from its limiter.
+
+The limiter is the part a shared backend (Redis) replaces to hold caps across
+processes; the pool stays in-process.
 """
 
 from __future__ import annotations
@@ -22,14 +29,14 @@ from .policy import Limits
 from .reply import Evidence, Reply
 from .transport import Endpoint, Session, open_session
 
-__all__ = ["AdaptiveCap", "DestinationPool"]
+__all__ = ["AdaptiveCap", "DestinationPool", "Limiter"]
 
 
 @dataclass(slots=True)
 class AdaptiveCap:
     """The effective connection cap of one destination (AIMD).
 
-    ``lower(opened_at)`` on a throttling reply to a connection opened at
+    ``lower(opened_at, now)`` on a throttling reply to a connection opened at
     ``opened_at`` (monotonic seconds): the cap loses half (never below 1). A
     reply to a connection opened before the last cut says nothing new (the
     cap was already lowered for it), so it does not cut again: one burst of
@@ -48,8 +55,7 @@ class AdaptiveCap:
 
     @classmethod
     def from_limits(cls, limits: Limits) -> AdaptiveCap:
-        return cls(limits.max_connections, limits.max_connections, limits.cap_recovery,
-                   limits.adaptive)
+        return cls(limits.max_connections, limits.max_connections, limits.cap_recovery, limits.adaptive)
 
     def lower(self, opened_at: float, now: float) -> int | None:
         """The new cap, or None when it did not move."""
@@ -71,65 +77,141 @@ class AdaptiveCap:
         return self.current
 
 
+class Limiter:
+    """Connection slots, the adaptive cap and pacing for one limit key."""
+
+    def __init__(self, name: str, limits: Limits, log: Logger) -> None:
+        self.name = name
+        self.limits = limits
+        self.cap = AdaptiveCap.from_limits(limits)
+        self.open = 0
+        self.cond = asyncio.Condition()
+        self._log = log.bind(destination=name)
+        self._pools: list[DestinationPool] = []
+        self._not_before = 0.0
+        self._next_send = 0.0
+
+    def register(self, pool: DestinationPool) -> None:
+        self._pools.append(pool)
+
+    async def take(self, pool: DestinationPool) -> bool:
+        """Wait for a free slot and take it (True), or return False as soon as
+        ``pool`` has an idle session to reuse instead. Waits out a hold-off a
+        server asked for before taking a slot, never while holding one."""
+        while (delay := self._not_before - time.monotonic()) > 0:
+            await asyncio.sleep(delay)
+        async with self.cond:
+            while True:
+                if pool.has_idle():
+                    return False
+                if self.open < self.cap.current:
+                    self.open += 1
+                    return True
+                # Idle sessions of other pools under this limit hold slots
+                # that a waiting send needs: close one of them.
+                for other in self._pools:
+                    if other is not pool and other.retire_one_idle():
+                        break
+                await self.cond.wait()
+
+    async def give_back(self) -> None:
+        async with self.cond:
+            self.open -= 1
+            self.cond.notify_all()
+
+    async def pace(self) -> None:
+        """Wait for this limit's next transaction turn (``max_messages_per_minute``)."""
+        rate = self.limits.max_messages_per_minute
+        if rate is None:
+            return
+        now = time.monotonic()
+        at = max(now, self._next_send)
+        self._next_send = at + 60.0 / rate
+        if at > now:
+            await asyncio.sleep(at - now)
+
+    def hold_off(self, seconds: float) -> None:
+        """No new connection for ``seconds``: the server named a wait."""
+        self._not_before = max(self._not_before, time.monotonic() + seconds)
+
+    def throttled(self, reply: Reply, opened_at: float) -> None:
+        """The server throttled a connection opened at ``opened_at``
+        (monotonic): lower the effective cap, and close idle sessions above it."""
+        previous = self.cap.current
+        new = self.cap.lower(opened_at, time.monotonic())
+        if new is None:
+            return
+        events.cap_changed(
+            self._log, lowered=True, connections_cap=new, previous_cap=previous,
+            connections_active=self.open, configured_cap=self.cap.configured, reply=reply,
+        )
+        surplus = self.open - new
+        for pool in self._pools:
+            while surplus > 0 and pool.retire_one_idle():
+                surplus -= 1
+
+    def succeeded(self) -> None:
+        previous = self.cap.current
+        new = self.cap.success()
+        if new is not None:
+            events.cap_changed(
+                self._log, lowered=False, connections_cap=new, previous_cap=previous,
+                connections_active=self.open, configured_cap=self.cap.configured, reply=None,
+            )
+
+
 class DestinationPool:
-    """Open, reuse and close sessions to one destination, never more than the
-    effective cap at once.
+    """Open, reuse and close sessions to one endpoint, under a :class:`Limiter`.
 
     ``acquire()`` gives an idle session if there is one, else opens a new one
-    when a slot is free, else waits for one. ``release()`` keeps a healthy
+    when the limiter gives a slot, else waits. ``release()`` keeps a healthy
     session for reuse (closed after ``idle_timeout`` unused) or closes it.
     """
 
-    def __init__(
-        self, endpoint: Endpoint, limits: Limits, log: Logger) -> None:
+    def __init__(self, endpoint: Endpoint, limits: Limits, log: Logger,
+                 limiter: Limiter | None = None) -> None:
         self.endpoint = endpoint
         self.limits = limits
-        self.cap = AdaptiveCap.from_limits(limits)
-        self._log = log.bind(destination=endpoint.destination)
-        self._open = 0
+        self.limiter = limiter if limiter is not None else Limiter(endpoint.destination, limits, log)
+        self.limiter.register(self)
         self._idle: list[Session] = []
-        self._cond = asyncio.Condition()
         self._closing: set[asyncio.Task[None]] = set()
         self._reaper: asyncio.TimerHandle | None = None
 
     @property
+    def cap(self) -> AdaptiveCap:
+        return self.limiter.cap
+
+    @property
     def active(self) -> int:
-        """Connections open or being opened now (idle ones included)."""
-        return self._open
+        """Connections open or being opened under this pool's limit (idle ones included)."""
+        return self.limiter.open
+
+    def has_idle(self) -> bool:
+        return bool(self._idle)
 
     async def acquire(self) -> tuple[Session | Evidence, bool, float]:
         """A session, whether it was reused and when it was opened (monotonic
         seconds); or the reply or failure that kept a new one from opening
         (its slot is already given back) and when the opening began."""
         while True:
-            stale: list[Session] = []
-            async with self._cond:
-                while True:
-                    while self._idle:
-                        session = self._idle.pop()
-                        if session.connected and self._fresh(session):
-                            return session, True, session.opened_at
-                        stale.append(session)
-                    if stale:
-                        break
-                    if self._open < self.cap.current:
-                        self._open += 1
-                        break
-                    await self._cond.wait()
-            if not stale:
-                break
-            # Close stale sessions before opening a new one, so the server
-            # never sees more than the cap at once.
-            for session in stale:
+            while self._idle:
+                session = self._idle.pop()
+                if session.connected and self._fresh(session):
+                    return session, True, session.opened_at
+                # Close a stale session before opening a new one, so the
+                # server never sees more than the cap at once.
                 await self._retire(session)
+            if await self.limiter.take(self):
+                break
         started = time.monotonic()
         try:
             opened = await open_session(self.endpoint, opened_at=started)
         except BaseException:
-            await self._give_back()
+            await self.limiter.give_back()
             raise
         if not isinstance(opened, Session):
-            await self._give_back()
+            await self.limiter.give_back()
         return opened, False, started
 
     def _fresh(self, session: Session) -> bool:
@@ -141,79 +223,57 @@ class DestinationPool:
             reusable
             and session.connected
             and session.transactions < self.limits.max_messages_per_connection
-            and self._open <= self.cap.current
+            and self.limiter.open <= self.limiter.cap.current
             and self.limits.idle_timeout > 0
         )
-        if keep:
-            session.last_used = time.monotonic()
-            async with self._cond:
-                self._idle.append(session)
-                self._cond.notify()
-            self._schedule_reap()
+        if not keep:
+            await self._retire(session)
             return
-        await session.quit()
-        await self._give_back()
-
-    async def _give_back(self) -> None:
-        async with self._cond:
-            self._open -= 1
-            self._cond.notify()
+        session.last_used = time.monotonic()
+        async with self.limiter.cond:
+            self._idle.append(session)
+            self.limiter.cond.notify_all()
+        self._schedule_reap()
 
     async def _retire(self, session: Session) -> None:
         await session.quit()
-        await self._give_back()
+        await self.limiter.give_back()
 
-    def _retire_later(self, session: Session) -> None:
+    def retire_one_idle(self) -> bool:
+        """Close the oldest idle session in the background; False if none."""
+        if not self._idle:
+            return False
+        session = self._idle.pop(0)
         task = asyncio.get_running_loop().create_task(self._retire(session))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
+        return True
 
     def _schedule_reap(self) -> None:
         if self._reaper is None:
-            loop = asyncio.get_running_loop()
-            self._reaper = loop.call_later(self.limits.idle_timeout, self._reap)
+            self._reaper = asyncio.get_running_loop().call_later(self.limits.idle_timeout, self._reap)
 
     def _reap(self) -> None:
         self._reaper = None
-        stale = [s for s in self._idle if not (s.connected and self._fresh(s))]
-        for s in stale:
+        for s in [s for s in self._idle if not (s.connected and self._fresh(s))]:
             self._idle.remove(s)
-            self._retire_later(s)
+            self._idle.insert(0, s)
+            self.retire_one_idle()
         if self._idle:
             self._schedule_reap()
 
     def throttled(self, reply: Reply, opened_at: float) -> None:
-        """The server throttled a connection opened at ``opened_at``
-        (monotonic): lower the effective cap, and close idle sessions above it."""
-        previous = self.cap.current
-        new = self.cap.lower(opened_at, time.monotonic())
-        if new is None:
-            return
-        events.cap_changed(
-            self._log, lowered=True, connections_cap=new, previous_cap=previous,
-            connections_active=self._open, configured_cap=self.cap.configured, reply=reply,
-        )
-        surplus = self._open - new
-        while self._idle and surplus > 0:
-            self._retire_later(self._idle.pop(0))
-            surplus -= 1
+        self.limiter.throttled(reply, opened_at)
 
     def succeeded(self) -> None:
-        previous = self.cap.current
-        new = self.cap.success()
-        if new is not None:
-            events.cap_changed(
-                self._log, lowered=False, connections_cap=new, previous_cap=previous,
-                connections_active=self._open, configured_cap=self.cap.configured, reply=None,
-            )
+        self.limiter.succeeded()
 
     async def close(self) -> None:
         """QUIT every idle session and wait for closes under way."""
         if self._reaper is not None:
             self._reaper.cancel()
             self._reaper = None
-        async with self._cond:
-            idle, self._idle = self._idle, []
+        idle, self._idle = self._idle, []
         for session in idle:
             await self._retire(session)
         if self._closing:
