@@ -7,6 +7,7 @@ over-quota mailboxes, fails messages too large, and logs every decision.
 """
 
 from .classify import RULES, Action, Category, Classification, Rule, classify, classify_reply
+from .config import Config, Profile, Settings, configure, load_config
 from .decide import Decision, Defer, Fail, Ok, RecipientState, Retry, decide
 from .envelope import Envelope, build_envelope
 from .errors import (
@@ -31,6 +32,7 @@ __all__ = [
     "Action",
     "Category",
     "Classification",
+    "Config",
     "ConfigError",
     "Decision",
     "Defer",
@@ -46,6 +48,7 @@ __all__ = [
     "Ok",
     "Outcome",
     "Phase",
+    "Profile",
     "QueueError",
     "RecipientState",
     "Reply",
@@ -55,6 +58,7 @@ __all__ = [
     "Rule",
     "SMTPRetryError",
     "SendResult",
+    "Settings",
     "Status",
     "TLSMode",
     "TransportFailure",
@@ -62,7 +66,9 @@ __all__ = [
     "build_envelope",
     "classify",
     "classify_reply",
+    "configure",
     "configure_logging",
     "decide",
+    "load_config",
     "parse_reply",
 ]

@@ -105,19 +105,37 @@ def configure_logging(
     ``file`` (a path, opened for appending with mode 0600, or an open text
     stream), or to stderr when ``file`` is None.
 
+    ``level`` is the least level written (``"debug"``, ``"info"``,
+    ``"warning"``, ``"error"``), or ``"none"`` to write nothing at all. A file
+    opened by an earlier call is closed.
+
     This is the only code in smtpretry that calls ``structlog.configure()``;
     applications that configure structlog themselves need not call it.
 
     .. versionadded:: 0.1
     """
+    global _owned
+    previous, _owned = _owned, None
     stream: IO[str]
-    if file is None:
-        stream = sys.stderr
-    elif isinstance(file, (str, os.PathLike)):
-        fd = os.open(os.fspath(file), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        stream = os.fdopen(fd, "a", encoding="utf-8", buffering=1)
+    if level == "none":
+        structlog.configure(processors=[_drop], logger_factory=structlog.ReturnLoggerFactory())
     else:
-        stream = file
+        if file is None:
+            stream = sys.stderr
+        elif isinstance(file, (str, os.PathLike)):
+            fd = os.open(os.fspath(file), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            stream = _owned = os.fdopen(fd, "a", encoding="utf-8", buffering=1)
+        else:
+            stream = file
+        _configure(stream, json=json, level=level)
+    if previous is not None:
+        previous.close()  # a file an earlier call opened: nothing writes to it any more
+
+
+_owned: IO[str] | None = None
+
+
+def _configure(stream: IO[str], *, json: bool, level: str) -> None:
     renderer: Any = (
         structlog.processors.JSONRenderer(sort_keys=False)
         if json
@@ -129,10 +147,14 @@ def configure_logging(
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
+        wrapper_class=structlog.make_filtering_bound_logger(level.lower()),
         logger_factory=structlog.WriteLoggerFactory(cast(TextIO, stream)),
         cache_logger_on_first_use=False,
     )
+
+
+def _drop(logger: Any, method: str, event_dict: Any) -> Any:
+    raise structlog.DropEvent
 
 
 def _evidence(evidence: Evidence) -> dict[str, Any]:

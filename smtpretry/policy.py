@@ -106,6 +106,9 @@ class Limits:
         raise it again on sustained success
     :param cap_recovery: successful transactions in a row, while the effective
         cap is below ``max_connections``, before it is raised by one
+    :param cap_probe_after: seconds a throttled level is remembered: until
+        then the cap climbs back only to just below the level the server
+        refused; after that it may probe higher again
 
     .. versionadded:: 0.1
     """
@@ -116,6 +119,7 @@ class Limits:
     idle_timeout: float = 5.0
     adaptive: bool = True
     cap_recovery: int = 20
+    cap_probe_after: float = 300.0
 
     def __post_init__(self) -> None:
         _whole("max_connections", self.max_connections, 1)
@@ -124,3 +128,4 @@ class Limits:
             _positive("max_messages_per_minute", self.max_messages_per_minute)
         _positive("idle_timeout", self.idle_timeout, zero_ok=True)
         _whole("cap_recovery", self.cap_recovery, 1)
+        _positive("cap_probe_after", self.cap_probe_after, zero_ok=True)

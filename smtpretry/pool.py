@@ -31,43 +31,63 @@ from .transport import Endpoint, Session, open_session
 
 __all__ = ["AdaptiveCap", "DestinationPool", "Limiter"]
 
+LINGER_S = 2.0
+"""Seconds a server may go on counting a connection we closed."""
+
 
 @dataclass(slots=True)
 class AdaptiveCap:
-    """The effective connection cap of one destination (AIMD).
+    """The effective connection cap of one destination (AIMD with memory).
 
-    ``lower(opened_at, now)`` on a throttling reply to a connection opened at
-    ``opened_at`` (monotonic seconds): the cap loses half (never below 1). A
-    reply to a connection opened before the last cut says nothing new (the
-    cap was already lowered for it), so it does not cut again: one burst of
-    421s lowers the cap once, not to 1. Any throttling resets the count of
-    successes. ``success()`` after each completed transaction: every
-    ``cap_recovery`` successes in a row while below the configured cap, it
-    gains one.
+    ``lower(opened_at, now, open_now, lingering)`` on a throttling reply to a
+    connection opened at ``opened_at`` (monotonic seconds) while ``open_now``
+    connections were open or opening: the cap loses half, and at least comes
+    down to ``open_now - 1`` (the server refused one more than that), never
+    below 1. ``lingering`` says one of our connections closed a moment ago:
+    servers count a closed session for a short while, so the refusal may be
+    one too early, and the level the server refused is taken one higher.
+    A reply to a connection opened before the last cut says nothing new (the
+    cap was already lowered for it), so one burst of 421s lowers the cap once,
+    not to 1. The cap the server refused is remembered for ``probe_after``
+    seconds: success raises the effective cap by one every ``recovery``
+    transactions in a row, up to just below that level, so a steady server
+    sees no more 421s; after ``probe_after`` it probes higher again.
     """
 
     configured: int
     current: int
     recovery: int
+    probe_after: float
     adaptive: bool = True
     successes: int = 0
     lowered_at: float = float("-inf")
+    ceiling: int | None = None
 
     @classmethod
     def from_limits(cls, limits: Limits) -> AdaptiveCap:
-        return cls(limits.max_connections, limits.max_connections, limits.cap_recovery, limits.adaptive)
+        return cls(limits.max_connections, limits.max_connections, limits.cap_recovery,
+                   limits.cap_probe_after, limits.adaptive)
 
-    def lower(self, opened_at: float, now: float) -> int | None:
+    def lower(self, opened_at: float, now: float, open_now: int | None = None,
+              lingering: bool = False) -> int | None:
         """The new cap, or None when it did not move."""
         self.successes = 0
         if not self.adaptive or self.current <= 1 or opened_at < self.lowered_at:
             return None
-        self.current = max(1, self.current - max(1, self.current // 2))
+        refused_at = open_now if open_now is not None else self.current
+        self.ceiling = max(1, refused_at - 1 + (1 if lingering else 0))
+        self.current = max(1, min(self.current - max(1, self.current // 2), self.ceiling))
         self.lowered_at = now
         return self.current
 
-    def success(self) -> int | None:
-        if self.current >= self.configured:
+    def success(self, now: float) -> int | None:
+        limit = self.configured
+        if self.ceiling is not None:
+            if now - self.lowered_at < self.probe_after:
+                limit = min(limit, self.ceiling)
+            else:
+                self.ceiling = None
+        if self.current >= limit:
             return None
         self.successes += 1
         if self.successes < self.recovery:
@@ -90,6 +110,7 @@ class Limiter:
         self._pools: list[DestinationPool] = []
         self._not_before = 0.0
         self._next_send = 0.0
+        self._closed_at = float("-inf")
 
     def register(self, pool: DestinationPool) -> None:
         self._pools.append(pool)
@@ -115,6 +136,7 @@ class Limiter:
                 await self.cond.wait()
 
     async def give_back(self) -> None:
+        self._closed_at = time.monotonic()
         async with self.cond:
             self.open -= 1
             self.cond.notify_all()
@@ -138,7 +160,8 @@ class Limiter:
         """The server throttled a connection opened at ``opened_at``
         (monotonic): lower the effective cap, and close idle sessions above it."""
         previous = self.cap.current
-        new = self.cap.lower(opened_at, time.monotonic())
+        now = time.monotonic()
+        new = self.cap.lower(opened_at, now, self.open, lingering=now - self._closed_at < LINGER_S)
         if new is None:
             return
         events.cap_changed(
@@ -152,7 +175,7 @@ class Limiter:
 
     def succeeded(self) -> None:
         previous = self.cap.current
-        new = self.cap.success()
+        new = self.cap.success(time.monotonic())
         if new is not None:
             events.cap_changed(
                 self._log, lowered=False, connections_cap=new, previous_cap=previous,

@@ -25,7 +25,6 @@ from smtpretry import (
     parse_reply,
 )
 from smtpretry.decide import Attempt, classify_evidence, give_up
-from smtpretry.pool import AdaptiveCap
 from smtpretry.reply import Evidence
 
 NOW = 1_800_000_000.0
@@ -140,24 +139,3 @@ def test_limits_validation() -> None:
         Limits(max_connections=0)
     with pytest.raises(ConfigError, match="^max_messages_per_connection:"):
         Limits(max_messages_per_connection=-1)
-
-
-def test_adaptive_cap_halves_once_per_burst_and_climbs_back() -> None:
-    cap = AdaptiveCap.from_limits(Limits(max_connections=10, cap_recovery=3))
-    assert cap.lower(opened_at=1.0, now=2.0) == 5
-    # Replies to connections opened before the cut do not cut again.
-    assert cap.lower(opened_at=1.5, now=2.1) is None
-    assert cap.lower(opened_at=2.5, now=3.0) == 3
-    assert cap.lower(opened_at=3.5, now=4.0) == 2
-    assert cap.lower(opened_at=4.5, now=5.0) == 1
-    assert cap.lower(opened_at=5.5, now=6.0) is None  # never below 1
-    assert [cap.success() for _ in range(6)] == [None, None, 2, None, None, 3]
-    cap.lower(opened_at=0.0, now=7.0)  # an old connection's 421: no cut, but the run restarts
-    assert [cap.success() for _ in range(3)] == [None, None, 4]
-
-
-def test_adaptive_cap_never_exceeds_the_configured_value_and_can_be_off() -> None:
-    cap = AdaptiveCap.from_limits(Limits(max_connections=2, cap_recovery=1))
-    assert cap.success() is None and cap.current == 2
-    fixed = AdaptiveCap.from_limits(Limits(max_connections=4, adaptive=False))
-    assert fixed.lower(opened_at=1.0, now=2.0) is None and fixed.current == 4

@@ -1,0 +1,403 @@
+"""The TOML configuration: per-destination limits and retry policy, profiles,
+the queue; ``load_config()``, destination matching and ``configure()``.
+
+One loader serves the CLI, :class:`~smtpretry.Mailer` and the smtplib facade.
+Keys are the same words as the dataclass fields and the log keys. Every
+problem in a file is reported, one line each, naming the file, the key and
+what is expected.
+
+Which settings a destination gets (most specific first, each level filling in
+only the keys it names over ``[defaults]``)::
+
+    [destinations."smtp.example.net"]    exact host
+    [destinations."mx:.google.com"]      MX host suffix: every host ending so shares ONE limit
+    [destinations."*.mail.example.com"]  glob on the host: each host its own limit
+    [destinations."domain:gmail.com"]    the recipients' domain
+    [defaults]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import os
+import re
+import threading
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .policy import Delivery, Limits, RetryPolicy
+from .transport import TLSMode
+
+__all__ = [
+    "Config",
+    "Profile",
+    "Settings",
+    "active_config",
+    "configure",
+    "load_config",
+    "parse_duration",
+]
+
+ENV_VAR = "SMTPRETRY_CONFIG"
+
+_LIMIT_KEYS = {f.name for f in dataclasses.fields(Limits)}
+_RETRY_KEYS = {f.name for f in dataclasses.fields(RetryPolicy)}
+_DURATION_KEYS = {"backoff_base", "backoff_cap", "max_elapsed", "max_lifetime", "idle_timeout",
+                  "cap_probe_after"}
+_PROFILE_KEYS = {"host", "port", "tls", "username", "password_env", "timeout", "local_hostname",
+                 "allow_plaintext_auth"}
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*")
+_DURATION_HELP = 'expected a duration such as 30, "30s", "5m", "2h" or "5d"'
+
+
+def parse_duration(value: object, key: str = "duration") -> float:
+    """Seconds from a number or a string such as ``"30s"``, ``"5m"``, ``"1.5h"``, ``"5d"``.
+
+    :raises ConfigError: naming ``key``.
+    """
+    if isinstance(value, bool):
+        raise ConfigError(f"{key}: {_DURATION_HELP}")
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str) and (m := _DURATION.fullmatch(value)):
+        return float(m[1]) * _UNITS[m[2] or "s"]
+    raise ConfigError(f"{key}: {_DURATION_HELP}, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The effective settings for one destination: its limits and retry
+    policy, the name of the limit it counts against (destinations that share
+    a limit share this name) and the rule that matched."""
+
+    limits: Limits
+    policy: RetryPolicy
+    limit_key: str
+    rule: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Profile:
+    """Where and how to connect. The password is read from the environment
+    variable ``password_env`` when needed; it is never stored."""
+
+    name: str
+    host: str
+    port: int = 587
+    tls: TLSMode = TLSMode.STARTTLS
+    username: str | None = None
+    password_env: str | None = None
+    timeout: float = 60.0
+    local_hostname: str | None = None
+    allow_plaintext_auth: bool = False
+
+    @property
+    def password(self) -> str | None:
+        return os.environ.get(self.password_env) if self.password_env else None
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    key: str
+    kind: str  # host, mx, glob, domain
+    pattern: str
+    limits: Mapping[str, Any]
+    retry: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """A loaded configuration. ``settings_for(host)`` gives a destination's
+    effective :class:`Settings`.
+
+    .. versionadded:: 0.1
+    """
+
+    source: str = "<defaults>"
+    limits: Limits = field(default_factory=Limits)
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    rules: tuple[_Rule, ...] = ()
+    profiles: Mapping[str, Profile] = field(default_factory=dict)
+    queue_url: str | None = None
+
+    def rule_for(self, host: str, *, recipient_domain: str | None = None) -> _Rule | None:
+        host = host.lower().rstrip(".")
+        for kind in ("host", "mx", "glob", "domain"):
+            candidates = [r for r in self.rules if r.kind == kind]
+            if kind == "host":
+                found = [r for r in candidates if r.pattern == host]
+            elif kind == "mx":
+                found = [r for r in candidates if host.endswith(r.pattern) or host == r.pattern.lstrip(".")]
+            elif kind == "glob":
+                found = [r for r in candidates if fnmatch.fnmatchcase(host, r.pattern)]
+            else:
+                found = [r for r in candidates if recipient_domain and recipient_domain.lower() == r.pattern]
+            if found:
+                return max(found, key=lambda r: len(r.pattern))
+        return None
+
+    def settings_for(self, host: str, port: int | None = None, *,
+                     recipient_domain: str | None = None) -> Settings:
+        """The effective settings for sending to ``host`` (the recipients'
+        domain decides only when no host rule matches)."""
+        rule = self.rule_for(host, recipient_domain=recipient_domain)
+        where = f"{host}:{port}" if port is not None else host
+        if rule is None:
+            return Settings(self.limits, self.policy, where, "defaults")
+        limits = dataclasses.replace(self.limits, **rule.limits)
+        policy = dataclasses.replace(self.policy, **rule.retry)
+        key = rule.key if rule.kind in ("mx", "domain") else where
+        return Settings(limits, policy, key, rule.key)
+
+    def profile(self, name: str) -> Profile:
+        try:
+            return self.profiles[name]
+        except KeyError:
+            known = ", ".join(sorted(self.profiles)) or "none"
+            raise ConfigError(f"{self.source}: profiles: no profile {name!r} (known: {known})") from None
+
+
+class _Errors:
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.lines: list[str] = []
+
+    def add(self, key: str, message: str) -> None:
+        self.lines.append(f"{self.source}: {key}: {message}")
+
+    def check(self) -> None:
+        if self.lines:
+            raise ConfigError("\n".join(self.lines))
+
+
+def _table(errors: _Errors, key: str, value: object) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        errors.add(key, f"expected a table, got {type(value).__name__}")
+        return {}
+    return value
+
+
+def _values(errors: _Errors, prefix: str, raw: Mapping[str, Any], allowed: set[str],
+            nested: frozenset[str] = frozenset()) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        path = f"{prefix}.{key}" if prefix else key
+        if key in nested:
+            continue
+        if key not in allowed:
+            errors.add(path, f"unknown key (expected one of: {', '.join(sorted(allowed | nested))})")
+            continue
+        try:
+            out[key] = _convert(key, value, path)
+        except ConfigError as exc:  # its message starts with the key's path
+            errors.add(*str(exc).split(": ", 1))
+    return out
+
+
+def _convert(key: str, value: Any, path: str) -> Any:
+    if key in _DURATION_KEYS:
+        return parse_duration(value, path)
+    if key == "defer_schedule":
+        if not isinstance(value, list) or not value:
+            raise ConfigError(f"{path}: expected a non-empty list of durations")
+        return tuple(parse_duration(v, f"{path}[{i}]") for i, v in enumerate(value))
+    if key == "delivery":
+        try:
+            return Delivery(value)
+        except ValueError:
+            raise ConfigError(f'{path}: expected "at_least_once" or "at_most_once", got {value!r}') from None
+    if key == "max_messages_per_minute":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
+        return float(value)
+    if key in ("max_connections", "max_messages_per_connection", "max_attempts", "cap_recovery"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        return value
+    if key == "adaptive":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true or false, got {value!r}")
+        return value
+    return value
+
+
+def _build(errors: _Errors, key: str, cls: type[Any], base: Any, values: Mapping[str, Any]) -> Any:
+    try:
+        return dataclasses.replace(base, **values)
+    except ConfigError as exc:
+        field_name, _, why = str(exc).partition(": ")
+        errors.add(f"{key}.{field_name}" if key else field_name, why)
+    except TypeError as exc:
+        errors.add(key, str(exc))
+    return base
+
+
+def _rule_of(key: str) -> tuple[str, str]:
+    if key.startswith("mx:"):
+        suffix = key[3:].lower()
+        return "mx", suffix if suffix.startswith(".") else "." + suffix
+    if key.startswith("domain:"):
+        return "domain", key[7:].lower()
+    if any(c in key for c in "*?["):
+        return "glob", key.lower()
+    return "host", key.lower().rstrip(".")
+
+
+def _profile(errors: _Errors, name: str, raw: Mapping[str, Any]) -> Profile | None:
+    path = f"profiles.{name}"
+    for key in raw:
+        if key not in _PROFILE_KEYS:
+            errors.add(f"{path}.{key}", f"unknown key (expected one of: {', '.join(sorted(_PROFILE_KEYS))})")
+    host = raw.get("host")
+    if not isinstance(host, str) or not host:
+        errors.add(f"{path}.host", "expected a host name")
+        return None
+    kw: dict[str, Any] = {"name": name, "host": host}
+    port = raw.get("port", 587)
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        errors.add(f"{path}.port", f"expected an integer 1..65535, got {port!r}")
+    kw["port"] = port
+    try:
+        kw["tls"] = TLSMode(raw.get("tls", "starttls"))
+    except ValueError:
+        errors.add(f"{path}.tls", f"expected \"starttls\", \"implicit\" or \"none\", got {raw.get('tls')!r}")
+    for key in ("username", "password_env", "local_hostname"):
+        if key in raw:
+            if not isinstance(raw[key], str):
+                errors.add(f"{path}.{key}", f"expected a string, got {raw[key]!r}")
+            kw[key] = raw[key]
+    if "timeout" in raw:
+        try:
+            kw["timeout"] = parse_duration(raw["timeout"], f"{path}.timeout")
+        except ConfigError as exc:
+            errors.add(f"{path}.timeout", str(exc).split(": ", 1)[-1])
+    if "allow_plaintext_auth" in raw:
+        kw["allow_plaintext_auth"] = bool(raw["allow_plaintext_auth"])
+    if ("username" in raw) != ("password_env" in raw):
+        errors.add(path, "give username and password_env together (the password comes from the environment)")
+    env = raw.get("password_env")
+    if isinstance(env, str) and env not in os.environ:
+        errors.add(f"{path}.password_env", f"the environment variable {env} is not set")
+    try:
+        return Profile(**kw)
+    except (TypeError, ValueError):
+        return None
+
+
+def parse_config(data: Mapping[str, Any], source: str = "<config>") -> Config:
+    """A :class:`Config` from an already parsed TOML document.
+
+    :raises ConfigError: one line per problem.
+    """
+    errors = _Errors(source)
+    top = {"defaults", "destinations", "profiles", "queue"}
+    for key in data:
+        if key not in top:
+            errors.add(key, f"unknown table (expected one of: {', '.join(sorted(top))})")
+    defaults = _table(errors, "defaults", data.get("defaults", {}))
+    limits = _build(errors, "defaults", Limits, Limits(),
+                    _values(errors, "defaults", defaults, _LIMIT_KEYS, frozenset({"retry"})))
+    policy = _build(errors, "defaults.retry", RetryPolicy, RetryPolicy(),
+                    _values(errors, "defaults.retry", _table(errors, "defaults.retry",
+                                                             defaults.get("retry", {})), _RETRY_KEYS))
+    rules: list[_Rule] = []
+    for key, raw in _table(errors, "destinations", data.get("destinations", {})).items():
+        prefix = f'destinations."{key}"'
+        raw = _table(errors, prefix, raw)
+        lim = _values(errors, prefix, raw, _LIMIT_KEYS, frozenset({"retry"}))
+        ret = _values(errors, f"{prefix}.retry", _table(errors, f"{prefix}.retry", raw.get("retry", {})),
+                      _RETRY_KEYS)
+        _build(errors, prefix, Limits, limits, lim)  # validate the merged values now
+        _build(errors, f"{prefix}.retry", RetryPolicy, policy, ret)
+        kind, pattern = _rule_of(key)
+        rules.append(_Rule(key, kind, pattern, lim, ret))
+    profiles: dict[str, Profile] = {}
+    for name, raw in _table(errors, "profiles", data.get("profiles", {})).items():
+        prof = _profile(errors, name, _table(errors, f"profiles.{name}", raw))
+        if prof is not None:
+            profiles[name] = prof
+    queue = _table(errors, "queue", data.get("queue", {}))
+    for key in queue:
+        if key != "url":
+            errors.add(f"queue.{key}", "unknown key (expected: url)")
+    queue_url = queue.get("url")
+    if queue_url is not None and not isinstance(queue_url, str):
+        errors.add("queue.url", f"expected a URL such as \"sqlite:///path/queue.db\", got {queue_url!r}")
+    errors.check()
+    return Config(source=source, limits=limits, policy=policy, rules=tuple(rules), profiles=profiles,
+                  queue_url=queue_url)
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and check a TOML configuration file.
+
+    :raises ConfigError: the file is missing or unreadable, is not TOML, or has
+        unknown keys, wrong types, negative limits or an unset password
+        variable; one line per problem, naming the file and the key.
+
+    .. versionadded:: 0.1
+    """
+    source = os.fspath(path)
+    try:
+        text = Path(source).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read: {exc.strerror or exc}") from None
+    try:
+        data = tomllib.loads(text.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    return parse_config(data, source)
+
+
+_lock = threading.Lock()
+_active: Config | None = None
+
+
+def configure(
+    config: Config | str | os.PathLike[str] | None = None,
+    *,
+    policy: RetryPolicy | None = None,
+    limits: Limits | None = None,
+    queue: str | None = None,
+) -> Config:
+    """Set the process-wide configuration that every :class:`smtpretry.SMTP`
+    (the smtplib facade) uses: a :class:`Config`, a TOML file path, or
+    nothing (the file named by ``SMTPRETRY_CONFIG``, else the defaults);
+    ``policy``, ``limits`` and ``queue`` replace the defaults' values.
+
+    Call it once at start-up, before the first send.
+
+    .. versionadded:: 0.1
+    """
+    global _active
+    if config is None:
+        env = os.environ.get(ENV_VAR)
+        base = load_config(env) if env else Config()
+    elif isinstance(config, Config):
+        base = config
+    else:
+        base = load_config(config)
+    changes: dict[str, Any] = {}
+    if policy is not None:
+        changes["policy"] = policy
+    if limits is not None:
+        changes["limits"] = limits
+    if queue is not None:
+        changes["queue_url"] = queue
+    with _lock:
+        _active = dataclasses.replace(base, **changes) if changes else base
+        return _active
+
+
+def active_config() -> Config:
+    """The process-wide configuration: what :func:`configure` set, else the
+    file named by ``SMTPRETRY_CONFIG`` (read once), else the defaults."""
+    with _lock:
+        current = _active
+    return current if current is not None else configure()

@@ -1,0 +1,60 @@
+"""AdaptiveCap: multiplicative decrease once per burst, additive recovery below the refused level."""
+
+from __future__ import annotations
+
+from smtpretry import Limits
+from smtpretry.pool import AdaptiveCap
+
+
+def cap(configured: int = 10, recovery: int = 3, probe_after: float = 100.0) -> AdaptiveCap:
+    return AdaptiveCap.from_limits(
+        Limits(max_connections=configured, cap_recovery=recovery, cap_probe_after=probe_after)
+    )
+
+
+def test_halves_and_comes_down_to_just_below_the_refused_level() -> None:
+    c = cap()
+    assert c.lower(opened_at=1.0, now=2.0, open_now=10) == 5  # half of 10
+    assert c.lower(opened_at=3.0, now=4.0, open_now=4) == 3  # half would be 2; 3 were fine
+    assert c.lower(opened_at=5.0, now=6.0, open_now=2) == 1
+    assert c.lower(opened_at=7.0, now=8.0, open_now=1) is None  # never below 1
+
+
+def test_one_burst_of_421s_cuts_once() -> None:
+    c = cap()
+    assert c.lower(opened_at=1.0, now=2.0, open_now=10) == 5
+    # Replies to connections opened before the cut say nothing new.
+    assert [c.lower(opened_at=1.5, now=2.1, open_now=9) for _ in range(5)] == [None] * 5
+    assert c.current == 5
+
+
+def test_recovers_one_step_per_run_of_successes_up_to_just_below_the_refused_level() -> None:
+    c = cap()
+    c.lower(opened_at=1.0, now=2.0, open_now=4)  # refused at 4: ceiling 3
+    assert c.current == 3
+    c.lower(opened_at=3.0, now=4.0, open_now=3)  # refused at 3: ceiling 2, cap 2
+    assert c.current == 2
+    assert [c.success(now=5.0) for _ in range(9)] == [None] * 9  # stays below the refused level
+    assert c.success(now=200.0) is None and c.successes == 1  # probe window over: climbs again
+    assert [c.success(now=200.0) for _ in range(2)] == [None, 3]
+
+
+def test_a_refusal_right_after_our_own_close_is_taken_one_level_higher() -> None:
+    c = cap(configured=2)
+    assert c.lower(opened_at=1.0, now=2.0, open_now=2, lingering=True) == 1
+    assert [c.success(now=3.0) for _ in range(3)] == [None, None, 2]  # may climb back to 2
+
+
+def test_a_throttle_restarts_the_run_of_successes() -> None:
+    c = cap(probe_after=0.0)
+    c.lower(opened_at=1.0, now=2.0, open_now=10)
+    assert [c.success(now=3.0) for _ in range(2)] == [None, None]
+    assert c.lower(opened_at=0.0, now=3.0, open_now=5) is None  # an old connection's 421: no cut...
+    assert [c.success(now=4.0) for _ in range(3)] == [None, None, 6]  # ...but the run restarts
+
+
+def test_never_above_the_configured_cap_and_fixed_when_not_adaptive() -> None:
+    c = cap(configured=2, recovery=1)
+    assert c.success(now=1.0) is None and c.current == 2
+    fixed = AdaptiveCap.from_limits(Limits(max_connections=4, adaptive=False))
+    assert fixed.lower(opened_at=1.0, now=2.0, open_now=4) is None and fixed.current == 4
