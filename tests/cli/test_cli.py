@@ -1,0 +1,322 @@
+"""The ``smtpretry`` command in-process through click's CliRunner, and once as a real process.
+
+``send`` talks to a ScriptedHandler in a Controller thread (CliRunner is sync and the
+command runs its own event loop); the assertions are made at the server as well as on
+what the command prints. ``demo`` runs the embedded DemoServer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+import smtpretry
+import smtpretry.cli
+from smtpretry.cli import cli
+from smtpretry.demo import DemoServer
+from tests.servers import R422_OVER_QUOTA, R550_UNKNOWN, ScriptedHandler, serve_threaded
+
+REPO = Path(__file__).resolve().parents[2]
+
+MESSAGE = (
+    b"From: Sender <sender@example.org>\r\n"
+    b"To: a@example.com, b@example.com\r\n"
+    b"Subject: hello\r\n"
+    b"Message-ID: <cli-test@example.org>\r\n"
+    b"\r\n"
+    b"Hello.\r\n"
+)
+
+
+def _invoke(args: list[str], *, input: bytes | None = None, env: dict[str, str] | None = None) -> Result:
+    return CliRunner().invoke(cli, args, input=input, env=env, catch_exceptions=False)
+
+
+def _send_args(port: int, *extra: str) -> list[str]:
+    return ["send", "--host", "127.0.0.1", "--port", str(port), "--tls", "none", *extra]
+
+
+@pytest.fixture
+def eml(tmp_path: Path) -> Path:
+    path = tmp_path / "message.eml"
+    path.write_bytes(MESSAGE)
+    return path
+
+
+# -- send --------------------------------------------------------------------------------------
+
+
+def test_send_delivers_each_recipient_once_and_exits_0(eml: Path) -> None:
+    handler = ScriptedHandler()
+    with serve_threaded(handler) as port:
+        result = _invoke(_send_args(port, str(eml)))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == ["delivered a@example.com", "delivered b@example.com"]
+    assert result.stderr == ""
+    assert handler.copies == {"a@example.com": 1, "b@example.com": 1}
+
+
+def test_send_reports_a_deferred_recipient_and_still_exits_0(eml: Path) -> None:
+    handler = ScriptedHandler(rcpt={"b@example.com": [R422_OVER_QUOTA]})
+    with serve_threaded(handler) as port:
+        result = _invoke(_send_args(port, str(eml)))
+    assert result.exit_code == 0, result.output
+    delivered, deferred = result.stdout.splitlines()
+    assert delivered == "delivered a@example.com"
+    assert re.fullmatch(
+        r"deferred b@example\.com until \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00: " + re.escape(R422_OVER_QUOTA),
+        deferred,
+    ), deferred
+    assert handler.copies == {"a@example.com": 1}
+
+
+def test_send_exits_1_when_a_recipient_failed(eml: Path) -> None:
+    handler = ScriptedHandler(rcpt={"a@example.com": [R550_UNKNOWN]})
+    with serve_threaded(handler) as port:
+        result = _invoke(_send_args(port, str(eml)))
+    assert result.exit_code == 1, result.output
+    assert result.stdout.splitlines() == [
+        f"failed a@example.com: {R550_UNKNOWN}",
+        "delivered b@example.com",
+    ]
+    assert handler.copies == {"b@example.com": 1}
+
+
+def test_send_reads_stdin_and_the_envelope_options_override_the_headers() -> None:
+    handler = ScriptedHandler()
+    with serve_threaded(handler) as port:
+        result = _invoke(
+            _send_args(port, "--from", "bounces@example.org", "--to", "c@example.com",
+                       "--to", "d@example.com", "-"),
+            input=MESSAGE,
+        )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == ["delivered c@example.com", "delivered d@example.com"]
+    assert handler.copies == {"c@example.com": 1, "d@example.com": 1}
+    [(sender, rcpts, _)] = handler.received
+    assert (sender, rcpts) == ("bounces@example.org", ["c@example.com", "d@example.com"])
+
+
+def test_send_logs_in_with_the_password_from_the_environment(eml: Path) -> None:
+    handler = ScriptedHandler(auth={"app": "s3cret"})
+    with serve_threaded(handler) as port:
+        result = _invoke(
+            _send_args(port, "--user", "app", "--password-env", "MY_SMTP_PW", str(eml)),
+            env={"MY_SMTP_PW": "s3cret"},
+        )
+    assert result.exit_code == 0, result.output
+    assert handler.logins == ["app"]
+    assert "s3cret" not in result.output
+
+
+def test_send_is_quiet_by_default_and_writes_json_lines_with_verbose(eml: Path) -> None:
+    handler = ScriptedHandler(rcpt={"b@example.com": [R422_OVER_QUOTA, R422_OVER_QUOTA]})
+    with serve_threaded(handler) as port:
+        quiet = _invoke(_send_args(port, str(eml)))
+        verbose = _invoke(_send_args(port, "-v", str(eml)))
+    assert quiet.stderr == ""
+    records = [json.loads(line) for line in verbose.stderr.splitlines()]
+    assert [r["event"] for r in records] == [
+        "smtpretry.recipient_deferred",
+        "smtpretry.message_delivered",
+        "smtpretry.send_completed",
+    ]
+    assert records[0]["recipient"] == "b@example.com"
+    assert verbose.stdout.splitlines()[0] == "delivered a@example.com"
+    assert verbose.stdout.splitlines()[1].startswith("deferred b@example.com until ")
+
+
+def test_send_writes_the_decision_log_to_a_file(eml: Path, tmp_path: Path) -> None:
+    log = tmp_path / "decisions.jsonl"
+    handler = ScriptedHandler()
+    with serve_threaded(handler) as port:
+        result = _invoke(_send_args(port, "--log-file", str(log), str(eml)))
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600  # it holds addresses
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["event"] for r in records] == ["smtpretry.message_delivered", "smtpretry.send_completed"]
+    assert records[0]["recipients"] == ["a@example.com", "b@example.com"]
+
+
+def _no_headers(tmp_path: Path) -> str:
+    path = tmp_path / "garbage.eml"
+    path.write_bytes(b"\x00\x01 this is not a message at all\n")
+    return str(path)
+
+
+def _empty(tmp_path: Path) -> str:
+    path = tmp_path / "empty.eml"
+    path.write_bytes(b"")
+    return str(path)
+
+
+def _no_recipients(tmp_path: Path) -> str:
+    path = tmp_path / "norcpt.eml"
+    path.write_bytes(b"From: s@example.org\r\nSubject: x\r\n\r\nhi\r\n")
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("make_args", "expected"),
+    [
+        pytest.param(lambda tmp, eml: [str(tmp / "missing.eml")], "cannot read", id="missing-file"),
+        pytest.param(lambda tmp, eml: [_empty(tmp)], "the message is empty", id="empty-file"),
+        pytest.param(lambda tmp, eml: [_no_headers(tmp)], "not an email message", id="no-headers"),
+        pytest.param(lambda tmp, eml: [_no_recipients(tmp)], "recipients: none given", id="no-recipients"),
+        pytest.param(lambda tmp, eml: ["--to", "a@example.com\r\nRCPT TO:<x@y>", eml],
+                     "control characters", id="crlf-in-address"),
+        pytest.param(lambda tmp, eml: ["--user", "app", eml], "SMTPRETRY_PASSWORD is not set",
+                     id="password-unset"),
+        pytest.param(lambda tmp, eml: ["--max-connections", "0", eml], "max_connections", id="bad-limit"),
+        pytest.param(lambda tmp, eml: ["--timeout", "0", eml], "timeout", id="bad-timeout"),
+    ],
+)
+def test_bad_input_is_one_line_on_stderr_and_exit_2(
+    make_args: Any, expected: str, tmp_path: Path, eml: Path
+) -> None:
+    handler = ScriptedHandler()
+    with serve_threaded(handler) as port:
+        result = CliRunner().invoke(
+            cli, _send_args(port, *make_args(tmp_path, str(eml))), env={"SMTPRETRY_PASSWORD": None}
+        )
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith("smtpretry: error: ") and expected in line, line
+    assert "Traceback" not in result.output
+    assert handler.commands == []  # nothing was sent
+
+
+def test_a_bad_port_is_a_usage_error_not_a_traceback(eml: Path) -> None:
+    result = CliRunner().invoke(cli, ["send", "--host", "127.0.0.1", "--port", "70000", str(eml)])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == ["smtpretry: error: port: expected an integer 1..65535, got 70000"]
+
+
+def test_missing_options_are_click_usage_errors() -> None:
+    result = CliRunner().invoke(cli, ["send", "x.eml"])
+    assert result.exit_code == 2
+    assert "Missing option '--host'" in result.stderr
+
+
+def test_version() -> None:
+    result = _invoke(["--version"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"smtpretry, version {smtpretry.__version__}"
+
+
+# -- demo --------------------------------------------------------------------------------------
+
+
+def _summary(stdout: str) -> dict[str, str]:
+    """The summary's ``label: value`` lines (the decision lines start with a time)."""
+    return dict(line.split(": ", 1) for line in stdout.splitlines() if not _DECISION.match(line))
+
+
+_DECISION = re.compile(r"\s*\d+\.\d+s ")
+
+
+def test_demo_figures_agree_with_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    servers: list[DemoServer] = []
+
+    class Recorded(DemoServer):
+        def __init__(self, **kw: Any) -> None:
+            super().__init__(**kw)
+            servers.append(self)
+
+    monkeypatch.setattr(smtpretry.cli, "DemoServer", Recorded)
+    result = _invoke(["demo", "--messages", "30", "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    [server] = servers
+    s = _summary(result.stdout)
+    assert s["messages"] == "30"
+    assert s["recipients"] == "90"
+    delivered, deferred, failed = int(s["delivered"]), int(s["deferred"]), int(s["failed"])
+    assert delivered + deferred + failed == 90
+    # At the server: one copy per delivered recipient, never more sessions than its limit.
+    assert sum(server.copies.values()) == delivered
+    assert set(server.copies.values()) == {1}
+    assert server.max_active <= 3
+    assert s["max concurrent sessions"].startswith(f"{server.max_active} (server limit 3")
+    assert s["421s seen"].endswith(f"(the server refused {server.refused} connections)")
+    assert s["copies per delivered recipient"] == "exactly 1"
+    assert s["consistent"] == "yes"
+    # Every decision was shown: the scripted mailboxes fail (big*) or defer (full*) as scripted.
+    decisions = [ln.split(maxsplit=2)[1:] for ln in result.stdout.splitlines() if _DECISION.match(ln)]
+    failures = [rest for kind, rest in decisions if kind == "failed"]
+    assert len(failures) == failed
+    assert all(re.match(r"big\S+: 422 4\.3\.4 ", rest) for rest in failures), failures
+    deferrals = [rest for kind, rest in decisions if kind == "deferred"]
+    assert len(deferrals) == deferred
+    assert all(re.match(r"full\S+ until .*: 422 4\.2\.2 ", rest) or " 421 " in rest for rest in deferrals)
+    assert sum(len(rest.split(" to ", 1)[1].split(" [")[0].split(", "))
+               for kind, rest in decisions if kind == "delivered") == delivered
+
+
+def test_demo_quiet_shows_only_the_summary() -> None:
+    result = _invoke(["demo", "--messages", "10", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert [ln.split(": ")[0] for ln in result.stdout.splitlines()] == [
+        "messages", "recipients", "delivered", "deferred", "failed", "421s seen", "retries",
+        "cap changes", "max concurrent sessions", "copies per delivered recipient", "duration",
+        "consistent",
+    ]
+
+
+def test_demo_writes_the_decision_log_to_a_file(tmp_path: Path) -> None:
+    log = tmp_path / "demo.jsonl"
+    result = _invoke(["demo", "--messages", "10", "--quiet", "--log-file", str(log)])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert sum(r["event"] == "smtpretry.send_completed" for r in records) == 10
+    delivered = sum(len(r["recipients"]) for r in records if r["event"] == "smtpretry.message_delivered")
+    assert delivered == int(_summary(result.stdout)["delivered"])
+
+
+def test_python_m_smtpretry_demo_in_a_real_process() -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-m", "smtpretry", "demo", "--messages", "20"],
+        capture_output=True, text=True, env=env, timeout=60, cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    s = _summary(done.stdout)
+    assert s["messages"] == "20"
+    assert s["copies per delivered recipient"] == "exactly 1"
+    assert s["consistent"] == "yes"
+
+
+# rich takes the output for a terminal (TTY_COMPATIBLE, rich >= 14); the styles are stripped.
+_TERMINAL = {"TTY_COMPATIBLE": "1", "COLUMNS": "200"}
+
+
+def _plain(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+
+
+def test_on_a_terminal_send_prints_a_table_and_keeps_brackets_in_replies(eml: Path) -> None:
+    handler = ScriptedHandler(rcpt={"a@example.com": ["550 5.1.1 [a@example.com] unknown [x]"]})
+    with serve_threaded(handler) as port:
+        result = _invoke(_send_args(port, str(eml)), env=_TERMINAL)
+    assert result.exit_code == 1, result.output
+    out = _plain(result.stdout)
+    assert "550 5.1.1 [a@example.com] unknown [x]" in out
+    assert "┃ recipient " in out
+
+
+def test_on_a_terminal_demo_prints_a_summary_table() -> None:
+    result = _invoke(["demo", "--messages", "5", "--quiet"], env=_TERMINAL)
+    assert result.exit_code == 0, result.output
+    assert re.search(r"│ copies per delivered recipient +│ exactly 1 ", _plain(result.stdout))
