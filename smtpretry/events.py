@@ -51,7 +51,7 @@ CAP_LOWERED = "smtpretry.cap_lowered"
 CAP_RAISED = "smtpretry.cap_raised"
 SEND_COMPLETED = "smtpretry.send_completed"
 
-EVENTS = (
+EVENTS: tuple[str, ...] = (
     MESSAGE_DELIVERED,
     RETRY_SCHEDULED,
     RECIPIENT_DEFERRED,
@@ -253,4 +253,32 @@ def send_completed(
     log.info(
         SEND_COMPLETED, schema_version=SCHEMA_VERSION, delivered=delivered, deferred=deferred,
         failed=failed, attempts=attempts, duration_s=round(duration_s, 3),
+    )
+
+
+# -- the deferred queue (smtpretry.queue) ----------------------------------------------------
+
+QUEUED = "smtpretry.message_queued"
+EXPIRED = "smtpretry.message_expired"
+EVENTS = (*EVENTS, QUEUED, EXPIRED)
+__all__ += ["EXPIRED", "QUEUED"]
+
+
+def message_queued(
+    log: Logger, *, queue_id: str, recipients: Iterable[str], next_attempt_at: float, queue: str,
+) -> None:
+    """Deferred recipients were written to the queue (``queue`` is its URL)."""
+    log.info(
+        QUEUED, schema_version=SCHEMA_VERSION, queue_id=queue_id, recipients=list(recipients),
+        next_attempt_at=round(next_attempt_at, 3), queue=queue,
+    )
+
+
+def message_expired(
+    log: Logger, *, queue_id: str, recipients: Iterable[str], created_at: float, expires_at: float,
+) -> None:
+    """Recipients left the queue undelivered: the message outlived ``max_lifetime``."""
+    log.error(
+        EXPIRED, schema_version=SCHEMA_VERSION, queue_id=queue_id, recipients=list(recipients),
+        created_at=round(created_at, 3), expires_at=round(expires_at, 3),
     )

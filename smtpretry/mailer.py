@@ -11,18 +11,20 @@ the stop condition fires. Every decision is logged (``events.py``).
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping
 from email.message import Message
-from typing import Self, assert_never
+from typing import TYPE_CHECKING, Any, Self, assert_never
 
 from tenacity import RetryCallState
 
 from . import events
 from ._retrying import build_retrying
 from .classify import Action, Category, Classification, retry_after_hint
+from .config import Config
 from .decide import (
     Attempt,
     Decision,
@@ -36,12 +38,17 @@ from .decide import (
     give_up,
 )
 from .envelope import Envelope, build_envelope
+from .errors import QueueError
 from .events import Logger
 from .policy import Limits, RetryPolicy
-from .pool import DestinationPool
+from .pool import DestinationPool, Limiter, SessionSource
+from .queue.base import Destination, Queue, entry_from_result, open_queue
 from .reply import Evidence, FailureKind, Phase, Reply, TransportFailure
 from .result import Outcome, SendResult, Status
 from .transport import Endpoint, Session, TLSMode, encode_data
+
+if TYPE_CHECKING:
+    from .queue.runner import QueueRunStats
 
 __all__ = ["Mailer"]
 
@@ -64,6 +71,14 @@ class Mailer:
         always verified unless this context says otherwise
     :param allow_plaintext_auth: allow a password over an unencrypted
         connection to a host that is not on loopback
+    :param limiter: a :class:`~smtpretry.pool.Limiter` shared with other
+        Mailers, so that their connections count against one cap
+    :param policy, limits: explicit settings; otherwise those ``config`` gives
+        this host (see :func:`load_config`), else the defaults
+    :param queue: where deferred recipients go: a :class:`~smtpretry.queue.Queue`
+        or a URL for :func:`~smtpretry.queue.open_queue`
+        (``"sqlite:///var/lib/app/queue.db"``); ``None`` keeps them only in
+        the returned result
     :param logger: a structlog-style logger to emit decisions to
     :param rng, clock: randomness for the jitter and the wall clock (epoch
         seconds), for tests and simulations
@@ -86,21 +101,45 @@ class Mailer:
         allow_plaintext_auth: bool = False,
         policy: RetryPolicy | None = None,
         limits: Limits | None = None,
+        config: Config | None = None,
+        queue: Queue | str | None = None,
+        limiter: Limiter | None = None,
         logger: Logger | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.endpoint = Endpoint(
-            host=host, port=port, tls=TLSMode(tls) if tls in TLSMode._value2member_map_ else tls,  # type: ignore[arg-type]
+            host=host, port=port, tls=tls,  # type: ignore[arg-type]  # checked by Endpoint
             username=username, password=password, timeout=timeout, tls_context=tls_context,
             local_hostname=local_hostname, allow_plaintext_auth=allow_plaintext_auth,
         )
-        self.policy = policy if policy is not None else RetryPolicy()
-        self.limits = limits if limits is not None else Limits()
+        settings = (config or Config()).settings_for(host, port)
+        self.config = config
+        self.policy = policy if policy is not None else settings.policy
+        self.limits = limits if limits is not None else settings.limits
         self._logger = logger
         self._rng = rng if rng is not None else random.Random()
         self._clock = clock
         self._pool: DestinationPool | None = None
+        self._limiter = limiter
+        # Deferred recipients go to this queue (a URL opens the backend it names).
+        self.queue: Queue | None = open_queue(queue) if isinstance(queue, str) else queue
+        self._owns_queue = isinstance(queue, str)
+
+    @classmethod
+    def from_profile(cls, config: Config, name: str, **kwargs: Any) -> Mailer:
+        """A Mailer for the ``[profiles.NAME]`` of ``config``, with the
+        password read from the profile's ``password_env`` variable and the
+        limits and policy of the matching destination.
+
+        :raises ConfigError: no such profile.
+        """
+        p = config.profile(name)
+        return cls(
+            p.host, p.port, username=p.username, password=p.password, tls=p.tls, timeout=p.timeout,
+            local_hostname=p.local_hostname, allow_plaintext_auth=p.allow_plaintext_auth,
+            config=config, **kwargs,
+        )
 
     @property
     def destination(self) -> str:
@@ -110,7 +149,7 @@ class Mailer:
     @property
     def pool(self) -> DestinationPool:
         if self._pool is None:
-            self._pool = DestinationPool(self.endpoint, self.limits, self._log())
+            self._pool = DestinationPool(self.endpoint, self.limits, self._log(), self._limiter)
         return self._pool
 
     def _log(self, **bind: object) -> Logger:
@@ -123,10 +162,50 @@ class Mailer:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    async def connect(self, sessions: SessionSource | None = None) -> Session | Evidence:
+        """Open a session (or take an idle one), retrying what can be retried
+        with the policy's backoff: a throttled or refused connection. Returns
+        the session, or the reply or failure that ended the attempts.
+
+        The smtplib facade uses this for ``connect()`` and ``login()``, where
+        a caller holds one connection across calls.
+        """
+        source = sessions if sessions is not None else self.pool
+        log = self._log()
+        state = RecipientState("")
+        got: Session | Evidence | None = None
+
+        async def attempt() -> Retry | None:
+            nonlocal got, state
+            got, _, opened_at = await source.acquire()
+            if isinstance(got, Session):
+                return None
+            c = classify_evidence(got)
+            state = state.record(Attempt(got, c, len(state.history) + 1, self._clock()))
+            observe(self.pool, log, got, c, recipients=[], attempt=len(state.history), opened_at=opened_at)
+            decision = decide(state, self.policy, now=self._clock(), rng=self._rng)
+            return decision if isinstance(decision, Retry) else None
+
+        def before_sleep(retry_state: RetryCallState) -> None:
+            last = state.last
+            assert last is not None
+            events.retry_scheduled(
+                log, recipients=[], attempt=len(state.history),
+                delay_s=retry_state.next_action.sleep if retry_state.next_action else 0.0,
+                evidence=last.evidence, c=last.classification, connections_active=self.pool.active,
+                connections_cap=self.pool.cap.current,
+            )
+
+        await build_retrying(self.policy, before_sleep=before_sleep)(attempt)
+        assert got is not None
+        return got
+
     async def close(self) -> None:
         """QUIT the idle connections. Sends still running keep theirs."""
         if self._pool is not None:
             await self._pool.close()
+        if self.queue is not None and self._owns_queue:
+            await self.queue.close()  # opened from a URL: ours to close (it reopens on use)
 
     async def send(
         self,
@@ -156,28 +235,101 @@ class Mailer:
         return await self.deliver(build_envelope(message, sender, rcpts))
 
     async def deliver(
-        self, envelope: Envelope, /, *, states: Mapping[str, RecipientState] | None = None
+        self, envelope: Envelope, /, *, states: Mapping[str, RecipientState] | None = None,
+        enqueue: bool = True, sessions: SessionSource | None = None,
     ) -> SendResult:
         """Send a checked :class:`Envelope` (see :func:`build_envelope`).
 
         ``states`` carries what is known of recipients from earlier sends (the
         queue runner passes each recipient's deferrals and first attempt time,
         which pick the deferral step and bound the lifetime).
+
+        With a ``queue``, deferred recipients are written to it (merged into
+        the message's entry) before this returns, and ``result.queue_id``
+        names the entry; ``enqueue=False`` is for the queue runner, which
+        updates the entry it holds itself.
+
+        ``sessions`` replaces this Mailer's pool as the source of sessions
+        (the smtplib facade passes the connection its caller holds).
+
+        :raises QueueError: the queue could not be written.
         """
-        run = _Run(self, envelope, states or {})
+        run = _Run(self, envelope, states or {}, sessions)
         retrying = build_retrying(self.policy, before_sleep=run.before_sleep)
         last: Retry | None = await retrying(run.attempt)
         if isinstance(last, Retry):
             run.give_up()
-        return run.finish()
+        result = run.finish()
+        if self.queue is not None and enqueue and result.deferred:
+            entry = entry_from_result(
+                self.queue_destination, envelope, result, states=states or {},
+                max_lifetime=self.policy.max_lifetime, now=self._clock(),
+            )
+            queue_id = await self.queue.put(entry)
+            events.message_queued(
+                run.log, queue_id=queue_id, recipients=list(result.deferred),
+                next_attempt_at=entry.next_attempt_at, queue=self.queue.url,
+            )
+            result = dataclasses.replace(result, queue_id=queue_id)
+        return result
+
+    @property
+    def queue_destination(self) -> Destination:
+        """This Mailer's destination as queue entries record it (no credentials)."""
+        return Destination(self.endpoint.host, self.endpoint.port, self.endpoint.tls.value)
+
+    async def run_queue(self, *, once: bool = False, **runner: Any) -> QueueRunStats:
+        """Deliver this destination's due queue entries with this Mailer: all
+        due now and then return (``once``), or until cancelled. ``runner`` goes
+        to :class:`~smtpretry.queue.QueueRunner` (``lease_s``, ``concurrency``,
+        ``on_expired``, ...).
+
+        :raises QueueError: no queue, or the queue cannot be read or written.
+        """
+        from .queue.runner import QueueRunner
+
+        if self.queue is None:
+            raise QueueError("run_queue: this Mailer has no queue (Mailer(..., queue=URL))")
+        runner.setdefault("clock", self._clock)
+        runner.setdefault("logger", self._logger)
+        return await QueueRunner(
+            self.queue, lambda _destination: self, destination=self.queue_destination.key,
+            close_mailers=False, **runner,
+        ).run(once=once)
+
+
+def observe(
+    pool: DestinationPool, log: Logger, ev: Evidence, c: Classification, *, recipients: list[str],
+    attempt: int, opened_at: float,
+) -> None:
+    """What a reply says about the destination rather than the recipient:
+    a lost connection (logged), throttling (lower the cap), a named wait
+    (hold off new connections)."""
+    if isinstance(ev, TransportFailure):
+        if ev.kind in (FailureKind.DISCONNECTED, FailureKind.TIMEOUT, FailureKind.AMBIGUOUS,
+                       FailureKind.PROTOCOL):
+            events.connection_lost(
+                log, recipients=recipients, attempt=attempt, evidence=ev,
+                possible_duplicate=ev.kind is FailureKind.AMBIGUOUS,
+            )
+        return
+    if c.category is Category.THROTTLED:
+        pool.throttled(ev, opened_at)
+    hint = retry_after_hint(ev.text) if c.action is Action.RETRY else None
+    if hint is not None:
+        pool.limiter.hold_off(hint)
 
 
 class _Run:
     """The state of one ``send()``: each recipient's history and outcome."""
 
-    def __init__(self, mailer: Mailer, envelope: Envelope, known: Mapping[str, RecipientState]) -> None:
+    def __init__(
+        self, mailer: Mailer, envelope: Envelope, known: Mapping[str, RecipientState],
+        sessions: SessionSource | None = None,
+    ) -> None:
         self.mailer = mailer
         self.pool = mailer.pool
+        self.sessions: SessionSource = sessions if sessions is not None else mailer.pool
         self.envelope = envelope
         self.data = encode_data(envelope.data)
         self.log = mailer._log(message_id=envelope.message_id)
@@ -199,7 +351,7 @@ class _Run:
         self.retries.clear()
         stale_allowance = 2
         while True:
-            got, reused, opened_at = await self.pool.acquire()
+            got, reused, opened_at = await self.sessions.acquire()
             if not isinstance(got, Session):
                 self.settle({r: got for r in self.pending}, opened_at)
                 return self.retry()
@@ -224,7 +376,7 @@ class _Run:
                 else:
                     return self.retry()
             finally:
-                await self.pool.release(session, reusable=reusable)
+                await self.sessions.release(session, reusable=reusable)
 
     async def _transaction(self, session: Session, todo: list[str]) -> tuple[dict[str, Evidence], bool, bool]:
         env = self.envelope
@@ -291,21 +443,7 @@ class _Run:
                 )
 
     def _observe(self, ev: Evidence, c: Classification, recipients: list[str], opened_at: float) -> None:
-        """What a reply says about the destination rather than the recipient:
-        a lost connection, throttling (lower the cap), a named wait (hold off)."""
-        if isinstance(ev, TransportFailure):
-            if ev.kind in (FailureKind.DISCONNECTED, FailureKind.TIMEOUT, FailureKind.AMBIGUOUS,
-                           FailureKind.PROTOCOL):
-                events.connection_lost(
-                    self.log, recipients=recipients, attempt=self.attempts, evidence=ev,
-                    possible_duplicate=ev.kind is FailureKind.AMBIGUOUS,
-                )
-            return
-        if c.category is Category.THROTTLED:
-            self.pool.throttled(ev, opened_at)
-        hint = retry_after_hint(ev.text) if c.action is Action.RETRY else None
-        if hint is not None:
-            self.pool.limiter.hold_off(hint)
+        observe(self.pool, self.log, ev, c, recipients=recipients, attempt=self.attempts, opened_at=opened_at)
 
     def _end(self, rcpt: str, status: Status, *, next_attempt_at: float | None = None,
              expired: bool = False) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 from . import events
 from .events import Logger
@@ -29,7 +30,7 @@ from .policy import Limits
 from .reply import Evidence, Reply
 from .transport import Endpoint, Session, open_session
 
-__all__ = ["AdaptiveCap", "DestinationPool", "Limiter"]
+__all__ = ["AdaptiveCap", "DestinationPool", "Limiter", "SessionSource"]
 
 LINGER_S = 2.0
 """Seconds a server may go on counting a connection we closed."""
@@ -181,6 +182,14 @@ class Limiter:
                 self._log, lowered=False, connections_cap=new, previous_cap=previous,
                 connections_active=self.open, configured_cap=self.cap.configured, reply=None,
             )
+
+
+class SessionSource(Protocol):
+    """Where a send takes its sessions from: a :class:`DestinationPool`, or
+    the one connection an smtplib-style caller holds."""
+
+    async def acquire(self) -> tuple[Session | Evidence, bool, float]: ...
+    async def release(self, session: Session, *, reusable: bool) -> None: ...
 
 
 class DestinationPool:

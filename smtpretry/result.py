@@ -85,6 +85,8 @@ class SendResult:
 
     message_id: str | None
     outcomes: dict[str, Outcome] = field(default_factory=dict)
+    queue_id: str | None = None
+    """The queue entry holding the deferred recipients, when the Mailer has a queue."""
 
     def _with(self, status: Status) -> dict[str, Outcome]:
         return {r: o for r, o in self.outcomes.items() if o.status is status}

@@ -1,0 +1,374 @@
+"""The deferred queue: what an entry holds, the :class:`Queue` protocol, and
+:func:`open_queue`, which picks a backend from a URL.
+
+A queue entry is one message to one destination with the recipients still
+pending. Recipients of one message deferred at different times share one
+entry: entries are keyed by destination, sender and message (its Message-ID,
+or a hash of its bytes), and a second deferral merges into the first.
+
+Backends live in their own modules (``sqlite.py`` is the embedded default; a
+Redis backend would be ``redis.py``) and only :func:`open_queue` names them, so
+callers never change when one is added. Everything here is pure values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import urllib.parse
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from ..decide import RecipientState
+from ..envelope import Envelope
+from ..errors import QueueError
+from ..result import Outcome, SendResult
+
+__all__ = [
+    "Destination",
+    "PendingRecipient",
+    "Queue",
+    "QueueEntry",
+    "QueueStats",
+    "default_queue_path",
+    "entry_key",
+    "entry_from_result",
+    "open_queue",
+    "pending_from_outcome",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """Where an entry goes: host, port and TLS mode, or the name of a
+    configured profile. Credentials are never part of it: the runner's
+    ``mailer_factory`` supplies them from the caller's configuration.
+
+    .. versionadded:: 0.2
+    """
+
+    host: str
+    port: int
+    tls: str = "starttls"
+    profile: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The name entries are grouped and filtered by: ``host:port`` (as in the log)."""
+        return f"{self.host}:{self.port}"
+
+    def describe(self) -> str:
+        base = f"{self.host}:{self.port} ({self.tls})"
+        return f"{self.profile}: {base}" if self.profile else base
+
+
+@dataclass(frozen=True, slots=True)
+class PendingRecipient:
+    """One recipient still to deliver, with what the server said last.
+
+    ``code``/``enhanced``/``text``/``phase`` are the last reply (``failure``
+    is the transport failure kind when there was no reply); ``category`` and
+    ``action`` its classification. ``deferrals`` counts the deferrals so far
+    (it picks the next step of ``RetryPolicy.defer_schedule``);
+    ``first_attempt_at`` and ``next_attempt_at`` are epoch seconds.
+
+    .. versionadded:: 0.2
+    """
+
+    address: str
+    next_attempt_at: float
+    deferrals: int = 0
+    first_attempt_at: float | None = None
+    code: int | None = None
+    enhanced: str | None = None
+    text: str = ""
+    phase: str | None = None
+    failure: str | None = None
+    category: str | None = None
+    action: str | None = None
+
+    def state(self) -> RecipientState:
+        """The :class:`RecipientState` to hand back to ``Mailer.deliver(states=...)``."""
+        return RecipientState(self.address, (), self.deferrals, self.first_attempt_at)
+
+    def last_reply(self) -> str:
+        """One line: ``"422 4.2.2 Mailbox over quota (mailbox_full/defer)"``."""
+        said = f"{self.code} {self.text}".strip() if self.code is not None else (
+            f"{self.failure}: {self.text}".strip(": ") if self.failure else self.text
+        )
+        verdict = f" ({self.category}/{self.action})" if self.category else ""
+        return f"{said}{verdict}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueEntry:
+    """One message waiting in the queue for one destination.
+
+    ``data`` is the message bytes (stored encrypted by the backend; ``None``
+    when the entry was listed without its body). ``next_attempt_at`` is the
+    earliest of the recipients' (never later than ``expires_at``);
+    ``expires_at`` is ``created_at`` plus ``RetryPolicy.max_lifetime``.
+    ``owner`` and ``lease_until`` tell which runner holds it, until when.
+    Times are epoch seconds.
+
+    .. versionadded:: 0.2
+    """
+
+    id: str = ""
+    key: str
+    destination: Destination
+    sender: str
+    message_id: str | None
+    recipients: tuple[PendingRecipient, ...]
+    attempts: int = 0
+    created_at: float
+    next_attempt_at: float
+    expires_at: float
+    owner: str | None = None
+    lease_until: float = 0.0
+    data: bytes | None = None
+
+    def envelope(self) -> Envelope:
+        """The envelope to send again: the pending recipients due at any time.
+
+        :raises QueueError: the entry was read without its message bytes.
+        """
+        return self.envelope_for([r.address for r in self.recipients])
+
+    def envelope_for(self, recipients: Sequence[str]) -> Envelope:
+        if self.data is None:
+            raise QueueError(f"queue entry {self.id}: read without its message")
+        return Envelope(
+            sender=self.sender,
+            recipients=tuple(recipients),
+            data=self.data,
+            message_id=self.message_id,
+            smtputf8=not all(a.isascii() for a in (self.sender, *recipients)),
+            eightbit=not self.data.isascii(),
+        )
+
+    def restricted(self, addresses: Collection[str]) -> QueueEntry:
+        """This entry with only the recipients in ``addresses``."""
+        return dataclasses.replace(
+            self, recipients=tuple(r for r in self.recipients if r.address in addresses)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """Counts for ``smtpretry queue stats``: entries and recipients, how
+    many entries are due now, leased by a runner, or past their lifetime, and
+    the oldest entry's ``created_at`` and the next ``next_attempt_at``."""
+
+    entries: int
+    recipients: int
+    due: int
+    leased: int
+    expired: int
+    oldest_created_at: float | None
+    next_attempt_at: float | None
+
+
+@runtime_checkable
+class Queue(Protocol):
+    """A durable store of deferred messages, shared by senders and runners.
+
+    Every method is a coroutine and may raise :class:`QueueError` (a corrupt
+    or locked store, a missing entry). A write has reached durable storage
+    when its coroutine returns. Times are epoch seconds from the caller's
+    clock; leases are how long (seconds) a claim holds an entry.
+
+    .. versionadded:: 0.2
+    """
+
+    @property
+    def url(self) -> str:
+        """Where the queue lives, as a URL (no secrets)."""
+        ...
+
+    async def put(self, entry: QueueEntry, /) -> str:
+        """Store ``entry`` (its ``id``, ``attempts`` and lease are ignored), or
+        merge it into the entry with the same ``key``: its recipients replace
+        those of the same address, the others are kept. Returns the entry id."""
+        ...
+
+    async def claim(
+        self, *, owner: str, now: float, lease_s: float, limit: int, destination: str | None = None
+    ) -> list[QueueEntry]:
+        """Lease up to ``limit`` entries due at ``now`` (``next_attempt_at <= now``
+        and not leased by anyone), earliest first, to ``owner`` until
+        ``now + lease_s``; with ``destination`` (a ``Destination.key``) only
+        entries for it. The entries come with their message bytes."""
+        ...
+
+    async def renew(self, ids: Collection[str], /, *, owner: str, now: float, lease_s: float) -> set[str]:
+        """Extend ``owner``'s leases on ``ids`` to ``now + lease_s``; return the
+        ids still held (a lease that ran out may have been claimed by another)."""
+        ...
+
+    async def release(self, ids: Collection[str], /, *, owner: str) -> None:
+        """Give up ``owner``'s leases on ``ids`` without changing them."""
+        ...
+
+    async def update(
+        self, entry_id: str, /, *, owner: str, remove: Collection[str],
+        defer: Sequence[PendingRecipient], now: float,
+    ) -> QueueEntry | None:
+        """Record a delivery attempt: drop the recipients in ``remove``
+        (delivered or failed), replace the ones in ``defer`` (only those still
+        in the entry), count the attempt, recompute ``next_attempt_at``, and
+        release ``owner``'s lease. Deletes the entry when nothing is pending and
+        returns ``None``; else returns the entry (without its message).
+        Recipients merged in meanwhile by a ``put`` are left as they are."""
+        ...
+
+    async def get(self, entry_id: str, /) -> QueueEntry:
+        """The entry with its message bytes; :class:`QueueError` if there is none."""
+        ...
+
+    async def entries(self, *, limit: int | None = None) -> list[QueueEntry]:
+        """Entries without their message bytes, by ``next_attempt_at``."""
+        ...
+
+    async def retry(self, entry_id: str | None, /, *, now: float) -> int:
+        """Make one entry (or every entry, for ``None``) and its recipients due
+        at ``now``; returns how many entries changed. Leases are kept."""
+        ...
+
+    async def delete(self, entry_id: str, /) -> None:
+        """Remove an entry; :class:`QueueError` if there is none."""
+        ...
+
+    async def stats(self, *, now: float) -> QueueStats:
+        ...
+
+    async def close(self) -> None:
+        ...
+
+
+# -- building entries from what a send did ---------------------------------------------------
+
+
+def entry_key(destination: Destination, envelope: Envelope) -> str:
+    """The merge key: the same message from the same sender to the same
+    destination (by Message-ID, else by a hash of its bytes)."""
+    message = envelope.message_id or "sha256:" + hashlib.sha256(envelope.data).hexdigest()
+    raw = "\0".join((destination.key, destination.profile or "", envelope.sender, message))
+    return hashlib.sha256(raw.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def pending_from_outcome(outcome: Outcome, prior: RecipientState | None) -> PendingRecipient:
+    """A deferred recipient's :class:`Outcome` as a queue record: one more
+    deferral than ``prior`` had, and the first attempt time carried over."""
+    assert outcome.next_attempt_at is not None, "only deferred outcomes go to the queue"
+    first = prior.first_attempt_at if prior is not None else None
+    if first is None and outcome.history:
+        first = outcome.history[0].attempted_at
+    reply, failure = outcome.reply, outcome.failure
+    c = outcome.classification
+    return PendingRecipient(
+        address=outcome.recipient,
+        next_attempt_at=outcome.next_attempt_at,
+        deferrals=(prior.deferrals if prior is not None else 0) + 1,
+        first_attempt_at=first,
+        code=reply.code if reply else None,
+        enhanced=str(reply.enhanced) if reply and reply.enhanced else None,
+        text=reply.text if reply else (failure.detail if failure else ""),
+        phase=reply.phase.value if reply else (failure.phase.value if failure else None),
+        failure=failure.kind.value if failure else None,
+        category=c.category.value,
+        action=c.action.value,
+    )
+
+
+def entry_from_result(
+    destination: Destination, envelope: Envelope, result: SendResult, *,
+    states: Mapping[str, RecipientState], max_lifetime: float, now: float,
+) -> QueueEntry:
+    """The queue entry for the deferred recipients of ``result``."""
+    recipients = tuple(
+        pending_from_outcome(o, states.get(r)) for r, o in result.deferred.items()
+    )
+    firsts = [r.first_attempt_at for r in recipients if r.first_attempt_at is not None]
+    created = min([now, *firsts])
+    expires = created + max_lifetime
+    return QueueEntry(
+        key=entry_key(destination, envelope),
+        destination=destination,
+        sender=envelope.sender,
+        message_id=envelope.message_id,
+        recipients=recipients,
+        created_at=created,
+        next_attempt_at=min(min(r.next_attempt_at for r in recipients), expires),
+        expires_at=expires,
+        data=envelope.data,
+    )
+
+
+# -- URLs --------------------------------------------------------------------------------------
+
+
+def default_queue_path() -> Path:
+    """``$XDG_STATE_HOME/smtpretry/queue.db``, else ``~/.local/state/smtpretry/queue.db``."""
+    state = os.environ.get("XDG_STATE_HOME")
+    base = Path(state) if state and os.path.isabs(state) else Path.home() / ".local" / "state"
+    return base / "smtpretry" / "queue.db"
+
+
+def open_queue(url: str | os.PathLike[str] | None = None, /) -> Queue:
+    """The queue a URL names. Nothing is opened until the first call.
+
+    - ``sqlite:///var/lib/app/queue.db`` (an absolute path after ``sqlite://``),
+      ``sqlite:relative/queue.db``, or a plain file path: the embedded SQLite
+      queue; ``?busy_timeout=SECONDS`` sets how long to wait for a lock;
+    - ``None``: SQLite at :func:`default_queue_path`.
+
+    :raises QueueError: an unknown scheme, or a URL without a path.
+
+    .. versionadded:: 0.2
+    """
+    if url is None:
+        from .sqlite import SQLiteQueue
+
+        return SQLiteQueue(default_queue_path())
+    text = os.fspath(url)
+    parts = urllib.parse.urlsplit(text)
+    scheme = parts.scheme.lower()
+    if scheme in ("", "file"):
+        from .sqlite import SQLiteQueue
+
+        return SQLiteQueue(Path(parts.path if scheme == "file" else text).expanduser())
+    if scheme == "sqlite":
+        if parts.netloc not in ("", "localhost"):
+            raise QueueError(
+                f"queue URL {text!r}: expected sqlite:///absolute/path.db or sqlite:relative/path.db"
+            )
+        path = urllib.parse.unquote(parts.path)
+        if not path or path == "/":
+            raise QueueError(f"queue URL {text!r}: no database path")
+        query = urllib.parse.parse_qs(parts.query)
+        timeout = 5.0
+        if "busy_timeout" in query:
+            try:
+                timeout = float(query["busy_timeout"][-1])
+            except ValueError:
+                raise QueueError(f"queue URL {text!r}: busy_timeout: expected seconds") from None
+        from .sqlite import SQLiteQueue
+
+        return SQLiteQueue(Path(path).expanduser(), busy_timeout=timeout)
+    if scheme in ("redis", "rediss"):
+        raise QueueError(f"queue URL {_redacted(text)!r}: the Redis backend is not available yet")
+    raise QueueError(f"queue URL {_redacted(text)!r}: unknown scheme {scheme!r} (expected sqlite)")
+
+
+def _redacted(url: str) -> str:
+    """The URL without a password, for messages."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))

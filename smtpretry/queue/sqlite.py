@@ -1,0 +1,444 @@
+"""The embedded queue: one SQLite file, shared by any number of senders and runners.
+
+This is the only module that imports ``sqlite3``. The file is opened in WAL
+mode with ``synchronous=FULL``, so a write is on disk when its coroutine
+returns, and readers never wait for the writer. Every write is one
+``BEGIN IMMEDIATE`` transaction: two runners on one file claim disjoint
+entries, and a process killed at any instant leaves the file consistent.
+Message bytes are stored as Fernet tokens (``crypto.py``), never in clear.
+
+The schema is versioned with ``PRAGMA user_version``: ``MIGRATIONS[i]`` takes
+a file from version ``i`` to ``i + 1``, and a file newer than this code is
+refused rather than misread.
+
+Each call runs in a worker thread (``asyncio.to_thread``) and holds the
+connection's lock only for its own statements, so the event loop never waits
+for the disk or for another process's lock (up to ``busy_timeout`` seconds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import os
+import secrets
+import sqlite3
+import threading
+from collections.abc import Callable, Collection, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ..errors import QueueError
+from .base import Destination, PendingRecipient, QueueEntry, QueueStats
+from .crypto import MessageCipher
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SQLiteQueue"]
+
+T = TypeVar("T")
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # 1: entries, and the due index the runners' claim walks.
+    (
+        """CREATE TABLE entries (
+            id              TEXT PRIMARY KEY,
+            key             TEXT NOT NULL UNIQUE,   -- merge key: destination, sender, message
+            destination     TEXT NOT NULL,          -- Destination.key, host:port
+            host            TEXT NOT NULL,
+            port            INTEGER NOT NULL,
+            tls             TEXT NOT NULL,
+            profile         TEXT,
+            sender          TEXT NOT NULL,
+            message_id      TEXT,
+            recipients      TEXT NOT NULL,          -- JSON list of PendingRecipient
+            attempts        INTEGER NOT NULL DEFAULT 0,
+            created_at      REAL NOT NULL,
+            next_attempt_at REAL NOT NULL,
+            expires_at      REAL NOT NULL,
+            owner           TEXT,
+            lease_until     REAL NOT NULL DEFAULT 0,
+            data            BLOB NOT NULL           -- Fernet token; last, so scans skip it
+        )""",
+        # claim: next_attempt_at <= now AND lease_until <= now, earliest first,
+        # answered from the index alone.
+        "CREATE INDEX entries_due ON entries (next_attempt_at, lease_until)",
+        "CREATE INDEX entries_destination_due ON entries (destination, next_attempt_at, lease_until)",
+        # A token of a known text: a wrong key is found at open, not at the first resend.
+        "CREATE TABLE meta (name TEXT PRIMARY KEY, value BLOB NOT NULL)",
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_KEY_CHECK = b"smtpretry queue key check"
+
+_COLUMNS = (
+    "id, key, host, port, tls, profile, sender, message_id, recipients, attempts, "
+    "created_at, next_attempt_at, expires_at, owner, lease_until"
+)
+_PENDING_FIELDS = frozenset(f.name for f in dataclasses.fields(PendingRecipient))
+
+
+def _encode_recipients(recipients: Sequence[PendingRecipient]) -> str:
+    return json.dumps([dataclasses.asdict(r) for r in recipients], separators=(",", ":"))
+
+
+def _decode_recipients(text: str) -> tuple[PendingRecipient, ...]:
+    return tuple(
+        PendingRecipient(**{k: v for k, v in item.items() if k in _PENDING_FIELDS})
+        for item in json.loads(text)
+    )
+
+
+def _next_attempt(recipients: Sequence[PendingRecipient], expires_at: float) -> float:
+    return min(min(r.next_attempt_at for r in recipients), expires_at)
+
+
+class SQLiteQueue:
+    """The :class:`~smtpretry.queue.Queue` in one SQLite file.
+
+    :param path: the database file; it and its directory are created (0600,
+        0700) when missing
+    :param busy_timeout: seconds to wait for another process's lock before
+        :class:`QueueError`
+    :param cipher: encrypts message bytes; by default the key from
+        ``SMTPRETRY_QUEUE_KEY`` or ``queue.key`` beside the file
+
+    Nothing is opened until the first call.
+
+    .. versionadded:: 0.2
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, busy_timeout: float = 5.0,
+        cipher: MessageCipher | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.busy_timeout = busy_timeout
+        self._cipher = cipher
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return "sqlite:///" + str(self.path.absolute()).lstrip("/")
+
+    def __repr__(self) -> str:
+        return f"SQLiteQueue({str(self.path)!r})"
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.to_thread(self._locked, fn, *args)
+
+    def _locked(self, fn: Callable[..., T], *args: Any) -> T:
+        with self._lock:
+            try:
+                return fn(self._connection(), *args)
+            except sqlite3.Error as exc:
+                raise self._error(exc) from exc
+
+    def _error(self, exc: sqlite3.Error) -> QueueError:
+        text = str(exc)
+        if "locked" in text or "busy" in text:
+            return QueueError(
+                f"queue {self.path}: the database is locked by another process "
+                f"(waited {self.busy_timeout:g} s)"
+            )
+        if isinstance(exc, sqlite3.DatabaseError) and (
+            "not a database" in text or "malformed" in text or "corrupt" in text
+        ):
+            return QueueError(f"queue {self.path}: not a queue database, or corrupt ({text})")
+        return QueueError(f"queue {self.path}: {text}")
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is not None:
+            return self._conn
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # Create the file ourselves, private: SQLite would use the umask, and
+            # gives its -wal and -shm files the mode of the database file.
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            os.close(fd)
+        except OSError as exc:
+            raise QueueError(f"queue {self.path}: cannot create the database: {exc.strerror}") from exc
+        if self._cipher is None:
+            self._cipher = MessageCipher.for_directory(self.path.parent)
+        conn = sqlite3.connect(
+            self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            self._migrate(conn)
+            self._check_key(conn)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        return conn
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        with self._transaction(conn):
+            version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise QueueError(
+                    f"queue {self.path}: schema version {version} is newer than this smtpretry "
+                    f"understands ({SCHEMA_VERSION}); upgrade smtpretry"
+                )
+            for statements in MIGRATIONS[version:]:
+                for statement in statements:
+                    conn.execute(statement)
+            if version != SCHEMA_VERSION:
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _check_key(self, conn: sqlite3.Connection) -> None:
+        assert self._cipher is not None
+        with self._transaction(conn):
+            row = conn.execute("SELECT value FROM meta WHERE name = 'key_check'").fetchone()
+            if row is None:
+                conn.execute(
+                    "INSERT INTO meta (name, value) VALUES ('key_check', ?)",
+                    (self._cipher.encrypt(_KEY_CHECK),),
+                )
+                return
+        self._cipher.decrypt(row[0], what=f"queue {self.path}")
+
+    def _entry(self, row: sqlite3.Row | tuple[Any, ...], data: bytes | None = None) -> QueueEntry:
+        (id_, key, host, port, tls, profile, sender, message_id, recipients, attempts,
+         created_at, next_attempt_at, expires_at, owner, lease_until) = row[:15]
+        if data is not None:
+            assert self._cipher is not None
+            data = self._cipher.decrypt(data, what=f"queue entry {id_}")
+        return QueueEntry(
+            id=id_, key=key, destination=Destination(host, port, tls, profile), sender=sender,
+            message_id=message_id, recipients=_decode_recipients(recipients), attempts=attempts,
+            created_at=created_at, next_attempt_at=next_attempt_at, expires_at=expires_at,
+            owner=owner, lease_until=lease_until, data=data,
+        )
+
+    # -- the Queue protocol --------------------------------------------------------------------
+
+    async def put(self, entry: QueueEntry, /) -> str:
+        if not entry.recipients:
+            raise QueueError("queue: an entry needs at least one recipient")
+        if entry.data is None:
+            raise QueueError("queue: an entry needs its message bytes")
+        return await self._call(self._put, entry)
+
+    def _put(self, conn: sqlite3.Connection, entry: QueueEntry) -> str:
+        with self._transaction(conn):
+            return self._put_one(conn, entry)
+
+    def _put_one(self, conn: sqlite3.Connection, entry: QueueEntry) -> str:
+        assert self._cipher is not None and entry.data is not None
+        row = conn.execute(
+            "SELECT id, recipients, created_at, expires_at FROM entries WHERE key = ?", (entry.key,)
+        ).fetchone()
+        if row is not None:
+            entry_id, old, created_at, expires_at = row
+            merged = {r.address: r for r in _decode_recipients(old)}
+            merged.update((r.address, r) for r in entry.recipients)
+            recipients = list(merged.values())
+            created_at = min(created_at, entry.created_at)
+            expires_at = min(expires_at, entry.expires_at)
+            conn.execute(
+                "UPDATE entries SET recipients = ?, created_at = ?, expires_at = ?, "
+                "next_attempt_at = ? WHERE id = ?",
+                (_encode_recipients(recipients), created_at, expires_at,
+                 _next_attempt(recipients, expires_at), entry_id),
+            )
+            return str(entry_id)
+        entry_id = secrets.token_hex(8)
+        d = entry.destination
+        conn.execute(
+            "INSERT INTO entries (id, key, destination, host, port, tls, profile, sender, "
+            "message_id, recipients, attempts, created_at, next_attempt_at, expires_at, data) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)",
+            (entry_id, entry.key, d.key, d.host, d.port, d.tls, d.profile, entry.sender,
+             entry.message_id, _encode_recipients(entry.recipients), entry.created_at,
+             _next_attempt(entry.recipients, entry.expires_at), entry.expires_at,
+             self._cipher.encrypt(entry.data)),
+        )
+        return entry_id
+
+    async def put_many(self, entries: Sequence[QueueEntry], /) -> list[str]:
+        """``put`` each entry, all in one transaction (for imports and benchmarks)."""
+        return await self._call(self._put_many, entries)
+
+    def _put_many(self, conn: sqlite3.Connection, entries: Sequence[QueueEntry]) -> list[str]:
+        with self._transaction(conn):
+            return [self._put_one(conn, e) for e in entries]
+
+    async def claim(
+        self, *, owner: str, now: float, lease_s: float, limit: int, destination: str | None = None
+    ) -> list[QueueEntry]:
+        if limit < 1:
+            return []
+        return await self._call(self._claim, owner, now, lease_s, limit, destination)
+
+    def _claim(
+        self, conn: sqlite3.Connection, owner: str, now: float, lease_s: float, limit: int,
+        destination: str | None,
+    ) -> list[QueueEntry]:
+        where = "next_attempt_at <= ? AND lease_until <= ?"
+        args: list[Any] = [now, now]
+        if destination is not None:
+            where = "destination = ? AND " + where
+            args.insert(0, destination)
+        with self._transaction(conn):
+            ids = [r[0] for r in conn.execute(
+                f"SELECT id FROM entries WHERE {where} ORDER BY next_attempt_at LIMIT ?", (*args, limit)
+            )]
+            if not ids:
+                return []
+            marks = ",".join("?" * len(ids))
+            conn.execute(
+                f"UPDATE entries SET owner = ?, lease_until = ? WHERE id IN ({marks})",
+                (owner, now + lease_s, *ids),
+            )
+            rows = conn.execute(
+                f"SELECT {_COLUMNS}, data FROM entries WHERE id IN ({marks}) ORDER BY next_attempt_at",
+                ids,
+            ).fetchall()
+        return [self._entry(row, row[15]) for row in rows]
+
+    async def renew(self, ids: Collection[str], /, *, owner: str, now: float, lease_s: float) -> set[str]:
+        if not ids:
+            return set()
+        return await self._call(self._renew, list(ids), owner, now + lease_s)
+
+    def _renew(self, conn: sqlite3.Connection, ids: list[str], owner: str, until: float) -> set[str]:
+        marks = ",".join("?" * len(ids))
+        with self._transaction(conn):
+            rows = conn.execute(
+                f"UPDATE entries SET lease_until = ? WHERE owner = ? AND id IN ({marks}) RETURNING id",
+                (until, owner, *ids),
+            ).fetchall()
+        return {r[0] for r in rows}
+
+    async def release(self, ids: Collection[str], /, *, owner: str) -> None:
+        if ids:
+            await self._call(self._release, list(ids), owner)
+
+    def _release(self, conn: sqlite3.Connection, ids: list[str], owner: str) -> None:
+        marks = ",".join("?" * len(ids))
+        with self._transaction(conn):
+            conn.execute(
+                f"UPDATE entries SET owner = NULL, lease_until = 0 WHERE owner = ? AND id IN ({marks})",
+                (owner, *ids),
+            )
+
+    async def update(
+        self, entry_id: str, /, *, owner: str, remove: Collection[str],
+        defer: Sequence[PendingRecipient], now: float,
+    ) -> QueueEntry | None:
+        return await self._call(self._update, entry_id, owner, set(remove), list(defer))
+
+    def _update(
+        self, conn: sqlite3.Connection, entry_id: str, owner: str, remove: set[str],
+        defer: list[PendingRecipient],
+    ) -> QueueEntry | None:
+        with self._transaction(conn):
+            row = conn.execute(
+                "SELECT recipients, expires_at FROM entries WHERE id = ?", (entry_id,)
+            ).fetchone()
+            if row is None:
+                return None  # deleted meanwhile (by hand, or by a runner that took over)
+            replace = {r.address: r for r in defer}
+            recipients = [
+                replace.get(r.address, r) for r in _decode_recipients(row[0]) if r.address not in remove
+            ]
+            if not recipients:
+                conn.execute("DELETE FROM entries WHERE id = ?", (entry_id,))
+                return None
+            conn.execute(
+                "UPDATE entries SET recipients = ?, attempts = attempts + 1, next_attempt_at = ?, "
+                "lease_until = CASE WHEN owner = ? THEN 0 ELSE lease_until END, "
+                "owner = CASE WHEN owner = ? THEN NULL ELSE owner END WHERE id = ?",
+                (_encode_recipients(recipients), _next_attempt(recipients, row[1]), owner, owner,
+                 entry_id),
+            )
+            got = conn.execute(f"SELECT {_COLUMNS} FROM entries WHERE id = ?", (entry_id,)).fetchone()
+        return self._entry(got)
+
+    async def get(self, entry_id: str, /) -> QueueEntry:
+        return await self._call(self._get, entry_id)
+
+    def _get(self, conn: sqlite3.Connection, entry_id: str) -> QueueEntry:
+        row = conn.execute(f"SELECT {_COLUMNS}, data FROM entries WHERE id = ?", (entry_id,)).fetchone()
+        if row is None:
+            raise QueueError(f"queue {self.path}: no entry {entry_id!r}")
+        return self._entry(row, row[15])
+
+    async def entries(self, *, limit: int | None = None) -> list[QueueEntry]:
+        return await self._call(self._entries, limit)
+
+    def _entries(self, conn: sqlite3.Connection, limit: int | None) -> list[QueueEntry]:
+        rows = conn.execute(
+            f"SELECT {_COLUMNS} FROM entries ORDER BY next_attempt_at LIMIT ?",
+            (-1 if limit is None else limit,),
+        ).fetchall()
+        return [self._entry(row) for row in rows]
+
+    async def retry(self, entry_id: str | None, /, *, now: float) -> int:
+        return await self._call(self._retry, entry_id, now)
+
+    def _retry(self, conn: sqlite3.Connection, entry_id: str | None, now: float) -> int:
+        with self._transaction(conn):
+            if entry_id is None:
+                rows = conn.execute("SELECT id, recipients FROM entries").fetchall()
+            else:
+                rows = conn.execute(
+                    "SELECT id, recipients FROM entries WHERE id = ?", (entry_id,)
+                ).fetchall()
+                if not rows:
+                    raise QueueError(f"queue {self.path}: no entry {entry_id!r}")
+            for id_, recipients in rows:
+                due = [dataclasses.replace(r, next_attempt_at=now) for r in _decode_recipients(recipients)]
+                conn.execute(
+                    "UPDATE entries SET recipients = ?, next_attempt_at = ? WHERE id = ?",
+                    (_encode_recipients(due), now, id_),
+                )
+        return len(rows)
+
+    async def delete(self, entry_id: str, /) -> None:
+        await self._call(self._delete, entry_id)
+
+    def _delete(self, conn: sqlite3.Connection, entry_id: str) -> None:
+        with self._transaction(conn):
+            if conn.execute("DELETE FROM entries WHERE id = ?", (entry_id,)).rowcount == 0:
+                raise QueueError(f"queue {self.path}: no entry {entry_id!r}")
+
+    async def stats(self, *, now: float) -> QueueStats:
+        return await self._call(self._stats, now)
+
+    def _stats(self, conn: sqlite3.Connection, now: float) -> QueueStats:
+        row = conn.execute(
+            "SELECT count(*), coalesce(sum(json_array_length(recipients)), 0), "
+            "coalesce(sum(next_attempt_at <= ? AND lease_until <= ?), 0), "
+            "coalesce(sum(lease_until > ?), 0), coalesce(sum(expires_at <= ?), 0), "
+            "min(created_at), min(next_attempt_at) FROM entries",
+            (now, now, now, now),
+        ).fetchone()
+        return QueueStats(*row)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._close)
+
+    def _close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None

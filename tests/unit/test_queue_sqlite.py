@@ -1,0 +1,309 @@
+"""The SQLite queue on real files under tmp_path: put/merge, claim and leases,
+update, expiry, migrations, file modes, encryption at rest, and the errors
+(corrupt, locked, wrong key, bad URL) as one-line QueueErrors."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+
+from smtpretry import QueueError
+from smtpretry.queue import Destination, PendingRecipient, QueueEntry, default_queue_path, open_queue
+from smtpretry.queue.crypto import KEY_ENV, generate_key
+from smtpretry.queue.sqlite import SCHEMA_VERSION, SQLiteQueue
+
+NOW = 1_800_000_000.0
+BODY = b"Subject: hi\r\n\r\nTOP-SECRET-BODY-TEXT the queue must never hold in clear\r\n"
+DEST = Destination("mx.example.net", 25, "starttls")
+
+
+@pytest.fixture(autouse=True)
+def _no_env_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(KEY_ENV, raising=False)
+
+
+def rcpt(address: str, at: float = NOW, **kw: object) -> PendingRecipient:
+    kw.setdefault("code", 422)
+    kw.setdefault("enhanced", "4.2.2")
+    kw.setdefault("text", "Mailbox over quota")
+    kw.setdefault("phase", "rcpt")
+    kw.setdefault("category", "mailbox_full")
+    kw.setdefault("action", "defer")
+    kw.setdefault("deferrals", 1)
+    return PendingRecipient(address, at, first_attempt_at=NOW - 10, **kw)  # type: ignore[arg-type]
+
+
+def entry(key: str = "k1", *recipients: PendingRecipient, data: bytes = BODY,
+          expires_at: float = NOW + 86400) -> QueueEntry:
+    recipients = recipients or (rcpt("a@example.com"),)
+    return QueueEntry(
+        key=key, destination=DEST, sender="s@example.org", message_id=f"<{key}@test>",
+        recipients=recipients, created_at=NOW - 10,
+        next_attempt_at=min(r.next_attempt_at for r in recipients), expires_at=expires_at, data=data,
+    )
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "queue.db"
+
+
+async def test_put_and_get_round_trip_with_the_message_decrypted(db: Path) -> None:
+    q = SQLiteQueue(db)
+    entry_id = await q.put(entry())
+    got = await q.get(entry_id)
+    assert got.data == BODY
+    assert got.recipients == (rcpt("a@example.com"),)
+    assert (got.destination, got.sender, got.message_id) == (DEST, "s@example.org", "<k1@test>")
+    assert (got.created_at, got.next_attempt_at, got.expires_at, got.attempts) == (
+        NOW - 10, NOW, NOW + 86400, 0
+    )
+    listed = await q.entries()
+    assert [e.id for e in listed] == [entry_id] and listed[0].data is None
+    await q.close()
+
+
+async def test_files_are_private_and_the_body_is_never_in_clear(db: Path) -> None:
+    q = SQLiteQueue(db)
+    await q.put(entry())
+    await q.put(entry("k2", rcpt("b@example.com")))
+    for path in (db, db.parent / "queue.key", *db.parent.glob("queue.db-*")):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    assert stat.S_IMODE(db.parent.stat().st_mode) == 0o700
+    on_disk = b"".join(p.read_bytes() for p in db.parent.glob("queue.db*"))
+    assert b"TOP-SECRET-BODY-TEXT" not in on_disk
+    assert b"a@example.com" in on_disk  # the envelope is readable, for `queue list`
+    await q.close()
+    # Closing checkpoints the WAL into the main file: still no clear text.
+    assert b"TOP-SECRET-BODY-TEXT" not in db.read_bytes()
+
+
+async def test_the_key_comes_from_the_environment_when_set(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, generate_key())
+    q = SQLiteQueue(db)
+    entry_id = await q.put(entry())
+    assert (await q.get(entry_id)).data == BODY
+    assert not (db.parent / "queue.key").exists()
+    await q.close()
+
+
+async def test_a_wrong_key_is_one_clear_error_at_open(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    q = SQLiteQueue(db)
+    await q.put(entry())
+    await q.close()
+    monkeypatch.setenv(KEY_ENV, generate_key())
+    with pytest.raises(QueueError, match="cannot decrypt .* key from SMTPRETRY_QUEUE_KEY"):
+        await SQLiteQueue(db).entries()
+    monkeypatch.setenv(KEY_ENV, "not a key")
+    with pytest.raises(QueueError, match="SMTPRETRY_QUEUE_KEY: not a queue key"):
+        await SQLiteQueue(db).entries()
+
+
+async def test_deferrals_of_one_message_merge_into_one_entry(db: Path) -> None:
+    q = SQLiteQueue(db)
+    first = await q.put(entry("k", rcpt("a@example.com", NOW + 300), rcpt("b@example.com", NOW + 300)))
+    later = rcpt("b@example.com", NOW + 900, code=450, enhanced=None, text="later")
+    second = await q.put(entry("k", later, rcpt("c@example.com", NOW + 100)))
+    assert second == first
+    [merged] = await q.entries()
+    assert {r.address: r for r in merged.recipients} == {
+        "a@example.com": rcpt("a@example.com", NOW + 300),
+        "b@example.com": later,
+        "c@example.com": rcpt("c@example.com", NOW + 100),
+    }
+    assert merged.next_attempt_at == NOW + 100
+    await q.close()
+
+
+async def test_claim_takes_due_entries_earliest_first_and_leases_them(db: Path) -> None:
+    q = SQLiteQueue(db)
+    late = await q.put(entry("late", rcpt("a@example.com", NOW - 1)))
+    early = await q.put(entry("early", rcpt("b@example.com", NOW - 5)))
+    await q.put(entry("future", rcpt("c@example.com", NOW + 60)))
+    claimed = await q.claim(owner="r1", now=NOW, lease_s=30, limit=10)
+    assert [e.id for e in claimed] == [early, late]
+    assert all(e.owner == "r1" and e.lease_until == NOW + 30 and e.data == BODY for e in claimed)
+    assert await q.claim(owner="r2", now=NOW + 1, lease_s=30, limit=10) == []
+    # The lease runs out (the runner died): another runner takes the entries.
+    again = await q.claim(owner="r2", now=NOW + 31, lease_s=30, limit=1)
+    assert [e.id for e in again] == [early]
+    other = SQLiteQueue(db)  # a second connection sees the same leases
+    assert [e.id for e in await other.claim(owner="r3", now=NOW + 31, lease_s=30, limit=10)] == [late]
+    await q.close()
+    await other.close()
+
+
+async def test_claim_for_one_destination(db: Path) -> None:
+    q = SQLiteQueue(db)
+    await q.put(entry("x"))
+    other = dataclasses.replace(entry("y"), destination=Destination("127.0.0.1", 2525, "none"))
+    wanted = await q.put(other)
+    claimed = await q.claim(owner="r", now=NOW, lease_s=5, limit=10, destination="127.0.0.1:2525")
+    assert [e.id for e in claimed] == [wanted]
+    await q.close()
+
+
+async def test_renew_keeps_only_leases_still_held(db: Path) -> None:
+    q = SQLiteQueue(db)
+    a = await q.put(entry("a"))
+    b = await q.put(entry("b", rcpt("b@example.com")))
+    await q.claim(owner="r1", now=NOW, lease_s=1, limit=10)
+    assert await q.renew([a, b], owner="r1", now=NOW + 0.5, lease_s=1) == {a, b}
+    assert await q.claim(owner="r2", now=NOW + 1.2, lease_s=1, limit=10) == []  # renewed to NOW + 1.5
+    taken = await q.claim(owner="r2", now=NOW + 2, lease_s=1, limit=1)
+    assert await q.renew([a, b], owner="r1", now=NOW + 2, lease_s=1) == {a, b} - {taken[0].id}
+    await q.release([a, b], owner="r1")
+    assert {e.id for e in await q.claim(owner="r3", now=NOW + 2, lease_s=1, limit=10)} == (
+        {a, b} - {taken[0].id}
+    )
+    await q.close()
+
+
+async def test_update_removes_done_recipients_keeps_deferred_and_deletes_when_empty(db: Path) -> None:
+    q = SQLiteQueue(db)
+    entry_id = await q.put(entry("k", rcpt("a@example.com"), rcpt("b@example.com"), rcpt("c@example.com")))
+    await q.claim(owner="r1", now=NOW, lease_s=30, limit=1)
+    # Meanwhile a new send of the same message defers d: merged, and kept by the update.
+    await q.put(entry("k", rcpt("d@example.com", NOW + 50)))
+    b_again = rcpt("b@example.com", NOW + 900, deferrals=2)  # type: ignore[arg-type]
+    left = await q.update(entry_id, owner="r1", remove=["a@example.com", "c@example.com"],
+                          defer=[b_again, rcpt("zz@example.com")], now=NOW)
+    assert left is not None
+    assert [r.address for r in left.recipients] == ["b@example.com", "d@example.com"]
+    assert left.recipients[0] == b_again
+    assert (left.next_attempt_at, left.attempts, left.owner, left.lease_until) == (NOW + 50, 1, None, 0.0)
+    assert await q.update(entry_id, owner="r1", remove=["b@example.com", "d@example.com"], defer=[],
+                          now=NOW) is None
+    assert await q.entries() == []
+    with pytest.raises(QueueError, match="no entry"):
+        await q.get(entry_id)
+    await q.close()
+
+
+async def test_next_attempt_never_later_than_expiry_and_stats_count_expired(db: Path) -> None:
+    q = SQLiteQueue(db)
+    entry_id = await q.put(entry("k", rcpt("a@example.com", NOW + 500), expires_at=NOW + 100))
+    [e] = await q.entries()
+    assert e.next_attempt_at == NOW + 100
+    assert [c.id for c in await q.claim(owner="r", now=NOW + 100, lease_s=5, limit=5)] == [entry_id]
+    s = await q.stats(now=NOW + 101)
+    assert (s.entries, s.recipients, s.due, s.leased, s.expired) == (1, 1, 0, 1, 1)
+    await q.close()
+
+
+async def test_retry_makes_entries_and_their_recipients_due_now(db: Path) -> None:
+    q = SQLiteQueue(db)
+    a = await q.put(entry("a", rcpt("a@example.com", NOW + 900), rcpt("b@example.com", NOW + 500)))
+    await q.put(entry("b", rcpt("c@example.com", NOW + 900)))
+    assert await q.retry(a, now=NOW) == 1
+    got = await q.get(a)
+    assert got.next_attempt_at == NOW and {r.next_attempt_at for r in got.recipients} == {NOW}
+    assert await q.retry(None, now=NOW) == 2
+    assert (await q.stats(now=NOW)).due == 2
+    with pytest.raises(QueueError, match="no entry 'nope'"):
+        await q.retry("nope", now=NOW)
+    with pytest.raises(QueueError, match="no entry 'nope'"):
+        await q.delete("nope")
+    await q.delete(a)
+    assert len(await q.entries()) == 1
+    await q.close()
+
+
+async def test_a_new_file_is_migrated_to_the_current_schema(db: Path) -> None:
+    db.parent.mkdir()
+    with sqlite3.connect(db) as conn:  # an empty database at version 0
+        conn.execute("PRAGMA user_version = 0")
+    q = SQLiteQueue(db)
+    await q.put(entry())
+    await q.close()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        plan = " ".join(str(r) for r in conn.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM entries WHERE next_attempt_at <= 1 AND lease_until <= 1 "
+            "ORDER BY next_attempt_at LIMIT 10"
+        ))
+    assert "entries_due" in plan
+
+
+async def test_a_newer_schema_is_refused(db: Path) -> None:
+    db.parent.mkdir()
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA user_version = 99")
+    with pytest.raises(QueueError, match="schema version 99 is newer"):
+        await SQLiteQueue(db).entries()
+
+
+async def test_a_corrupt_file_is_a_queue_error(db: Path) -> None:
+    db.parent.mkdir()
+    db.write_bytes(b"this is not a database, just some text " * 100)
+    with pytest.raises(QueueError, match="not a queue database, or corrupt") as info:
+        await SQLiteQueue(db).entries()
+    assert "\n" not in str(info.value)
+
+
+async def test_a_locked_file_is_a_queue_error(db: Path) -> None:
+    q = open_queue(f"sqlite://{db}?busy_timeout=0.05")
+    await q.put(entry())
+    blocker = sqlite3.connect(db, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(QueueError, match="locked by another process"):
+            await q.put(entry("k2", rcpt("b@example.com")))
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    await q.put(entry("k2", rcpt("b@example.com")))
+    await q.close()
+
+
+def test_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    q = open_queue(f"sqlite://{tmp_path}/q.db")
+    assert isinstance(q, SQLiteQueue) and q.path == tmp_path / "q.db"
+    assert q.url == f"sqlite://{tmp_path}/q.db"
+    assert isinstance(q2 := open_queue(str(tmp_path / "p.db")), SQLiteQueue) and q2.path == tmp_path / "p.db"
+    assert open_queue("sqlite:rel/q.db").path == Path("rel/q.db")  # type: ignore[attr-defined]
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    assert default_queue_path() == tmp_path / "xdg" / "smtpretry" / "queue.db"
+    assert open_queue().path == tmp_path / "xdg" / "smtpretry" / "queue.db"  # type: ignore[attr-defined]
+    monkeypatch.delenv("XDG_STATE_HOME")
+    assert default_queue_path() == Path.home() / ".local" / "state" / "smtpretry" / "queue.db"
+    with pytest.raises(QueueError, match="Redis backend is not available") as info:
+        open_queue("redis://user:hunter2@localhost:6379/0")
+    assert "hunter2" not in str(info.value)
+    with pytest.raises(QueueError, match="unknown scheme 'mysql'"):
+        open_queue("mysql://localhost/q")
+    with pytest.raises(QueueError, match="no database path"):
+        open_queue("sqlite://")
+    with pytest.raises(QueueError, match="busy_timeout"):
+        open_queue(f"sqlite://{tmp_path}/q.db?busy_timeout=soon")
+
+
+async def test_an_unwritable_place_is_a_queue_error(tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        blocked = tmp_path / "file"
+        blocked.write_text("x")
+        path = blocked / "queue.db"  # a directory that is a file: fails even for root
+    else:
+        tmp_path.chmod(0o500)
+        path = tmp_path / "sub" / "queue.db"
+    with pytest.raises(QueueError, match="cannot create the database"):
+        await SQLiteQueue(path).entries()
+
+
+def test_the_benchmark_runs_with_a_tiny_queue(capsys: pytest.CaptureFixture[str]) -> None:
+    spec = importlib.util.spec_from_file_location(
+        "bench_queue", Path(__file__).resolve().parents[2] / "benchmarks" / "bench_queue.py"
+    )
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    [row] = bench.main(["--sizes", "50", "--sample", "5"])
+    assert row["size"] == 50 and "entries_due" in str(row["plan"])
+    assert "claim100 p50 ms" in capsys.readouterr().out
