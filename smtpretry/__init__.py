@@ -4,9 +4,33 @@ Every server reply is classified (``classify``) into a category and an action
 (ok, retry, defer, fail); :class:`Mailer` acts on it per recipient: retries
 421s with backoff on new connections under a per-destination cap, defers
 over-quota mailboxes, fails messages too large, and logs every decision.
+
+The package also stands in for :mod:`smtplib` (``import smtpretry as
+smtplib``): :class:`SMTP` and :class:`SMTP_SSL` run the engine inside every
+send, and smtplib's exceptions and constants are re-exported unchanged.
 """
 
+from smtplib import (
+    CRLF,
+    SMTP_PORT,
+    SMTP_SSL_PORT,
+    SMTPAuthenticationError,
+    SMTPConnectError,
+    SMTPDataError,
+    SMTPException,
+    SMTPHeloError,
+    SMTPNotSupportedError,
+    SMTPRecipientsRefused,
+    SMTPResponseException,
+    SMTPSenderRefused,
+    SMTPServerDisconnected,
+    bCRLF,
+    quoteaddr,
+    quotedata,
+)
+
 from .classify import RULES, Action, Category, Classification, Rule, classify, classify_reply
+from .compat import SMTP, SMTP_SSL, SMTPHandler
 from .config import Config, Profile, Settings, configure, load_config
 from .decide import Decision, Defer, Fail, Ok, RecipientState, Retry, decide
 from .envelope import Envelope, build_envelope
@@ -28,6 +52,27 @@ from .transport import TLSMode
 __version__ = "0.1.0"
 
 __all__ = [
+    # smtplib's names, so that `import smtpretry as smtplib` works
+    "CRLF",
+    "SMTP",
+    "SMTP_PORT",
+    "SMTP_SSL",
+    "SMTP_SSL_PORT",
+    "SMTPAuthenticationError",
+    "SMTPConnectError",
+    "SMTPDataError",
+    "SMTPException",
+    "SMTPHeloError",
+    "SMTPNotSupportedError",
+    "SMTPRecipientsRefused",
+    "SMTPResponseException",
+    "SMTPSenderRefused",
+    "SMTPServerDisconnected",
+    "bCRLF",
+    "quoteaddr",
+    "quotedata",
+    # smtpretry's own
+    "SMTPHandler",
     "RULES",
     "Action",
     "Category",

@@ -125,6 +125,7 @@ class Config:
     rules: tuple[_Rule, ...] = ()
     profiles: Mapping[str, Profile] = field(default_factory=dict)
     queue_url: str | None = None
+    allow_plaintext_auth: bool = False
 
     def rule_for(self, host: str, *, recipient_domain: str | None = None) -> _Rule | None:
         host = host.lower().rstrip(".")
@@ -147,7 +148,16 @@ class Config:
         """The effective settings for sending to ``host`` (the recipients'
         domain decides only when no host rule matches)."""
         rule = self.rule_for(host, recipient_domain=recipient_domain)
-        where = f"{host}:{port}" if port is not None else host
+        return self._settings(rule, f"{host}:{port}" if port is not None else host)
+
+    def settings_of(self, key: str | None) -> Settings:
+        """The settings a ``[destinations."KEY"]`` rule gives (None: ``[defaults]``)."""
+        rule = next((r for r in self.rules if r.key == key), None)
+        if key is not None and rule is None:
+            raise ConfigError(f"{self.source}: destinations: no destination {key!r}")
+        return self._settings(rule, key or "defaults")
+
+    def _settings(self, rule: _Rule | None, where: str) -> Settings:
         if rule is None:
             return Settings(self.limits, self.policy, where, "defaults")
         limits = dataclasses.replace(self.limits, **rule.limits)
@@ -365,11 +375,14 @@ def configure(
     policy: RetryPolicy | None = None,
     limits: Limits | None = None,
     queue: str | None = None,
+    allow_plaintext_auth: bool | None = None,
 ) -> Config:
     """Set the process-wide configuration that every :class:`smtpretry.SMTP`
     (the smtplib facade) uses: a :class:`Config`, a TOML file path, or
     nothing (the file named by ``SMTPRETRY_CONFIG``, else the defaults);
-    ``policy``, ``limits`` and ``queue`` replace the defaults' values.
+    ``policy``, ``limits`` and ``queue`` replace the defaults' values;
+    ``allow_plaintext_auth`` lets ``login()`` send a password over an
+    unencrypted connection to a host that is not on loopback.
 
     Call it once at start-up, before the first send.
 
@@ -390,6 +403,8 @@ def configure(
         changes["limits"] = limits
     if queue is not None:
         changes["queue_url"] = queue
+    if allow_plaintext_auth is not None:
+        changes["allow_plaintext_auth"] = allow_plaintext_auth
     with _lock:
         _active = dataclasses.replace(base, **changes) if changes else base
         return _active

@@ -49,7 +49,7 @@ def _check_address(address: str, role: str) -> str:
         address = address[1:-1]
     if _CONTROL.search(address):
         raise MessageError(f"{role}: control characters (CR, LF, NUL...) in address {address!r}")
-    if role == "recipient" and ("@" not in address or " " in address):
+    if role == "recipient" and (not address or any(c.isspace() for c in address)):
         raise MessageError(f"recipient: not an email address: {address!r}")
     return address
 

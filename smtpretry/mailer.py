@@ -122,7 +122,10 @@ class Mailer:
         self._clock = clock
         self._pool: DestinationPool | None = None
         self._limiter = limiter
-        # Deferred recipients go to this queue (a URL opens the backend it names).
+        # Deferred recipients go to this queue (a URL opens the backend it names);
+        # without one, to the queue the configuration names, if any.
+        if queue is None and config is not None and config.queue_url is not None:
+            queue = config.queue_url
         self.queue: Queue | None = open_queue(queue) if isinstance(queue, str) else queue
         self._owns_queue = isinstance(queue, str)
 

@@ -81,6 +81,7 @@ class Endpoint:
     timeout: float = 60.0
     tls_context: ssl.SSLContext | None = field(default=None, repr=False, compare=False)
     local_hostname: str | None = None
+    source_address: tuple[str, int] | None = None
     allow_plaintext_auth: bool = False
 
     def __post_init__(self) -> None:
@@ -165,10 +166,13 @@ class Transaction:
 class Session:
     """One open, greeted (and if asked, encrypted and authenticated) SMTP connection."""
 
-    def __init__(self, client: aiosmtplib.SMTP, endpoint: Endpoint, opened_at: float) -> None:
+    def __init__(
+        self, client: aiosmtplib.SMTP, endpoint: Endpoint, opened_at: float, greeting: Reply
+    ) -> None:
         self._client = client
         self.endpoint = endpoint
         self.opened_at = opened_at
+        self.greeting = greeting
         self.transactions = 0
         self.last_used = time.monotonic()
         self.needs_reset = False
@@ -185,6 +189,61 @@ class Session:
 
     def supports(self, extension: str) -> bool:
         return self._client.supports_extension(extension)
+
+    @property
+    def extensions(self) -> dict[str, str]:
+        """The ESMTP extensions of the last EHLO, lower-case names."""
+        return dict(self._client.esmtp_extensions)
+
+    @property
+    def ehlo_reply(self) -> Reply | None:
+        response = self._client.last_ehlo_response
+        return _reply(response, Phase.EHLO) if response is not None else None
+
+    @property
+    def encrypted(self) -> bool:
+        return self._client.get_transport_info("sslcontext") is not None if self.connected else False
+
+    async def ehlo(self, name: str | None = None) -> Evidence:
+        """EHLO again (smtplib lets callers do so at any time)."""
+        try:
+            response = await self._client.ehlo(hostname=name or None)
+        except aiosmtplib.SMTPHeloError as exc:
+            return Reply.build(exc.code, exc.message, Phase.EHLO)
+        except _RECOVERABLE as exc:
+            self.close()
+            return _failure(exc, Phase.EHLO)
+        return _reply(response, Phase.EHLO)
+
+    async def starttls(self, context: ssl.SSLContext) -> Evidence:
+        """Upgrade this session to TLS, then EHLO again (RFC 3207)."""
+        try:
+            response = await self._client.starttls(tls_context=context, server_hostname=self.endpoint.host)
+        except aiosmtplib.SMTPResponseException as exc:
+            return Reply.build(exc.code, exc.message, Phase.STARTTLS)
+        except (*_RECOVERABLE, ssl.SSLError) as exc:
+            self.close()
+            return _failure(exc, Phase.STARTTLS)
+        stop = await _ehlo(self._client)
+        return stop if stop is not None else _reply(response, Phase.STARTTLS)
+
+    async def login(self, username: str, password: str) -> Evidence:
+        try:
+            response = await self._client.login(username, password)
+        except aiosmtplib.SMTPResponseException as exc:
+            return Reply.build(exc.code, exc.message, Phase.AUTH)
+        except aiosmtplib.SMTPException as exc:
+            if not self._client.is_connected:
+                return _failure(exc, Phase.AUTH)
+            return TransportFailure(FailureKind.AUTH, Phase.AUTH, str(exc))
+        except _RECOVERABLE as exc:
+            self.close()
+            return _failure(exc, Phase.AUTH)
+        return _reply(response, Phase.AUTH)
+
+    async def command(self, phase: Phase, *args: bytes) -> Evidence:
+        """Send one command and read its reply; a 421 or a lost connection closes the session."""
+        return await self._command(phase, *args)
 
     async def _command(self, phase: Phase, *args: bytes) -> Evidence:
         try:
@@ -331,6 +390,7 @@ async def open_session(
         hostname=endpoint.host,
         port=endpoint.port,
         timeout=endpoint.timeout,
+        source_address=endpoint.source_address,
         local_hostname=endpoint.local_hostname or _local_hostname(),
         use_tls=endpoint.tls is TLSMode.IMPLICIT,
         start_tls=False,
@@ -339,7 +399,7 @@ async def open_session(
     phase = Phase.CONNECT
     try:
         try:
-            await client.connect()
+            greeting = _reply(await client.connect(), Phase.GREETING)
         except aiosmtplib.SMTPConnectResponseError as exc:
             return Reply.build(exc.code, exc.message, Phase.GREETING)
         phase = Phase.EHLO
@@ -381,7 +441,7 @@ async def open_session(
     except (*_RECOVERABLE, ssl.SSLError) as exc:
         client.close()
         return _failure(exc, phase)
-    return Session(client, endpoint, time.monotonic() if opened_at is None else opened_at)
+    return Session(client, endpoint, time.monotonic() if opened_at is None else opened_at, greeting)
 
 
 async def _ehlo(client: aiosmtplib.SMTP) -> Evidence | None:
