@@ -42,11 +42,13 @@ class AdaptiveCap:
 
     ``lower(opened_at, now, open_now, lingering)`` on a throttling reply to a
     connection opened at ``opened_at`` (monotonic seconds) while ``open_now``
-    connections were open or opening: the cap loses half, and at least comes
-    down to ``open_now - 1`` (the server refused one more than that), never
-    below 1. ``lingering`` says one of our connections closed a moment ago:
-    servers count a closed session for a short while, so the refusal may be
-    one too early, and the level the server refused is taken one higher.
+    connections were open or opening: the cap loses half (never below 1), and
+    the level the server refused (``open_now``) is remembered: the cap will
+    not climb back above ``open_now - 1``. ``lingering`` says one of our
+    connections closed a moment ago: servers count a closed session for a
+    short while, so the refusal may be one too early, and the level is taken
+    one higher. A single 421 while few connections are open halves the cap
+    but does not pin it low.
     A reply to a connection opened before the last cut says nothing new (the
     cap was already lowered for it), so one burst of 421s lowers the cap once,
     not to 1. The cap the server refused is remembered for ``probe_after``
@@ -75,9 +77,11 @@ class AdaptiveCap:
         self.successes = 0
         if not self.adaptive or self.current <= 1 or opened_at < self.lowered_at:
             return None
-        refused_at = open_now if open_now is not None else self.current
-        self.ceiling = max(1, refused_at - 1 + (1 if lingering else 0))
-        self.current = max(1, min(self.current - max(1, self.current // 2), self.ceiling))
+        self.current = max(1, self.current - max(1, self.current // 2))
+        level = (open_now if open_now is not None else self.current + 1) - 1 + (1 if lingering else 0)
+        # Refused with fewer connections open than the new cap: the server counts
+        # something besides us, and that says nothing about a level to stay under.
+        self.ceiling = level if level >= self.current else None
         self.lowered_at = now
         return self.current
 

@@ -12,12 +12,13 @@ def cap(configured: int = 10, recovery: int = 3, probe_after: float = 100.0) -> 
     )
 
 
-def test_halves_and_comes_down_to_just_below_the_refused_level() -> None:
+def test_halves_never_below_one() -> None:
     c = cap()
-    assert c.lower(opened_at=1.0, now=2.0, open_now=10) == 5  # half of 10
-    assert c.lower(opened_at=3.0, now=4.0, open_now=4) == 3  # half would be 2; 3 were fine
-    assert c.lower(opened_at=5.0, now=6.0, open_now=2) == 1
-    assert c.lower(opened_at=7.0, now=8.0, open_now=1) is None  # never below 1
+    assert c.lower(opened_at=1.0, now=2.0, open_now=10) == 5
+    assert c.lower(opened_at=3.0, now=4.0, open_now=5) == 3
+    assert c.lower(opened_at=5.0, now=6.0, open_now=3) == 2
+    assert c.lower(opened_at=7.0, now=8.0, open_now=2) == 1
+    assert c.lower(opened_at=9.0, now=10.0, open_now=1) is None  # never below 1
 
 
 def test_one_burst_of_421s_cuts_once() -> None:
@@ -28,21 +29,30 @@ def test_one_burst_of_421s_cuts_once() -> None:
     assert c.current == 5
 
 
+def test_a_single_421_with_few_connections_open_does_not_collapse_the_cap() -> None:
+    c = cap(recovery=2)
+    assert c.lower(opened_at=1.0, now=2.0, open_now=1) == 5
+    assert [c.success(now=3.0) for _ in range(10)][-1] == 10  # free to climb back all the way
+
+
 def test_recovers_one_step_per_run_of_successes_up_to_just_below_the_refused_level() -> None:
-    c = cap()
-    c.lower(opened_at=1.0, now=2.0, open_now=4)  # refused at 4: ceiling 3
-    assert c.current == 3
-    c.lower(opened_at=3.0, now=4.0, open_now=3)  # refused at 3: ceiling 2, cap 2
-    assert c.current == 2
+    c = cap(configured=8)
+    c.lower(opened_at=1.0, now=2.0, open_now=7)  # 8 -> 4; the server refused the 7th
+    c.lower(opened_at=3.0, now=4.0, open_now=4)  # 4 -> 2; refused the 4th: at most 3
+    assert (c.current, c.ceiling) == (2, 3)
+    assert [c.success(now=5.0) for _ in range(3)] == [None, None, 3]
     assert [c.success(now=5.0) for _ in range(9)] == [None] * 9  # stays below the refused level
     assert c.success(now=200.0) is None and c.successes == 1  # probe window over: climbs again
-    assert [c.success(now=200.0) for _ in range(2)] == [None, 3]
+    assert [c.success(now=200.0) for _ in range(2)] == [None, 4]
 
 
 def test_a_refusal_right_after_our_own_close_is_taken_one_level_higher() -> None:
-    c = cap(configured=2)
-    assert c.lower(opened_at=1.0, now=2.0, open_now=2, lingering=True) == 1
-    assert [c.success(now=3.0) for _ in range(3)] == [None, None, 2]  # may climb back to 2
+    c = cap(configured=4)
+    c.lower(opened_at=1.0, now=2.0, open_now=3, lingering=True)
+    assert (c.current, c.ceiling) == (2, 3)
+    c2 = cap(configured=4)
+    c2.lower(opened_at=1.0, now=2.0, open_now=3, lingering=False)
+    assert (c2.current, c2.ceiling) == (2, 2)
 
 
 def test_a_throttle_restarts_the_run_of_successes() -> None:
