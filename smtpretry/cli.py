@@ -608,9 +608,11 @@ def config_check(file: str, hosts: tuple[str, ...], as_json: bool) -> None:
 
 
 def _register() -> None:
+    from .logs.cli import logs_group
     from .queue.cli import queue_group
 
     cli.add_command(queue_group)
+    cli.add_command(logs_group)
 
 
 _register()

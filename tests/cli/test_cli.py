@@ -95,8 +95,9 @@ def test_send_reads_stdin_and_the_envelope_options_override_the_headers() -> Non
     handler = ScriptedHandler()
     with serve_threaded(handler) as port:
         result = _invoke(
-            _send_args(port, "--from", "bounces@example.org", "--to", "c@example.com",
-                       "--to", "d@example.com", "-"),
+            _send_args(
+                port, "--from", "bounces@example.org", "--to", "c@example.com", "--to", "d@example.com", "-"
+            ),
             input=MESSAGE,
         )
     assert result.exit_code == 0, result.output
@@ -173,10 +174,14 @@ def _no_recipients(tmp_path: Path) -> str:
         pytest.param(lambda tmp, eml: [_empty(tmp)], "the message is empty", id="empty-file"),
         pytest.param(lambda tmp, eml: [_no_headers(tmp)], "not an email message", id="no-headers"),
         pytest.param(lambda tmp, eml: [_no_recipients(tmp)], "recipients: none given", id="no-recipients"),
-        pytest.param(lambda tmp, eml: ["--to", "a@example.com\r\nRCPT TO:<x@y>", eml],
-                     "control characters", id="crlf-in-address"),
-        pytest.param(lambda tmp, eml: ["--user", "app", eml], "SMTPRETRY_PASSWORD is not set",
-                     id="password-unset"),
+        pytest.param(
+            lambda tmp, eml: ["--to", "a@example.com\r\nRCPT TO:<x@y>", eml],
+            "control characters",
+            id="crlf-in-address",
+        ),
+        pytest.param(
+            lambda tmp, eml: ["--user", "app", eml], "SMTPRETRY_PASSWORD is not set", id="password-unset"
+        ),
         pytest.param(lambda tmp, eml: ["--max-connections", "0", eml], "max_connections", id="bad-limit"),
         pytest.param(lambda tmp, eml: ["--timeout", "0", eml], "timeout", id="bad-timeout"),
     ],
@@ -260,16 +265,31 @@ def test_demo_figures_agree_with_the_server(monkeypatch: pytest.MonkeyPatch) -> 
     deferrals = [rest for kind, rest in decisions if kind == "deferred"]
     assert len(deferrals) == deferred
     assert all(re.match(r"full\S+ until .*: 422 4\.2\.2 ", rest) or " 421 " in rest for rest in deferrals)
-    assert sum(len(rest.split(" to ", 1)[1].split(" [")[0].split(", "))
-               for kind, rest in decisions if kind == "delivered") == delivered
+    assert (
+        sum(
+            len(rest.split(" to ", 1)[1].split(" [")[0].split(", "))
+            for kind, rest in decisions
+            if kind == "delivered"
+        )
+        == delivered
+    )
 
 
 def test_demo_quiet_shows_only_the_summary() -> None:
     result = _invoke(["demo", "--messages", "10", "--quiet"])
     assert result.exit_code == 0, result.output
     assert [ln.split(": ")[0] for ln in result.stdout.splitlines()] == [
-        "messages", "recipients", "delivered", "deferred", "failed", "421s seen", "retries",
-        "cap changes", "max concurrent sessions", "copies per delivered recipient", "duration",
+        "messages",
+        "recipients",
+        "delivered",
+        "deferred",
+        "failed",
+        "421s seen",
+        "retries",
+        "cap changes",
+        "max concurrent sessions",
+        "copies per delivered recipient",
+        "duration",
         "consistent",
     ]
 
@@ -288,7 +308,11 @@ def test_python_m_smtpretry_demo_in_a_real_process() -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     done = subprocess.run(
         [sys.executable, "-m", "smtpretry", "demo", "--messages", "20"],
-        capture_output=True, text=True, env=env, timeout=60, cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        cwd=REPO,
     )
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
@@ -320,3 +344,27 @@ def test_on_a_terminal_demo_prints_a_summary_table() -> None:
     result = _invoke(["demo", "--messages", "5", "--quiet"], env=_TERMINAL)
     assert result.exit_code == 0, result.output
     assert re.search(r"│ copies per delivered recipient +│ exactly 1 ", _plain(result.stdout))
+
+
+def test_config_check_prints_effective_settings_and_exits_2_on_problems(tmp_path: Path) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text(
+        '[defaults]\nmax_connections = 10\n[destinations."smtp.example-isp.net"]\nmax_connections = 2\n'
+        '[destinations."mx:.google.com"]\nmax_connections = 20\n'
+    )
+    result = CliRunner().invoke(
+        cli, ["config", "check", str(good), "--json", "--host", "alt1.aspmx.l.google.com"]
+    )
+    assert result.exit_code == 0, result.output
+    rows = {r["destination"]: r for r in json.loads(result.output)["destinations"]}
+    assert rows["[defaults]"]["max_connections"] == 10
+    assert rows["smtp.example-isp.net"]["max_connections"] == 2
+    assert rows["alt1.aspmx.l.google.com"]["rule"] == "mx:.google.com"
+    assert rows["alt1.aspmx.l.google.com"]["max_connections"] == 20
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[defaults]\nmax_connections = 0\nfoo = 1\n")
+    result = CliRunner().invoke(cli, ["config", "check", str(bad)])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 2 and all(line.startswith(f"smtpretry: error: {bad}: defaults.") for line in lines)
+    assert "Traceback" not in result.output

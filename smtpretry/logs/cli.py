@@ -1,0 +1,261 @@
+"""``smtpretry logs``: read decision logs back (summary, trace, tail, report).
+
+The commands are thin over ``parse``, ``summary``, ``trace``, ``tail`` and ``report``.
+Tables on a terminal, ``--json`` for scripts. Lines that could not be used are reported on
+stderr as one ``smtpretry: warning:`` line; a missing or unreadable file is
+``smtpretry: error: ...`` and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from typing import IO, Any, NoReturn
+
+import click
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from .parse import LogInputError, ReadStats, Record, check_inputs, parse_time, read_records
+from .render import STYLES, clock, describe, line
+from .report import render_report
+from .summary import STATUSES, DestinationStats, Summary, summarize
+from .tail import follow
+from .trace import as_json, select
+
+__all__ = ["logs_group"]
+
+
+class LogsError(click.ClickException):
+    """Bad input: one line on stderr, exit status 2."""
+
+    exit_code = 2
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"smtpretry: error: {self.format_message()}", file=file, err=True)
+
+
+def _fail(message: str) -> NoReturn:
+    raise LogsError(message)
+
+
+def _inputs(files: tuple[str, ...]) -> list[str]:
+    try:
+        return check_inputs(files)
+    except LogInputError as exc:
+        _fail(str(exc))
+
+
+def _time(value: str | None, option: str) -> float | None:
+    if value is None:
+        return None
+    ts = parse_time(value.strip())
+    if ts is None:
+        _fail(f"{option}: expected an ISO-8601 time such as 2025-01-31T12:00:00Z, got {value!r}")
+    return ts
+
+
+def _warn(stats: ReadStats) -> None:
+    note = stats.describe()
+    if note:
+        click.echo(f"smtpretry: warning: {note}", err=True)
+
+
+def _console() -> Console:
+    # Wide enough for the tables when the output is a pipe or a file.
+    return Console(width=None if sys.stdout.isatty() else 160, highlight=False)
+
+
+def _records(paths: list[str], stats: ReadStats) -> Iterator[Record]:
+    try:
+        yield from read_records(paths, stats)
+    except LogInputError as exc:
+        _fail(str(exc))
+
+
+@click.group("logs", context_settings={"help_option_names": ["-h", "--help"]})
+def logs_group() -> None:
+    """Read decision logs (JSON lines written by configure_logging) back.
+
+    FILE may be gzipped (x.log.2.gz) and "-" reads standard input. Give rotated files
+    oldest first: x.log.2.gz x.log.1 x.log.
+    """
+
+
+# -- summary -------------------------------------------------------------------------------
+
+
+def _seconds(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return " / ".join(str(counts[s]) for s in STATUSES)
+
+
+def _summary_tables(s: Summary, console: Console) -> None:
+    table = Table(title="Per destination", title_justify="left")
+    table.add_column("destination", style="bold")
+    table.add_column("messages\ndlv/def/fail/pend", justify="right")
+    table.add_column("recipients\ndlv/def/fail/pend", justify="right")
+    table.add_column("421", justify="right")
+    table.add_column("retries", justify="right")
+    table.add_column("backoff s", justify="right")
+    table.add_column("cap ↓/↑", justify="right")
+    table.add_column("cap\ncfg/min/last", justify="right")
+    table.add_column("to delivery s\np50 / p95 / max", justify="right")
+    rows: list[tuple[str, DestinationStats]] = sorted(s.destinations.items())
+    if len(rows) > 1:
+        rows.append(("all", s.total))
+    for name, d in rows:
+        q = d.delivery_time
+        cap = "" if d is s.total else "/".join("–" if v is None else str(v)
+                                              for v in (d.cap_configured, d.cap_min, d.cap_last))
+        table.add_row(
+            name, _counts(d.messages), _counts(d.recipients), str(d.replies_421), str(d.retries),
+            f"{d.backoff_s:.3f}", f"{d.cap_lowered}/{d.cap_raised}", cap,
+            f"{_seconds(q.quantile(0.5))} / {_seconds(q.quantile(0.95))} / {_seconds(q.maximum)}",
+        )
+    console.print(table)
+    cats = Table(title="Per category (recipients that met it, by how they ended)", title_justify="left")
+    cats.add_column("destination", style="bold")
+    cats.add_column("category")
+    cats.add_column("decisions", justify="right")
+    cats.add_column("messages\ndlv/def/fail/pend", justify="right")
+    cats.add_column("recipients\ndlv/def/fail/pend", justify="right")
+    for (dest, name), c in sorted(s.categories.items()):
+        cats.add_row(dest, name, str(c.replies), _counts(c.messages), _counts(c.recipients))
+    console.print(cats)
+    span = f"{clock(s.total.first_ts, date=True)} – {clock(s.total.last_ts, date=True)} UTC"
+    console.print(f"{s.stats.records} records from {len(s.stats.files)} file(s), {span}"
+                  + (f"; {s.filtered} outside --since/--until" if s.filtered else ""), style="dim")
+
+
+@logs_group.command("summary")
+@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@click.option("--json", "as_json_", is_flag=True, help="Print one JSON object, for scripts.")
+@click.option("--since", metavar="T", help="Only records at or after T (ISO-8601, UTC unless given).")
+@click.option("--until", metavar="T", help="Only records at or before T (ISO-8601, UTC unless given).")
+def summary_command(files: tuple[str, ...], as_json_: bool, since: str | None, until: str | None) -> None:
+    """Delivered, deferred and failed per destination and category; 421s, retries,
+    backoff, cap changes, time to delivery."""
+    paths = _inputs(files)
+    lo, hi = _time(since, "--since"), _time(until, "--until")
+    stats = ReadStats()
+    s = summarize(_records(paths, stats), stats=stats, since=lo, until=hi)
+    _warn(stats)
+    if as_json_:
+        click.echo(json.dumps(s.as_dict(), indent=2))
+    else:
+        _summary_tables(s, _console())
+
+
+# -- trace ---------------------------------------------------------------------------------
+
+
+@logs_group.command("trace")
+@click.option("--message-id", "message_id", metavar="ID", help="The Message-ID, with or without <>.")
+@click.option("--recipient", metavar="ADDR", help="A recipient address.")
+@click.option("--json", "as_json_", is_flag=True, help="Print the records as JSON lines.")
+@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+def trace_command(
+    message_id: str | None, recipient: str | None, as_json_: bool, files: tuple[str, ...]
+) -> None:
+    """The whole story of one message or recipient, in time order, across files."""
+    if (message_id is None) == (recipient is None):
+        _fail("give one of --message-id ID or --recipient ADDR")
+    paths = _inputs(files)
+    stats = ReadStats()
+    story = select(_records(paths, stats), message_id=message_id, recipient=recipient)
+    _warn(stats)
+    if as_json_:
+        for r in story:
+            click.echo(json.dumps(as_json(r)))
+        return
+    console = _console()
+    wanted = f"message {message_id}" if message_id else f"recipient {recipient}"
+    if not story:
+        console.print(f"No records for {wanted} in {stats.records} records.")
+        return
+    table = Table(title=f"Story of {wanted}", title_justify="left")
+    table.add_column("time (UTC)", no_wrap=True)
+    table.add_column("+s", justify="right")
+    table.add_column("event")
+    table.add_column("destination")
+    table.add_column("recipients")
+    table.add_column("#", justify="right")
+    table.add_column("what happened")
+    table.add_column("from", style="dim")
+    start = next((r.ts for r in story if r.ts is not None), None)
+    for r in story:
+        style = STYLES.get(r.event, "")
+        since = "" if r.ts is None or start is None else f"{r.ts - start:.3f}"
+        table.add_row(
+            clock(r.ts, date=True), since, Text(r.event.removeprefix("smtpretry."), style=style),
+            r.destination, ", ".join(r.recipients), str(r.get("attempt", "")),
+            Text(describe(r), style=style), f"{os.path.basename(r.source)}:{r.line}",
+        )
+    console.print(table)
+
+
+# -- tail ----------------------------------------------------------------------------------
+
+
+@logs_group.command("tail")
+@click.option("-f", "--follow", "follow_", is_flag=True, help="Keep reading as the file grows.")
+@click.option("-n", "--lines", "lines", type=click.IntRange(min=0), default=None,
+              help="Start with the last N lines (default: all).")
+@click.option("--poll", type=click.FloatRange(min=0.01), default=0.5, show_default=True,
+              help="Seconds between polls in follow mode.")
+@click.argument("file", metavar="FILE")
+def tail_command(follow_: bool, lines: int | None, poll: float, file: str) -> None:
+    """Render records for people as they arrive, coloured by decision."""
+    (path,) = _inputs((file,))
+    console = _console()
+    stats = ReadStats()
+    try:
+        for r in follow(path, stats=stats, keep_following=follow_, last=lines, poll_s=poll):
+            console.print(line(r, date=False), soft_wrap=True)
+    except KeyboardInterrupt:
+        pass
+    except LogInputError as exc:
+        _fail(str(exc))
+    _warn(stats)
+
+
+# -- report --------------------------------------------------------------------------------
+
+
+@logs_group.command("report")
+@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@click.option("-o", "--output", required=True, metavar="PATH", help="Where to write the HTML page.")
+@click.option("--since", metavar="T", help="Only records at or after T (ISO-8601).")
+@click.option("--until", metavar="T", help="Only records at or before T (ISO-8601).")
+@click.option("--title", default="smtpretry decision log", show_default=True)
+def report_command(files: tuple[str, ...], output: str, since: str | None, until: str | None,
+                   title: str) -> None:
+    """One self-contained HTML page: charts over time and the summary tables."""
+    paths = _inputs(files)
+    lo, hi = _time(since, "--since"), _time(until, "--until")
+    folder = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(folder):
+        _fail(f"{output}: no such directory {folder}")
+    stats = ReadStats()
+    s = summarize(_records(paths, stats), stats=stats, since=lo, until=hi)
+    _warn(stats)
+    page = render_report(s, title=title)
+    try:
+        # Write next to the target, then rename: a reader never sees half a page.
+        fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".html", dir=folder)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(page)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, output)
+    except OSError as exc:
+        _fail(f"{output}: {exc.strerror or exc}")
+    click.echo(f"wrote {output} ({len(page.encode()) // 1024 + 1} KiB, "
+               f"{s.stats.records} records, {len(s.destinations)} destination(s))", err=True)
