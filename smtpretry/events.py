@@ -13,6 +13,8 @@ calls :func:`configure_logging`, events go through structlog's pipeline.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import os
 import sys
@@ -35,9 +37,11 @@ __all__ = [
     "RETRY_SCHEDULED",
     "SCHEMA_VERSION",
     "SEND_COMPLETED",
+    "HashRecipients",
     "Logger",
     "configure_logging",
     "get_logger",
+    "hash_address",
 ]
 
 SCHEMA_VERSION = 1
@@ -98,7 +102,8 @@ def get_logger(**bind: Any) -> Logger:
 
 
 def configure_logging(
-    *, json: bool = True, file: str | os.PathLike[str] | IO[str] | None = None, level: str = "info"
+    *, json: bool = True, file: str | os.PathLike[str] | IO[str] | None = None, level: str = "info",
+    hash_recipients: bool = False,
 ) -> None:
     """Opt in to the decision log: configure structlog to write every event
     as one JSON line (or a readable console line with ``json=False``) to
@@ -107,7 +112,8 @@ def configure_logging(
 
     ``level`` is the least level written (``"debug"``, ``"info"``,
     ``"warning"``, ``"error"``), or ``"none"`` to write nothing at all. A file
-    opened by an earlier call is closed.
+    opened by an earlier call is closed. ``hash_recipients`` writes recipient
+    addresses as keyed hashes (see :class:`HashRecipients`).
 
     This is the only code in smtpretry that calls ``structlog.configure()``;
     applications that configure structlog themselves need not call it.
@@ -127,7 +133,7 @@ def configure_logging(
             stream = _owned = os.fdopen(fd, "a", encoding="utf-8", buffering=1)
         else:
             stream = file
-        _configure(stream, json=json, level=level)
+        _configure(stream, json=json, level=level, hash_recipients=hash_recipients)
     if previous is not None:
         previous.close()  # a file an earlier call opened: nothing writes to it any more
 
@@ -135,14 +141,16 @@ def configure_logging(
 _owned: IO[str] | None = None
 
 
-def _configure(stream: IO[str], *, json: bool, level: str) -> None:
+def _configure(stream: IO[str], *, json: bool, level: str, hash_recipients: bool) -> None:
     renderer: Any = (
         structlog.processors.JSONRenderer(sort_keys=False)
         if json
         else structlog.dev.ConsoleRenderer(colors=False)
     )
+    privacy: list[Any] = [HashRecipients()] if hash_recipients else []
     structlog.configure(
         processors=[
+            *privacy,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             renderer,
@@ -151,6 +159,36 @@ def _configure(stream: IO[str], *, json: bool, level: str) -> None:
         logger_factory=structlog.WriteLoggerFactory(cast(TextIO, stream)),
         cache_logger_on_first_use=False,
     )
+
+
+HASH_KEY_ENV = "SMTPRETRY_LOG_HASH_KEY"
+
+
+def hash_address(address: str, key: bytes | None = None) -> str:
+    """A recipient address as it appears in a privacy-preserving log:
+    ``"h:"`` and 16 hex digits of HMAC-SHA256 over the lower-cased address.
+    The key is ``SMTPRETRY_LOG_HASH_KEY`` from the environment (or empty):
+    with the same key, ``smtpretry logs trace --recipient ADDR`` finds the
+    address again; without it, the log does not reveal it."""
+    if key is None:
+        key = os.environ.get(HASH_KEY_ENV, "").encode()
+    return "h:" + hmac.new(key, address.strip().lower().encode("utf-8"), hashlib.sha256).hexdigest()[:16]
+
+
+class HashRecipients:
+    """A structlog processor that replaces ``recipient`` and ``recipients``
+    by :func:`hash_address` values. Add it to your own structlog pipeline, or
+    pass ``hash_recipients=True`` to :func:`configure_logging`."""
+
+    def __init__(self, key: bytes | None = None) -> None:
+        self.key = key if key is not None else os.environ.get(HASH_KEY_ENV, "").encode()
+
+    def __call__(self, logger: Any, method: str, event_dict: Any) -> Any:
+        if isinstance(event_dict.get("recipient"), str):
+            event_dict["recipient"] = hash_address(event_dict["recipient"], self.key)
+        if isinstance(event_dict.get("recipients"), list):
+            event_dict["recipients"] = [hash_address(r, self.key) for r in event_dict["recipients"]]
+        return event_dict
 
 
 def _drop(logger: Any, method: str, event_dict: Any) -> Any:

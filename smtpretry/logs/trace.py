@@ -30,7 +30,8 @@ def normalize_message_id(value: str) -> str:
 def select(records: Iterable[Record], *, message_id: str | None = None,
            recipient: str | None = None) -> list[Record]:
     """The records of one message (``message_id``) or one recipient (``recipient``,
-    compared without regard to case), ordered by ``timestamp`` (records without one last),
+    compared without regard to case, or by its hash in a log that hashes recipients),
+    ordered by ``timestamp`` (records without one last),
     then by their order in the inputs."""
     if (message_id is None) == (recipient is None):
         raise ValueError("give exactly one of message_id and recipient")
@@ -43,11 +44,12 @@ def select(records: Iterable[Record], *, message_id: str | None = None,
                 found.append(r)
     else:
         assert recipient is not None
-        address = recipient.strip().lower()
+        # A log written with hash_recipients=True names the address by its hash.
+        names = {recipient.strip().lower(), ev.hash_address(recipient)}
         for r in records:
             if r.event in (ev.CAP_LOWERED, ev.CAP_RAISED, ev.SEND_COMPLETED):
                 continue
-            if any(a.lower() == address for a in r.recipients):
+            if any(a.lower() in names for a in r.recipients):
                 found.append(r)
     found.sort(key=lambda r: (r.ts is None, r.ts if r.ts is not None else math.inf, r.seq))
     return found

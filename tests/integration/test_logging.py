@@ -17,8 +17,9 @@ def _run(code: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     script = tmp_path / "app.py"
     script.write_text(textwrap.dedent(code))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env,
-                          timeout=60, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=60, cwd=REPO
+    )
 
 
 SEND = """
@@ -76,3 +77,27 @@ def test_standard_logging_receives_events_when_the_app_configures_only_logging(t
     lines = done.stdout.splitlines()
     assert "smtpretry smtpretry.retry_scheduled" in lines
     assert "smtpretry smtpretry.send_completed" in lines
+
+
+def test_recipients_can_be_hashed_in_the_log_and_traced_with_the_key(tmp_path: Path) -> None:
+    log = tmp_path / "private.jsonl"
+    setup = (
+        f"from smtpretry import configure_logging; configure_logging(file={str(log)!r}, hash_recipients=True)"
+    )
+    env_key = "SMTPRETRY_LOG_HASH_KEY"
+    os.environ[env_key] = "k3y"
+    try:
+        done = _run(SEND.replace("{setup}", setup), tmp_path)
+        assert done.returncode == 0, done.stderr
+        text = log.read_text()
+        assert "a@example.com" not in text and "b@example.com" not in text
+        from smtpretry.events import hash_address
+
+        assert hash_address("b@example.com") in text
+        from smtpretry.logs.parse import read_records
+        from smtpretry.logs.trace import select
+
+        story = select(read_records([str(log)]), recipient="B@example.com")
+        assert [r.event for r in story] == ["smtpretry.retry_scheduled", "smtpretry.recipient_deferred"]
+    finally:
+        del os.environ[env_key]
