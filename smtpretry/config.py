@@ -9,6 +9,7 @@ what is expected.
 Which settings a destination gets (most specific first, each level filling in
 only the keys it names over ``[defaults]``)::
 
+    [destinations."smtp.example.net:587"] exact host and port
     [destinations."smtp.example.net"]    exact host
     [destinations."mx:.google.com"]      MX host suffix: every host ending so shares ONE limit
     [destinations."*.mail.example.com"]  glob on the host: each host its own limit
@@ -127,11 +128,14 @@ class Config:
     queue_url: str | None = None
     allow_plaintext_auth: bool = False
 
-    def rule_for(self, host: str, *, recipient_domain: str | None = None) -> _Rule | None:
+    def rule_for(self, host: str, port: int | None = None, *,
+                 recipient_domain: str | None = None) -> _Rule | None:
         host = host.lower().rstrip(".")
-        for kind in ("host", "mx", "glob", "domain"):
+        for kind in ("hostport", "host", "mx", "glob", "domain"):
             candidates = [r for r in self.rules if r.kind == kind]
-            if kind == "host":
+            if kind == "hostport":
+                found = [r for r in candidates if port is not None and r.pattern == f"{host}:{port}"]
+            elif kind == "host":
                 found = [r for r in candidates if r.pattern == host]
             elif kind == "mx":
                 found = [r for r in candidates if host.endswith(r.pattern) or host == r.pattern.lstrip(".")]
@@ -147,7 +151,7 @@ class Config:
                      recipient_domain: str | None = None) -> Settings:
         """The effective settings for sending to ``host`` (the recipients'
         domain decides only when no host rule matches)."""
-        rule = self.rule_for(host, recipient_domain=recipient_domain)
+        rule = self.rule_for(host, port, recipient_domain=recipient_domain)
         return self._settings(rule, f"{host}:{port}" if port is not None else host)
 
     def settings_of(self, key: str | None) -> Settings:
@@ -256,6 +260,8 @@ def _rule_of(key: str) -> tuple[str, str]:
         return "domain", key[7:].lower()
     if any(c in key for c in "*?["):
         return "glob", key.lower()
+    if re.fullmatch(r"[^:]+:\d+", key):
+        return "hostport", key.lower()
     return "host", key.lower().rstrip(".")
 
 

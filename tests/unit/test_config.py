@@ -169,3 +169,15 @@ def test_durations(value: object, seconds: float) -> None:
 def test_bad_durations(value: object) -> None:
     with pytest.raises(ConfigError):
         parse_duration(value)
+
+
+def test_host_and_port_rule_wins_over_the_host_rule(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[destinations."relay.example.net"]\nmax_connections = 4\n'
+        '[destinations."relay.example.net:2525"]\nmax_connections = 1\n'
+    )
+    config = load_config(path)
+    assert config.settings_for("relay.example.net", 2525).limits.max_connections == 1
+    assert config.settings_for("relay.example.net", 25).limits.max_connections == 4
+    assert config.settings_for("relay.example.net").limits.max_connections == 4
