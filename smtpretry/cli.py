@@ -173,36 +173,33 @@ def _read_message(path: str) -> bytes:
 
 
 async def _send(
-    data: bytes, *, host: str, port: int, tls: str, user: str | None, password: str | None,
-    sender: str | None, recipients: list[str] | None, limits: Limits, timeout: float,
+    data: bytes, mailer: Mailer, *, sender: str | None, recipients: list[str] | None
 ) -> SendResult:
-    async with Mailer(
-        host, port, username=user, password=password, tls=tls, timeout=timeout, limits=limits
-    ) as mailer:
+    async with mailer:
         return await mailer.send(data, sender=sender, recipients=recipients)
 
 
 @cli.command(short_help="Send one message and print each recipient's outcome.")
-@click.option("--host", required=True, help="SMTP server (relay or submission service).")
-@click.option("--port", type=int, required=True, help="Port: 587 for STARTTLS, 465 implicit, 25.")
+@click.option("--host", help="SMTP server (relay or submission service).")
+@click.option("--port", type=int, help="Port: 587 for STARTTLS (default), 465 implicit, 25.")
 @click.option(
-    "--tls", type=click.Choice(["starttls", "implicit", "none"]), default="starttls", show_default=True,
-    help="How to encrypt; starttls refuses to go on without it.",
+    "--tls", type=click.Choice(["starttls", "implicit", "none"]), default=None,
+    help="How to encrypt (default starttls); starttls refuses to go on without it.",
 )
 @click.option("--user", help="Log in as this user (the password comes from --password-env).")
 @click.option(
     "--password-env", metavar="VAR", default="SMTPRETRY_PASSWORD", show_default=True,
     help="Environment variable holding the password.",
 )
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), envvar="SMTPRETRY_CONFIG",
+              help="Configuration file (limits and retry policy per destination, profiles).")
+@click.option("--profile", help="Connect as [profiles.NAME] of the configuration says.")
 @click.option("--from", "sender", metavar="ADDRESS", help="Envelope sender (default: From/Sender header).")
 @click.option(
     "--to", "recipients", metavar="ADDRESS", multiple=True,
     help="Envelope recipient, repeatable (default: To, Cc and Bcc headers).",
 )
-@click.option(
-    "--max-connections", type=int, default=Limits().max_connections, show_default=True,
-    help="Connections open at once, at most.",
-)
+@click.option("--max-connections", type=int, help="Connections open at once, at most (overrides the config).")
 @click.option(
     "--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for each reply."
 )
@@ -210,31 +207,43 @@ async def _send(
 @click.option("-v", "--verbose", is_flag=True, help="Write the JSON decision log to stderr.")
 @click.argument("message", metavar="FILE.eml|-")
 def send(
-    host: str, port: int, tls: str, user: str | None, password_env: str, sender: str | None,
-    recipients: tuple[str, ...], max_connections: int, timeout: float, log_file: str | None,
-    verbose: bool, message: str,
+    host: str | None, port: int | None, tls: str | None, user: str | None, password_env: str,
+    config_file: str | None, profile: str | None, sender: str | None, recipients: tuple[str, ...],
+    max_connections: int | None, timeout: float, log_file: str | None, verbose: bool, message: str,
 ) -> None:
     """Send one message (a file, or - for stdin) and print each recipient's outcome.
 
+    Give the server with --host/--port, or a --profile of the configuration.
     Exit status: 0 when every recipient was delivered or deferred, 1 when any
     failed, 2 on bad input.
     """
+    from .config import Config, load_config
+
     data = _read_message(message)
-    password = None
-    if user is not None:
-        password = os.environ.get(password_env)
-        if password is None:
-            _fail(f"--user given, but the environment variable {password_env} is not set")
     try:
-        limits = Limits(max_connections=max_connections)
+        config = load_config(config_file) if config_file else Config()
+        limits = Limits(max_connections=max_connections) if max_connections is not None else None
+        if profile is not None:
+            mailer = Mailer.from_profile(config, profile, limits=limits)
+            if mailer.endpoint.username is not None and mailer.endpoint.password is None:
+                _fail(f"profile {profile}: the password variable is not set")
+        else:
+            if host is None:
+                _fail("give --host (and --port), or --profile NAME with --config FILE")
+            password = None
+            if user is not None:
+                password = os.environ.get(password_env)
+                if password is None:
+                    _fail(f"--user given, but the environment variable {password_env} is not set")
+            mailer = Mailer(
+                host, port if port is not None else 587, username=user, password=password,
+                tls=tls or "starttls", timeout=timeout, limits=limits, config=config,
+            )
     except ConfigError as exc:
-        _fail(str(exc))
+        _fail(str(exc).replace("\n", "; "))
     _open_log(log_file, to_stderr=verbose)
     try:
-        result = asyncio.run(_send(
-            data, host=host, port=port, tls=tls, user=user, password=password, sender=sender,
-            recipients=list(recipients) or None, limits=limits, timeout=timeout,
-        ))
+        result = asyncio.run(_send(data, mailer, sender=sender, recipients=list(recipients) or None))
     except (ConfigError, MessageError) as exc:
         _fail(str(exc))
 

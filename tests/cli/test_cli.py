@@ -209,10 +209,31 @@ def test_a_bad_port_is_a_usage_error_not_a_traceback(eml: Path) -> None:
     assert result.stderr.splitlines() == ["smtpretry: error: port: expected an integer 1..65535, got 70000"]
 
 
-def test_missing_options_are_click_usage_errors() -> None:
-    result = CliRunner().invoke(cli, ["send", "x.eml"])
+def test_no_server_given_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    eml = tmp_path / "m.eml"
+    eml.write_bytes(b"From: a@example.org\r\nTo: b@example.com\r\n\r\nhi\r\n")
+    result = CliRunner().invoke(cli, ["send", str(eml)])
     assert result.exit_code == 2
-    assert "Missing option '--host'" in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "smtpretry: error: give --host (and --port), or --profile NAME with --config FILE"
+    ]
+
+
+def test_send_with_a_profile_from_the_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    handler = ScriptedHandler(auth={"app": "pw"})
+    monkeypatch.setenv("RELAY_PASSWORD", "pw")
+    eml = tmp_path / "m.eml"
+    eml.write_bytes(b"From: a@example.org\r\nTo: b@example.com\r\nSubject: x\r\n\r\nhi\r\n")
+    with serve_threaded(handler) as port:
+        config = tmp_path / "smtpretry.toml"
+        config.write_text(
+            f'[profiles.relay]\nhost = "127.0.0.1"\nport = {port}\ntls = "none"\n'
+            'username = "app"\npassword_env = "RELAY_PASSWORD"\n'
+        )
+        result = CliRunner().invoke(cli, ["send", "--config", str(config), "--profile", "relay", str(eml)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "delivered b@example.com"
+    assert handler.logins == ["app"] and handler.copies["b@example.com"] == 1
 
 
 def test_version() -> None:
