@@ -228,18 +228,7 @@ class Session:
         return stop if stop is not None else _reply(response, Phase.STARTTLS)
 
     async def login(self, username: str, password: str) -> Evidence:
-        try:
-            response = await self._client.login(username, password)
-        except aiosmtplib.SMTPResponseException as exc:
-            return Reply.build(exc.code, exc.message, Phase.AUTH)
-        except aiosmtplib.SMTPException as exc:
-            if not self._client.is_connected:
-                return _failure(exc, Phase.AUTH)
-            return TransportFailure(FailureKind.AUTH, Phase.AUTH, str(exc))
-        except _RECOVERABLE as exc:
-            self.close()
-            return _failure(exc, Phase.AUTH)
-        return _reply(response, Phase.AUTH)
+        return await _login(self._client, username, password)
 
     async def command(self, phase: Phase, *args: bytes) -> Evidence:
         """Send one command and read its reply; a 421 or a lost connection closes the session."""
@@ -344,9 +333,10 @@ class Session:
             self.close()
             failure = _failure(exc, Phase.DATA_END)
             if isinstance(failure, TransportFailure) and failure.kind in (
-                FailureKind.DISCONNECTED, FailureKind.TIMEOUT
+                FailureKind.DISCONNECTED, FailureKind.TIMEOUT, FailureKind.PROTOCOL
             ):
-                # RFC 1047: the message was sent whole; the server may have it.
+                # RFC 1047: the message was sent whole and no valid reply came
+                # back (none, or garbage): the server may have it.
                 return TransportFailure(FailureKind.AMBIGUOUS, Phase.DATA_END, failure.detail)
             return failure
         reply = _reply(response, Phase.DATA_END)
@@ -425,23 +415,39 @@ async def open_session(
                 return stop
         if endpoint.username is not None:
             phase = Phase.AUTH
-            if not client.supports_extension("auth"):
+            auth = await _login(client, endpoint.username, endpoint.password or "")
+            if not (isinstance(auth, Reply) and auth.code in (235, 503)):
                 client.close()
-                return TransportFailure(FailureKind.AUTH, phase, "the server does not offer AUTH")
-            try:
-                await client.login(endpoint.username, endpoint.password or "")
-            except aiosmtplib.SMTPResponseException as exc:
-                client.close()
-                return Reply.build(exc.code, exc.message, phase)
-            except aiosmtplib.SMTPException as exc:
-                if client.is_connected:
-                    client.close()
-                    return TransportFailure(FailureKind.AUTH, phase, str(exc))
-                raise
+                return auth
     except (*_RECOVERABLE, ssl.SSLError) as exc:
         client.close()
         return _failure(exc, phase)
     return Session(client, endpoint, time.monotonic() if opened_at is None else opened_at, greeting)
+
+
+async def _login(client: aiosmtplib.SMTP, username: str, password: str) -> Evidence:
+    """AUTH with each mechanism both sides know, as aiosmtplib's ``login()``
+    does, but stop at a 421 or a lost connection and keep that reply: its
+    ``login()`` would go on to the next mechanism on a closed connection and
+    hide the 421 behind a disconnect."""
+    if not client.supports_extension("auth"):
+        return TransportFailure(FailureKind.AUTH, Phase.AUTH, "the server does not offer AUTH")
+    last: Evidence = TransportFailure(FailureKind.AUTH, Phase.AUTH, "no AUTH mechanism both sides know")
+    for name in client.supported_auth_methods:
+        method = getattr(client, f"auth_{name.replace('-', '')}", None)
+        if method is None:
+            continue
+        try:
+            return _reply(await method(username, password), Phase.AUTH)
+        except aiosmtplib.SMTPResponseException as exc:
+            last = Reply.build(exc.code, exc.message, Phase.AUTH)
+            if exc.code == 421 or not client.is_connected:
+                client.close()
+                return last
+        except _RECOVERABLE as exc:
+            client.close()
+            return _failure(exc, Phase.AUTH)
+    return last
 
 
 async def _ehlo(client: aiosmtplib.SMTP) -> Evidence | None:
