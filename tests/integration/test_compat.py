@@ -254,3 +254,46 @@ def test_django_email_backend_sends_through_smtpretry() -> None:
             == 2
         )
     assert handler.copies == Counter({f"{x}@example.com": 1 for x in "abcd"})
+
+
+def test_send_message_with_a_non_ascii_address_uses_smtputf8() -> None:
+    handler = ScriptedHandler()
+    msg = EmailMessage()
+    msg["From"] = "me@example.org"
+    msg["To"] = "jos\u00e9@example.com"
+    msg["Subject"] = "hola"
+    msg.set_content("hi")
+    with serve_threaded(handler) as port, smtpretry.SMTP("127.0.0.1", port) as s:
+        assert s.send_message(msg) == {}
+    assert handler.copies == Counter({"jos\u00e9@example.com": 1})
+    assert any(cmd == "MAIL" for cmd, _ in handler.commands)
+
+
+def test_a_facade_program_prints_nothing(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "app.py"
+    script.write_text(
+        "import smtpretry as smtplib\n"
+        "from tests.servers import ScriptedHandler, serve_threaded, R421_TOO_MANY\n"
+        "import smtpretry\n"
+        "smtpretry.configure(policy=smtpretry.RetryPolicy(backoff_base=0.001))\n"
+        "h = ScriptedHandler(rcpt=[R421_TOO_MANY])\n"
+        "with serve_threaded(h) as port:\n"
+        "    with smtplib.SMTP('127.0.0.1', port) as s:\n"
+        "        assert s.sendmail('a@example.org', ['b@example.com'], 'Subject: x\\r\\n\\r\\nhi') == {}\n"
+        "assert h.copies['b@example.com'] == 1\n"
+    )
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-W", "ignore", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert (done.stdout, done.stderr) == ("", "")
