@@ -5,8 +5,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
-# Debian packages that tests drive: Chromium renders the HTML log report.
-DEBIAN_PACKAGES ?= chromium
+# Debian packages that tests drive: Chromium renders the HTML log report; tests/mta runs a
+# private Postfix instance (its own config and queue under a temporary directory).
+DEBIAN_PACKAGES ?= chromium postfix
 
 .PHONY: demo test install install-test debian-packages
 
@@ -31,6 +32,10 @@ debian-packages:
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  if [ "$$(id -u)" != 0 ]; then SUDO=sudo; fi; \
+	  echo "postfix postfix/main_mailer_type select No configuration" | $$SUDO debconf-set-selections && \
 	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null || exit 1; \
+	  case " $$missing " in *" postfix "*) \
+	    if [ -d /run/systemd/system ]; then $$SUDO systemctl disable --now postfix.service >/dev/null 2>&1 || true; fi;; \
+	  esac; \
 	fi

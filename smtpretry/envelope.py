@@ -11,6 +11,7 @@ injection) are refused here, before any connection is opened.
 from __future__ import annotations
 
 import copy
+import email.errors
 import email.generator
 import email.parser
 import email.policy
@@ -44,14 +45,31 @@ class Envelope:
 def _check_address(address: str, role: str) -> str:
     if not isinstance(address, str):
         raise MessageError(f"{role}: expected an address as str, got {type(address).__name__}")
-    address = address.strip()
-    if address.startswith("<") and address.endswith(">"):
-        address = address[1:-1]
     if _CONTROL.search(address):
         raise MessageError(f"{role}: control characters (CR, LF, NUL...) in address {address!r}")
-    if role == "recipient" and (not address or any(c.isspace() for c in address)):
-        raise MessageError(f"recipient: not an email address: {address!r}")
+    address = address.strip(" \t")
+    if address.startswith("<") and address.endswith(">"):
+        address = address[1:-1]
+    # '<', '>' or white space would end the address inside MAIL FROM:<...> or
+    # RCPT TO:<...> and let the rest pass as ESMTP parameters (RET=, NOTIFY=, ...).
+    if any(c in "<>" or c.isspace() for c in address):
+        raise MessageError(f"{role}: '<', '>' or white space in address {address!r}")
+    if role == "recipient" and not address:
+        raise MessageError("recipient: an empty address")
     return address
+
+
+_HEADER_LINE = re.compile(rb"[!-9;-~]+:|[ \t]")
+
+
+def _check_headers(data: bytes) -> None:
+    """Every line of the header section is a field or its continuation: a
+    header value holding CR/LF (possible with compat32 ``Message`` objects)
+    must not add headers or start the body early."""
+    head = data.split(b"\r\n\r\n", 1)[0]
+    for line in head.split(b"\r\n"):
+        if line and not _HEADER_LINE.match(line):
+            raise MessageError(f"message: a header value holds a line break: {line[:60]!r}")
 
 
 def _from_headers(msg: Message) -> tuple[str | None, list[str]]:
@@ -91,8 +109,12 @@ def build_envelope(
             del message["Resent-Bcc"]
         buf = io.BytesIO()
         policy = message.policy.clone(linesep="\r\n") if message.policy else email.policy.SMTP
-        email.generator.BytesGenerator(buf, policy=policy).flatten(message)
+        try:
+            email.generator.BytesGenerator(buf, policy=policy).flatten(message)
+        except (email.errors.MessageError, ValueError) as exc:
+            raise MessageError(f"message: cannot be written out: {exc}") from None
         data = buf.getvalue()
+        _check_headers(data)
     else:
         raise MessageError(f"message: expected an EmailMessage or bytes, got {type(message).__name__}")
 

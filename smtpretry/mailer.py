@@ -384,23 +384,29 @@ class _Run:
     async def _transaction(self, session: Session, todo: list[str]) -> tuple[dict[str, Evidence], bool, bool]:
         env = self.envelope
         limit = session.size_limit
-        problem: TransportFailure | None = None
         if limit is not None and len(self.data) > limit:
-            problem = TransportFailure(
+            too_large = TransportFailure(
                 FailureKind.SIZE, Phase.MAIL, f"message of {len(self.data)} bytes, server limit {limit}"
             )
-        elif env.smtputf8 and not session.supports("smtputf8"):
-            problem = TransportFailure(
+            return {r: too_large for r in todo}, True, False
+        smtputf8 = env.smtputf8
+        refused: dict[str, Evidence] = {}
+        if smtputf8 and not session.supports("smtputf8"):
+            # RFC 6531: without SMTPUTF8 a non-ASCII address cannot be named. If the
+            # sender is ASCII, the ASCII recipients still go, in a plain transaction.
+            unsupported = TransportFailure(
                 FailureKind.UNSUPPORTED, Phase.MAIL,
                 "non-ASCII address, and the server does not offer SMTPUTF8 (RFC 6531)",
             )
-        if problem is not None:
-            return {r: problem for r in todo}, True, False
+            needs = todo if not env.sender.isascii() else [r for r in todo if not r.isascii()]
+            refused = {r: unsupported for r in needs}
+            todo = [r for r in todo if r not in refused]
+            smtputf8 = False
+            if not todo:
+                return refused, True, False
         await self.pool.limiter.pace()
-        tr = await session.transaction(
-            env.sender, todo, self.data, smtputf8=env.smtputf8, eightbit=env.eightbit
-        )
-        return tr.evidence, tr.reusable, tr.completed
+        tr = await session.transaction(env.sender, todo, self.data, smtputf8=smtputf8, eightbit=env.eightbit)
+        return {**refused, **tr.evidence}, tr.reusable, tr.completed
 
     # -- decisions -----------------------------------------------------------
 

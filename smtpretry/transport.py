@@ -18,6 +18,7 @@ Two aiosmtplib facts shape it:
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import ipaddress
 import re
@@ -425,6 +426,18 @@ async def open_session(
     return Session(client, endpoint, time.monotonic() if opened_at is None else opened_at, greeting)
 
 
+def _redact(text: str, username: str, password: str) -> str:
+    """A reply to AUTH with the password taken out, in clear or in the base64
+    forms PLAIN and LOGIN send it: some servers echo what they were sent."""
+    secrets = [password] if password else []
+    for raw in (password, f"\0{username}\0{password}", f"{username}\0{username}\0{password}"):
+        if password:
+            secrets.append(base64.b64encode(raw.encode("utf-8")).decode("ascii"))
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "[redacted]")
+    return text
+
+
 async def _login(client: aiosmtplib.SMTP, username: str, password: str) -> Evidence:
     """AUTH with each mechanism both sides know, as aiosmtplib's ``login()``
     does, but stop at a 421 or a lost connection and keep that reply: its
@@ -440,7 +453,7 @@ async def _login(client: aiosmtplib.SMTP, username: str, password: str) -> Evide
         try:
             return _reply(await method(username, password), Phase.AUTH)
         except aiosmtplib.SMTPResponseException as exc:
-            last = Reply.build(exc.code, exc.message, Phase.AUTH)
+            last = Reply.build(exc.code, _redact(exc.message, username, password), Phase.AUTH)
             if exc.code == 421 or not client.is_connected:
                 client.close()
                 return last

@@ -63,7 +63,9 @@ def test_non_ascii_address_needs_smtputf8() -> None:
         ("a@example.org\r\nRSET", ["b@example.com"], "control characters"),
         ("a@example.org", ["b\x00@example.com"], "control characters"),
         ("a@example.org", [], "recipients: none"),
-        ("a@example.org", ["not an address"], "not an email address"),
+        ("a@example.org", ["not an address"], "white space"),
+        ("a@example.org> RET=FULL", ["b@example.com"], "'<', '>'"),
+        ("a@example.org", ["b@example.com>x@evil.example"], "'<', '>'"),
     ],
 )
 def test_hostile_or_empty_envelopes_are_refused_before_sending(
