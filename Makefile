@@ -6,8 +6,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 # Debian packages that tests drive: Chromium renders the HTML log report; tests/mta runs a
-# private Postfix instance (its own config and queue under a temporary directory).
-DEBIAN_PACKAGES ?= chromium postfix
+# private Postfix instance (its own config and queue under a temporary directory); tests/redis
+# start a private redis-server on a loopback port.
+DEBIAN_PACKAGES ?= chromium postfix redis-server
 
 .PHONY: demo test install install-test debian-packages
 

@@ -35,6 +35,7 @@ from .config import Config, Profile, Settings, configure, load_config
 from .decide import Decision, Defer, Fail, Ok, RecipientState, Retry, decide
 from .envelope import Envelope, build_envelope
 from .errors import (
+    BackendError,
     ConfigError,
     DeliveryError,
     MessageError,
@@ -75,6 +76,7 @@ __all__ = [
     "SMTPHandler",
     "RULES",
     "Action",
+    "BackendError",
     "Category",
     "Classification",
     "Config",

@@ -100,7 +100,13 @@ def _mailer(e: Endpoint) -> Mailer:
         settings = config.settings_for(e.host, e.port)
         limiter = _limiters.get(settings.limit_key)
         if limiter is None:
-            limiter = Limiter(settings.limit_key, settings.limits, get_logger())
+            if config.backend_url is not None:
+                from .redis_limiter import redis_limiter
+
+                # Several processes (or hosts) share this destination's cap through Redis.
+                limiter = redis_limiter(config.backend_url, settings.limit_key, settings.limits, get_logger())
+            else:
+                limiter = Limiter(settings.limit_key, settings.limits, get_logger())
             _limiters[settings.limit_key] = limiter
         mailer = Mailer(
             e.host, e.port, username=e.username, password=e.password, tls=e.tls, timeout=e.timeout,

@@ -127,6 +127,9 @@ class Config:
     profiles: Mapping[str, Profile] = field(default_factory=dict)
     queue_url: str | None = None
     allow_plaintext_auth: bool = False
+    backend_url: str | None = None
+    """``backend = "redis://..."``: connection caps shared by every process
+    through this store (and the queue too, unless ``[queue] url`` names another)."""
 
     def rule_for(self, host: str, port: int | None = None, *,
                  recipient_domain: str | None = None) -> _Rule | None:
@@ -312,7 +315,7 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> Config:
     :raises ConfigError: one line per problem.
     """
     errors = _Errors(source)
-    top = {"defaults", "destinations", "profiles", "queue"}
+    top = {"backend", "defaults", "destinations", "profiles", "queue"}
     for key in data:
         if key not in top:
             errors.add(key, f"unknown table (expected one of: {', '.join(sorted(top))})")
@@ -345,9 +348,20 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> Config:
     queue_url = queue.get("url")
     if queue_url is not None and not isinstance(queue_url, str):
         errors.add("queue.url", f"expected a URL such as \"sqlite:///path/queue.db\", got {queue_url!r}")
+    backend_url = data.get("backend")
+    if backend_url is not None and not (
+        isinstance(backend_url, str) and backend_url.partition("://")[0].lower() in ("redis", "rediss")
+        and backend_url.partition("://")[2]
+    ):
+        got = (f"scheme {backend_url.partition('://')[0]!r}" if isinstance(backend_url, str)
+               else repr(backend_url))  # never echo a URL: it may hold a password
+        errors.add("backend", f"expected a URL such as \"redis://127.0.0.1:6379/0\", got {got}")
+        backend_url = None
+    if queue_url is None:
+        queue_url = backend_url  # one setting moves both the caps and the queue to the backend
     errors.check()
     return Config(source=source, limits=limits, policy=policy, rules=tuple(rules), profiles=profiles,
-                  queue_url=queue_url)
+                  queue_url=queue_url, backend_url=backend_url)
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:

@@ -9,6 +9,7 @@ failures are values. Only the public edges raise, with one clear message::
     ├── MessageError (also ValueError)    a message or envelope that cannot be sent
     ├── DeliveryError                     .result: SendResult
     └── QueueError                        corrupt or locked store, bad URL
+        └── BackendError                  the shared backend (Redis) is unreachable
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from .result import SendResult
 
 __all__ = [
+    "BackendError",
     "ConfigError",
     "DeliveryError",
     "MessageError",
@@ -55,3 +57,7 @@ class DeliveryError(SMTPRetryError):
 
 class QueueError(SMTPRetryError):
     """The deferred queue cannot be opened or written."""
+
+
+class BackendError(QueueError):
+    """The shared backend (Redis) is unreachable or refused a command."""

@@ -72,7 +72,9 @@ class Mailer:
     :param allow_plaintext_auth: allow a password over an unencrypted
         connection to a host that is not on loopback
     :param limiter: a :class:`~smtpretry.pool.Limiter` shared with other
-        Mailers, so that their connections count against one cap
+        Mailers, so that their connections count against one cap; without one,
+        a ``config`` with ``backend = "redis://..."`` gives a limiter shared
+        through Redis by every process (``redis_limiter.redis_limiter``)
     :param policy, limits: explicit settings; otherwise those ``config`` gives
         this host (see :func:`load_config`), else the defaults
     :param queue: where deferred recipients go: a :class:`~smtpretry.queue.Queue`
@@ -122,6 +124,8 @@ class Mailer:
         self._clock = clock
         self._pool: DestinationPool | None = None
         self._limiter = limiter
+        self._limit_key = settings.limit_key
+        self._owns_limiter = False
         # Deferred recipients go to this queue (a URL opens the backend it names);
         # without one, to the queue the configuration names, if any.
         if queue is None and config is not None and config.queue_url is not None:
@@ -152,6 +156,13 @@ class Mailer:
     @property
     def pool(self) -> DestinationPool:
         if self._pool is None:
+            if self._limiter is None and self.config is not None and self.config.backend_url is not None:
+                from .redis_limiter import redis_limiter
+
+                self._limiter = redis_limiter(
+                    self.config.backend_url, self._limit_key, self.limits, self._log()
+                )
+                self._owns_limiter = True
             self._pool = DestinationPool(self.endpoint, self.limits, self._log(), self._limiter)
         return self._pool
 
@@ -207,6 +218,8 @@ class Mailer:
         """QUIT the idle connections. Sends still running keep theirs."""
         if self._pool is not None:
             await self._pool.close()
+            if self._owns_limiter:
+                await self._pool.limiter.close()  # give back the shared slots, stop renewing
         if self.queue is not None and self._owns_queue:
             await self.queue.close()  # opened from a URL: ours to close (it reopens on use)
 

@@ -13,14 +13,17 @@ Two pieces:
 - A :class:`DestinationPool` opens, reuses and closes the sessions of one
   endpoint (host, port, TLS, credentials), taking slots from its limiter.
 
-The limiter is the part a shared backend (Redis) replaces to hold caps across
-processes; the pool stays in-process.
+The slot counter and the effective cap of a limiter sit behind the small
+:class:`Slots` protocol: :class:`LocalSlots` (in-process, the default) or
+``redis_limiter.RedisSlots``, which holds them in Redis for every worker
+process. Pacing, hold-offs and idle sessions stay in-process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -30,7 +33,7 @@ from .policy import Limits
 from .reply import Evidence, Reply
 from .transport import Endpoint, Session, open_session
 
-__all__ = ["AdaptiveCap", "DestinationPool", "Limiter", "SessionSource"]
+__all__ = ["AdaptiveCap", "CapReport", "DestinationPool", "Limiter", "LocalSlots", "SessionSource", "Slots"]
 
 LINGER_S = 2.0
 """Seconds a server may go on counting a connection we closed."""
@@ -102,13 +105,88 @@ class AdaptiveCap:
         return self.current
 
 
-class Limiter:
-    """Connection slots, the adaptive cap and pacing for one limit key."""
+CapReport = Callable[[int, int], None]
+"""Called with (previous, new) when the effective cap moved."""
 
-    def __init__(self, name: str, limits: Limits, log: Logger) -> None:
+
+class Slots(Protocol):
+    """The slot counter and effective cap of one limit key, behind a :class:`Limiter`.
+
+    ``try_take(ticket)`` takes a slot now if one is free (True) or queues the
+    caller under ``ticket`` (a number unique within the limiter) and returns
+    False; the limiter then waits for a local ``give_back`` or ``poll_s``
+    seconds (``None``: only a local ``give_back`` can free a slot) and asks
+    again with the same ticket, or ``withdraw``s it. ``contended`` says that
+    someone else (another process) waits for a slot, so idle sessions should
+    not be kept. ``lower``/``success`` move the cap (AIMD, :class:`AdaptiveCap`)
+    and call ``report(previous, new)`` when it moved, now or later.
+
+    .. versionadded:: 0.3
+    """
+
+    @property
+    def cap(self) -> AdaptiveCap: ...
+    @property
+    def poll_s(self) -> float | None: ...
+    @property
+    def contended(self) -> bool: ...
+    async def try_take(self, ticket: int) -> bool: ...
+    async def withdraw(self, ticket: int) -> None: ...
+    async def give_back(self) -> None: ...
+    def lower(self, opened_at: float, open_now: int, lingering: bool, report: CapReport) -> None: ...
+    def success(self, report: CapReport) -> None: ...
+    async def close(self) -> None: ...
+
+
+class LocalSlots:
+    """In-process slots: a counter and an :class:`AdaptiveCap` (the default)."""
+
+    poll_s: float | None = None
+    contended = False
+
+    def __init__(self, limits: Limits) -> None:
+        self.cap = AdaptiveCap.from_limits(limits)
+        self.held = 0
+
+    async def try_take(self, ticket: int) -> bool:
+        if self.held < self.cap.current:
+            self.held += 1
+            return True
+        return False
+
+    async def withdraw(self, ticket: int) -> None:
+        return None
+
+    async def give_back(self) -> None:
+        self.held -= 1
+
+    def lower(self, opened_at: float, open_now: int, lingering: bool, report: CapReport) -> None:
+        previous = self.cap.current
+        new = self.cap.lower(opened_at, time.monotonic(), open_now, lingering=lingering)
+        if new is not None:
+            report(previous, new)
+
+    def success(self, report: CapReport) -> None:
+        previous = self.cap.current
+        new = self.cap.success(time.monotonic())
+        if new is not None:
+            report(previous, new)
+
+    async def close(self) -> None:
+        return None
+
+
+class Limiter:
+    """Connection slots, the adaptive cap and pacing for one limit key.
+
+    ``slots`` holds the slot counter and the cap: in-process by default, or
+    shared by several processes (``redis_limiter.redis_limiter()``).
+    """
+
+    def __init__(self, name: str, limits: Limits, log: Logger, slots: Slots | None = None) -> None:
         self.name = name
         self.limits = limits
-        self.cap = AdaptiveCap.from_limits(limits)
+        self.slots: Slots = slots if slots is not None else LocalSlots(limits)
         self.open = 0
         self.cond = asyncio.Condition()
         self._log = log.bind(destination=name)
@@ -116,6 +194,11 @@ class Limiter:
         self._not_before = 0.0
         self._next_send = 0.0
         self._closed_at = float("-inf")
+        self._tickets = 0
+
+    @property
+    def cap(self) -> AdaptiveCap:
+        return self.slots.cap
 
     def register(self, pool: DestinationPool) -> None:
         self._pools.append(pool)
@@ -127,24 +210,49 @@ class Limiter:
         while (delay := self._not_before - time.monotonic()) > 0:
             await asyncio.sleep(delay)
         async with self.cond:
-            while True:
-                if pool.has_idle():
-                    return False
-                if self.open < self.cap.current:
-                    self.open += 1
-                    return True
-                # Idle sessions of other pools under this limit hold slots
-                # that a waiting send needs: close one of them.
-                for other in self._pools:
-                    if other is not pool and other.retire_one_idle():
-                        break
-                await self.cond.wait()
+            self._tickets += 1
+            ticket, taken = self._tickets, False
+            try:
+                while True:
+                    if pool.has_idle():
+                        return False
+                    if await self.slots.try_take(ticket):
+                        self.open += 1
+                        taken = True
+                        return True
+                    # Idle sessions of other pools under this limit hold slots
+                    # that a waiting send needs: close one of them.
+                    for other in self._pools:
+                        if other is not pool and other.retire_one_idle():
+                            break
+                    poll_s = self.slots.poll_s
+                    if poll_s is None:
+                        await self.cond.wait()
+                    else:  # another process may free a slot: ask again after poll_s
+                        try:
+                            async with asyncio.timeout(poll_s):
+                                await self.cond.wait()
+                        except TimeoutError:
+                            pass
+            finally:
+                if not taken:
+                    await self.slots.withdraw(ticket)
 
     async def give_back(self) -> None:
         self._closed_at = time.monotonic()
         async with self.cond:
             self.open -= 1
+            await self.slots.give_back()
             self.cond.notify_all()
+
+    def keep_idle(self) -> bool:
+        """Whether a released session may stay open for reuse: not above the
+        cap, and nobody elsewhere waiting for a slot."""
+        return self.open <= self.cap.current and not self.slots.contended
+
+    async def close(self) -> None:
+        """Let go of what the slots hold outside this process (a no-op in-process)."""
+        await self.slots.close()
 
     async def pace(self) -> None:
         """Wait for this limit's next transaction turn (``max_messages_per_minute``)."""
@@ -164,28 +272,27 @@ class Limiter:
     def throttled(self, reply: Reply, opened_at: float) -> None:
         """The server throttled a connection opened at ``opened_at``
         (monotonic): lower the effective cap, and close idle sessions above it."""
-        previous = self.cap.current
-        now = time.monotonic()
-        new = self.cap.lower(opened_at, now, self.open, lingering=now - self._closed_at < LINGER_S)
-        if new is None:
-            return
-        events.cap_changed(
-            self._log, lowered=True, connections_cap=new, previous_cap=previous,
-            connections_active=self.open, configured_cap=self.cap.configured, reply=reply,
-        )
-        surplus = self.open - new
-        for pool in self._pools:
-            while surplus > 0 and pool.retire_one_idle():
-                surplus -= 1
+        def report(previous: int, new: int) -> None:
+            events.cap_changed(
+                self._log, lowered=True, connections_cap=new, previous_cap=previous,
+                connections_active=self.open, configured_cap=self.cap.configured, reply=reply,
+            )
+            surplus = self.open - new
+            for pool in self._pools:
+                while surplus > 0 and pool.retire_one_idle():
+                    surplus -= 1
+
+        lingering = time.monotonic() - self._closed_at < LINGER_S
+        self.slots.lower(opened_at, self.open, lingering, report)
 
     def succeeded(self) -> None:
-        previous = self.cap.current
-        new = self.cap.success(time.monotonic())
-        if new is not None:
+        def report(previous: int, new: int) -> None:
             events.cap_changed(
                 self._log, lowered=False, connections_cap=new, previous_cap=previous,
                 connections_active=self.open, configured_cap=self.cap.configured, reply=None,
             )
+
+        self.slots.success(report)
 
 
 class SessionSource(Protocol):
@@ -259,7 +366,7 @@ class DestinationPool:
             reusable
             and session.connected
             and session.transactions < self.limits.max_messages_per_connection
-            and self.limiter.open <= self.limiter.cap.current
+            and self.limiter.keep_idle()
             and self.limits.idle_timeout > 0
         )
         if not keep:

@@ -9,6 +9,8 @@ import trustme
 
 from tests.servers import make_tls
 
+pytest_plugins = ("tests.redis_server",)  # redis_server / redis_url fixtures, for the Redis backend
+
 
 @pytest.fixture(scope="session")
 def tls_ca() -> trustme.CA:

@@ -6,8 +6,8 @@ pending. Recipients of one message deferred at different times share one
 entry: entries are keyed by destination, sender and message (its Message-ID,
 or a hash of its bytes), and a second deferral merges into the first.
 
-Backends live in their own modules (``sqlite.py`` is the embedded default; a
-Redis backend would be ``redis.py``) and only :func:`open_queue` names them, so
+Backends live in their own modules (``sqlite.py`` is the embedded default;
+``redis.py`` is shared by several hosts) and only :func:`open_queue` names them, so
 callers never change when one is added. Everything here is pure values.
 """
 
@@ -324,9 +324,13 @@ def open_queue(url: str | os.PathLike[str] | None = None, /) -> Queue:
     - ``sqlite:///var/lib/app/queue.db`` (an absolute path after ``sqlite://``),
       ``sqlite:relative/queue.db``, or a plain file path: the embedded SQLite
       queue; ``?busy_timeout=SECONDS`` sets how long to wait for a lock;
+    - ``redis://[user:password@]host:port/db`` (or ``rediss://``): the Redis
+      queue shared by several hosts (``queue/redis.py``; the ``redis`` extra,
+      and ``SMTPRETRY_QUEUE_KEY`` is required);
     - ``None``: SQLite at :func:`default_queue_path`.
 
-    :raises QueueError: an unknown scheme, or a URL without a path.
+    :raises QueueError: an unknown scheme, a URL without a path, or a Redis
+        URL without the redis extra or without ``SMTPRETRY_QUEUE_KEY``.
 
     .. versionadded:: 0.2
     """
@@ -360,7 +364,16 @@ def open_queue(url: str | os.PathLike[str] | None = None, /) -> Queue:
 
         return SQLiteQueue(Path(path).expanduser(), busy_timeout=timeout)
     if scheme in ("redis", "rediss"):
-        raise QueueError(f"queue URL {_redacted(text)!r}: the Redis backend is not available yet")
+        if not parts.hostname and not parts.path.strip("/"):
+            raise QueueError(f"queue URL {_redacted(text)!r}: expected redis://host:port/db")
+        try:
+            from .redis import RedisQueue
+        except ImportError:
+            raise QueueError(
+                f"queue URL {_redacted(text)!r}: the Redis backend needs the redis extra "
+                "(pip install 'smtpretry[redis]')"
+            ) from None
+        return RedisQueue(text)
     raise QueueError(f"queue URL {_redacted(text)!r}: unknown scheme {scheme!r} (expected sqlite)")
 
 

@@ -1,6 +1,10 @@
 """The SQLite queue on real files under tmp_path: put/merge, claim and leases,
 update, expiry, migrations, file modes, encryption at rest, and the errors
-(corrupt, locked, wrong key, bad URL) as one-line QueueErrors."""
+(corrupt, locked, wrong key, bad URL) as one-line QueueErrors.
+
+The Queue contract tests (put/get, merge, claim, leases, update, expiry,
+retry) take ``make_queue`` and run against every backend: SQLite, and Redis
+(a private redis-server, tests/redis_server.py)."""
 
 from __future__ import annotations
 
@@ -9,13 +13,14 @@ import importlib.util
 import os
 import sqlite3
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from smtpretry import QueueError
-from smtpretry.queue import Destination, PendingRecipient, QueueEntry, default_queue_path, open_queue
-from smtpretry.queue.crypto import KEY_ENV, generate_key
+from smtpretry.queue import Destination, PendingRecipient, Queue, QueueEntry, default_queue_path, open_queue
+from smtpretry.queue.crypto import KEY_ENV, MessageCipher, generate_key
 from smtpretry.queue.sqlite import SCHEMA_VERSION, SQLiteQueue
 
 NOW = 1_800_000_000.0
@@ -54,8 +59,23 @@ def db(tmp_path: Path) -> Path:
     return tmp_path / "state" / "queue.db"
 
 
-async def test_put_and_get_round_trip_with_the_message_decrypted(db: Path) -> None:
-    q = SQLiteQueue(db)
+MakeQueue = Callable[[], Queue]
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def make_queue(request: pytest.FixtureRequest, db: Path) -> MakeQueue:
+    """New handles on one empty queue of the backend under test."""
+    if request.param == "sqlite":
+        return lambda: SQLiteQueue(db)
+    from smtpretry.queue.redis import RedisQueue
+
+    url = request.getfixturevalue("redis_url")
+    cipher = MessageCipher(generate_key(), source="test")
+    return lambda: RedisQueue(url, cipher=cipher)
+
+
+async def test_put_and_get_round_trip_with_the_message_decrypted(make_queue: MakeQueue) -> None:
+    q = make_queue()
     entry_id = await q.put(entry())
     got = await q.get(entry_id)
     assert got.data == BODY
@@ -105,8 +125,8 @@ async def test_a_wrong_key_is_one_clear_error_at_open(db: Path, monkeypatch: pyt
         await SQLiteQueue(db).entries()
 
 
-async def test_deferrals_of_one_message_merge_into_one_entry(db: Path) -> None:
-    q = SQLiteQueue(db)
+async def test_deferrals_of_one_message_merge_into_one_entry(make_queue: MakeQueue) -> None:
+    q = make_queue()
     first = await q.put(entry("k", rcpt("a@example.com", NOW + 300), rcpt("b@example.com", NOW + 300)))
     later = rcpt("b@example.com", NOW + 900, code=450, enhanced=None, text="later")
     second = await q.put(entry("k", later, rcpt("c@example.com", NOW + 100)))
@@ -121,8 +141,8 @@ async def test_deferrals_of_one_message_merge_into_one_entry(db: Path) -> None:
     await q.close()
 
 
-async def test_claim_takes_due_entries_earliest_first_and_leases_them(db: Path) -> None:
-    q = SQLiteQueue(db)
+async def test_claim_takes_due_entries_earliest_first_and_leases_them(make_queue: MakeQueue) -> None:
+    q = make_queue()
     late = await q.put(entry("late", rcpt("a@example.com", NOW - 1)))
     early = await q.put(entry("early", rcpt("b@example.com", NOW - 5)))
     await q.put(entry("future", rcpt("c@example.com", NOW + 60)))
@@ -133,14 +153,14 @@ async def test_claim_takes_due_entries_earliest_first_and_leases_them(db: Path) 
     # The lease runs out (the runner died): another runner takes the entries.
     again = await q.claim(owner="r2", now=NOW + 31, lease_s=30, limit=1)
     assert [e.id for e in again] == [early]
-    other = SQLiteQueue(db)  # a second connection sees the same leases
+    other = make_queue()  # a second connection sees the same leases
     assert [e.id for e in await other.claim(owner="r3", now=NOW + 31, lease_s=30, limit=10)] == [late]
     await q.close()
     await other.close()
 
 
-async def test_claim_for_one_destination(db: Path) -> None:
-    q = SQLiteQueue(db)
+async def test_claim_for_one_destination(make_queue: MakeQueue) -> None:
+    q = make_queue()
     await q.put(entry("x"))
     other = dataclasses.replace(entry("y"), destination=Destination("127.0.0.1", 2525, "none"))
     wanted = await q.put(other)
@@ -149,8 +169,8 @@ async def test_claim_for_one_destination(db: Path) -> None:
     await q.close()
 
 
-async def test_renew_keeps_only_leases_still_held(db: Path) -> None:
-    q = SQLiteQueue(db)
+async def test_renew_keeps_only_leases_still_held(make_queue: MakeQueue) -> None:
+    q = make_queue()
     a = await q.put(entry("a"))
     b = await q.put(entry("b", rcpt("b@example.com")))
     await q.claim(owner="r1", now=NOW, lease_s=1, limit=10)
@@ -165,8 +185,10 @@ async def test_renew_keeps_only_leases_still_held(db: Path) -> None:
     await q.close()
 
 
-async def test_update_removes_done_recipients_keeps_deferred_and_deletes_when_empty(db: Path) -> None:
-    q = SQLiteQueue(db)
+async def test_update_removes_done_recipients_keeps_deferred_and_deletes_when_empty(
+    make_queue: MakeQueue,
+) -> None:
+    q = make_queue()
     entry_id = await q.put(entry("k", rcpt("a@example.com"), rcpt("b@example.com"), rcpt("c@example.com")))
     await q.claim(owner="r1", now=NOW, lease_s=30, limit=1)
     # Meanwhile a new send of the same message defers d: merged, and kept by the update.
@@ -186,8 +208,8 @@ async def test_update_removes_done_recipients_keeps_deferred_and_deletes_when_em
     await q.close()
 
 
-async def test_next_attempt_never_later_than_expiry_and_stats_count_expired(db: Path) -> None:
-    q = SQLiteQueue(db)
+async def test_next_attempt_never_later_than_expiry_and_stats_count_expired(make_queue: MakeQueue) -> None:
+    q = make_queue()
     entry_id = await q.put(entry("k", rcpt("a@example.com", NOW + 500), expires_at=NOW + 100))
     [e] = await q.entries()
     assert e.next_attempt_at == NOW + 100
@@ -197,8 +219,8 @@ async def test_next_attempt_never_later_than_expiry_and_stats_count_expired(db: 
     await q.close()
 
 
-async def test_retry_makes_entries_and_their_recipients_due_now(db: Path) -> None:
-    q = SQLiteQueue(db)
+async def test_retry_makes_entries_and_their_recipients_due_now(make_queue: MakeQueue) -> None:
+    q = make_queue()
     a = await q.put(entry("a", rcpt("a@example.com", NOW + 900), rcpt("b@example.com", NOW + 500)))
     await q.put(entry("b", rcpt("c@example.com", NOW + 900)))
     assert await q.retry(a, now=NOW) == 1
@@ -274,7 +296,7 @@ def test_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert open_queue().path == tmp_path / "xdg" / "smtpretry" / "queue.db"  # type: ignore[attr-defined]
     monkeypatch.delenv("XDG_STATE_HOME")
     assert default_queue_path() == Path.home() / ".local" / "state" / "smtpretry" / "queue.db"
-    with pytest.raises(QueueError, match="Redis backend is not available") as info:
+    with pytest.raises(QueueError, match="set SMTPRETRY_QUEUE_KEY") as info:
         open_queue("redis://user:hunter2@localhost:6379/0")
     assert "hunter2" not in str(info.value)
     with pytest.raises(QueueError, match="unknown scheme 'mysql'"):

@@ -1,0 +1,468 @@
+"""The deferred queue in Redis, shared by worker processes on several hosts.
+
+:class:`RedisQueue` keeps the guarantees of the SQLite queue:
+
+- **Durable deferral.** A write has reached Redis when its coroutine returns.
+  It is on disk only as far as Redis persists it: run Redis with
+  ``appendonly yes`` and ``appendfsync always`` for the SQLite guarantee
+  (``appendfsync everysec``, Redis's default, may lose the last second of
+  deferrals on a power loss; RDB snapshots alone lose more). The test server
+  runs with ``appendonly yes``.
+- **Leases; one runner per entry at a time.** ``claim`` is one Lua script over
+  the ``due`` sorted set (score ``next_attempt_at``): it leases entries whose
+  ``lease_until`` has passed to one owner, atomically, so two runners never
+  hold one entry. A runner that dies loses nothing: its entries are due again
+  when the lease runs out. Times are the callers' clocks, as with SQLite.
+- **Merge by entry key.** ``put`` finds the entry of the same message through
+  ``k:<entry key>`` and merges recipients under ``WATCH``/``MULTI`` (retried
+  when a claim or another put touched the entry meanwhile).
+- **Bodies encrypted** with :class:`~smtpretry.queue.crypto.MessageCipher`.
+  The key comes from ``SMTPRETRY_QUEUE_KEY`` and is required: there is no
+  directory beside the store for a key file. A wrong key is found at the first
+  call (``check`` holds a token of a known text).
+
+Keys, under ``smtpretry:queue`` (``?prefix=`` in the URL changes it):
+
+=================== ====== =====================================================
+``e:<id>``           hash  one entry: ``meta`` (JSON: destination, sender, ...),
+                           ``recipients`` (JSON), ``n``, ``attempts``,
+                           ``created_at``, ``next_attempt_at``, ``expires_at``,
+                           ``owner``, ``lease_until``, ``data`` (Fernet token)
+``k:<entry key>``    str   the id of the entry holding that message
+``due``              zset  every entry id, scored by ``next_attempt_at``
+``due:<host:port>``  zset  the same, per destination (``claim(destination=...)``)
+``check``            str   the key-check token
+=================== ====== =====================================================
+
+Scripts name entry keys they compute, so this needs a single Redis (or a
+Sentinel-managed primary), not Redis Cluster. When Redis cannot be reached
+every call raises :class:`~smtpretry.redis_limiter.BackendError`, a
+:class:`QueueError`.
+
+.. versionadded:: 0.3
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import secrets
+import urllib.parse
+from collections.abc import Collection, Sequence
+from typing import Any
+
+from redis.exceptions import RedisError, WatchError
+
+from ..errors import QueueError
+from ..redis_limiter import backend_error, connect, redacted
+from .base import Destination, PendingRecipient, QueueEntry, QueueStats
+from .crypto import KEY_ENV, MessageCipher
+
+__all__ = ["RedisQueue"]
+
+_KEY_CHECK = b"smtpretry queue key check"
+_PENDING_FIELDS = frozenset(f.name for f in dataclasses.fields(PendingRecipient))
+_HEAD = ("meta", "recipients", "attempts", "created_at", "next_attempt_at", "expires_at", "owner",
+         "lease_until")
+
+# KEYS[1]: a due zset. ARGV: now, lease_until, owner, limit, entry key prefix.
+# Walks due entries earliest first, leasing those whose lease has passed.
+_CLAIM = """
+local now, limit = tonumber(ARGV[1]), tonumber(ARGV[4])
+local out, offset = {}, 0
+while #out < limit do
+  local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', offset, 200)
+  if #ids == 0 then break end
+  for _, id in ipairs(ids) do
+    local e = ARGV[5] .. id
+    if tonumber(redis.call('HGET', e, 'lease_until') or '0') <= now then
+      redis.call('HSET', e, 'owner', ARGV[3], 'lease_until', ARGV[2])
+      out[#out + 1] = id
+      if #out >= limit then break end
+    end
+  end
+  offset = offset + #ids
+end
+return out
+"""
+
+# ARGV: owner, lease_until ('0' to release), entry key prefix, then ids. Returns the ids held.
+_RELEASE_OR_RENEW = """
+local out = {}
+for i = 4, #ARGV do
+  local e = ARGV[3] .. ARGV[i]
+  if redis.call('HGET', e, 'owner') == ARGV[1] then
+    if ARGV[2] == '0' then
+      redis.call('HSET', e, 'owner', '', 'lease_until', '0')
+    else
+      redis.call('HSET', e, 'lease_until', ARGV[2])
+    end
+    out[#out + 1] = ARGV[i]
+  end
+end
+return out
+"""
+
+
+def _encode_recipients(recipients: Sequence[PendingRecipient]) -> str:
+    return json.dumps([dataclasses.asdict(r) for r in recipients], separators=(",", ":"))
+
+
+def _decode_recipients(text: str | bytes) -> tuple[PendingRecipient, ...]:
+    return tuple(
+        PendingRecipient(**{k: v for k, v in item.items() if k in _PENDING_FIELDS})
+        for item in json.loads(text)
+    )
+
+
+def _next_attempt(recipients: Sequence[PendingRecipient], expires_at: float) -> float:
+    return min(min(r.next_attempt_at for r in recipients), expires_at)
+
+
+def _s(value: bytes | None) -> str:
+    return value.decode() if value is not None else ""
+
+
+class RedisQueue:
+    """The :class:`~smtpretry.queue.Queue` in Redis.
+
+    :param url: ``redis://[user:password@]host:port/db`` (or ``rediss://``);
+        ``?prefix=NAME`` sets the key prefix (default ``smtpretry:queue``)
+    :param cipher: encrypts message bytes; by default the key from
+        ``SMTPRETRY_QUEUE_KEY``
+    :raises QueueError: no ``SMTPRETRY_QUEUE_KEY`` and no ``cipher``, or a malformed key
+
+    Nothing is connected until the first call.
+
+    .. versionadded:: 0.3
+    """
+
+    def __init__(self, url: str, *, cipher: MessageCipher | None = None) -> None:
+        parts = urllib.parse.urlsplit(url)
+        query = urllib.parse.parse_qs(parts.query)
+        self.prefix = query.pop("prefix", ["smtpretry:queue"])[-1]
+        self._redis_url = urllib.parse.urlunsplit(
+            parts._replace(query=urllib.parse.urlencode(query, doseq=True))
+        )
+        self._url = redacted(url)
+        if cipher is None:
+            key = os.environ.get(KEY_ENV)
+            if not key:
+                raise QueueError(
+                    f"queue {self._url}: set {KEY_ENV} to the queue key (the same on every worker; "
+                    "make one with: python -c 'from smtpretry.queue.crypto import generate_key; "
+                    "print(generate_key())')"
+                )
+            cipher = MessageCipher(key, source=KEY_ENV)
+        self._cipher = cipher
+        self._client: Any = None
+        self._checked = False
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    def __repr__(self) -> str:
+        return f"RedisQueue({self._url!r})"
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _e(self, entry_id: str) -> str:
+        return f"{self.prefix}:e:{entry_id}"
+
+    def _due(self, destination: str | None = None) -> str:
+        return f"{self.prefix}:due" if destination is None else f"{self.prefix}:due:{destination}"
+
+    def _k(self, key: str) -> str:
+        return f"{self.prefix}:k:{key}"
+
+    async def _redis(self) -> Any:
+        if self._client is None:
+            self._client = connect(self._redis_url)
+            self._checked = False
+        if not self._checked:
+            check = f"{self.prefix}:check"
+            try:
+                await self._client.set(check, self._cipher.encrypt(_KEY_CHECK), nx=True)
+                token = await self._client.get(check)
+            except RedisError as exc:
+                raise backend_error(self._url, exc, "queue") from None
+            self._cipher.decrypt(token, what=f"queue {self._url}")
+            self._checked = True
+        return self._client
+
+    def _error(self, exc: RedisError) -> QueueError:
+        return backend_error(self._url, exc, "queue")
+
+    def _entry(self, entry_id: str, fields: Sequence[bytes | None], data: bytes | None = None) -> QueueEntry:
+        meta_raw, recipients, attempts, created_at, next_at, expires_at, owner, lease_until = fields
+        meta = json.loads(_s(meta_raw))
+        if data is not None:
+            data = self._cipher.decrypt(data, what=f"queue entry {entry_id}")
+        return QueueEntry(
+            id=entry_id, key=meta["key"],
+            destination=Destination(meta["host"], meta["port"], meta["tls"], meta["profile"]),
+            sender=meta["sender"], message_id=meta["message_id"],
+            recipients=_decode_recipients(_s(recipients)), attempts=int(_s(attempts) or 0),
+            created_at=float(_s(created_at)), next_attempt_at=float(_s(next_at)),
+            expires_at=float(_s(expires_at)), owner=_s(owner) or None,
+            lease_until=float(_s(lease_until) or 0), data=data,
+        )
+
+    # -- the Queue protocol --------------------------------------------------------------------
+
+    async def put(self, entry: QueueEntry, /) -> str:
+        if not entry.recipients:
+            raise QueueError("queue: an entry needs at least one recipient")
+        if entry.data is None:
+            raise QueueError("queue: an entry needs its message bytes")
+        r = await self._redis()
+        token = self._cipher.encrypt(entry.data)
+        try:
+            async with r.pipeline(transaction=True) as pipe:
+                while True:
+                    try:
+                        return await self._put(pipe, entry, token)
+                    except WatchError:
+                        continue  # a claim or another put touched it: read again
+        except RedisError as exc:
+            raise self._error(exc) from None
+
+    async def _put(self, pipe: Any, entry: QueueEntry, token: bytes) -> str:
+        d = entry.destination
+        await pipe.watch(self._k(entry.key))
+        found = await pipe.get(self._k(entry.key))
+        old = None
+        if found is not None:
+            entry_id: str = found.decode()
+            await pipe.watch(self._e(entry_id))
+            old = await pipe.hmget(self._e(entry_id), "recipients", "created_at", "expires_at")
+        if old is not None and old[0] is not None:
+            merged = {r.address: r for r in _decode_recipients(old[0])}
+            merged.update((r.address, r) for r in entry.recipients)
+            recipients = list(merged.values())
+            created_at = min(float(old[1]), entry.created_at)
+            expires_at = min(float(old[2]), entry.expires_at)
+            next_at = _next_attempt(recipients, expires_at)
+            pipe.multi()
+            pipe.hset(self._e(entry_id), mapping={
+                "recipients": _encode_recipients(recipients), "n": len(recipients),
+                "created_at": repr(created_at), "expires_at": repr(expires_at),
+                "next_attempt_at": repr(next_at),
+            })
+        else:
+            entry_id = secrets.token_hex(8)
+            next_at = _next_attempt(entry.recipients, entry.expires_at)
+            meta = {"key": entry.key, "destination": d.key, "host": d.host, "port": d.port, "tls": d.tls,
+                    "profile": d.profile, "sender": entry.sender, "message_id": entry.message_id}
+            pipe.multi()
+            pipe.hset(self._e(entry_id), mapping={
+                "meta": json.dumps(meta, separators=(",", ":")),
+                "recipients": _encode_recipients(entry.recipients), "n": len(entry.recipients),
+                "attempts": 0, "created_at": repr(entry.created_at), "next_attempt_at": repr(next_at),
+                "expires_at": repr(entry.expires_at), "owner": "", "lease_until": "0", "data": token,
+            })
+            pipe.set(self._k(entry.key), entry_id)
+        pipe.zadd(self._due(), {entry_id: next_at})
+        pipe.zadd(self._due(d.key), {entry_id: next_at})
+        await pipe.execute()
+        return entry_id
+
+    async def claim(
+        self, *, owner: str, now: float, lease_s: float, limit: int, destination: str | None = None
+    ) -> list[QueueEntry]:
+        if limit < 1:
+            return []
+        r = await self._redis()
+        try:
+            ids = [i.decode() for i in await r.eval(
+                _CLAIM, 1, self._due(destination), repr(now), repr(now + lease_s), owner, limit,
+                f"{self.prefix}:e:",
+            )]
+            if not ids:
+                return []
+            async with r.pipeline(transaction=False) as pipe:
+                for entry_id in ids:
+                    pipe.hmget(self._e(entry_id), *_HEAD, "data")
+                rows = await pipe.execute()
+        except RedisError as exc:
+            raise self._error(exc) from None
+        return [self._entry(i, row[:8], row[8]) for i, row in zip(ids, rows, strict=True) if row[0]]
+
+    async def _owned(self, ids: Collection[str], owner: str, lease_until: str) -> set[str]:
+        if not ids:
+            return set()
+        r = await self._redis()
+        try:
+            held = await r.eval(_RELEASE_OR_RENEW, 0, owner, lease_until, f"{self.prefix}:e:", *ids)
+        except RedisError as exc:
+            raise self._error(exc) from None
+        return {i.decode() for i in held}
+
+    async def renew(self, ids: Collection[str], /, *, owner: str, now: float, lease_s: float) -> set[str]:
+        return await self._owned(ids, owner, repr(now + lease_s))
+
+    async def release(self, ids: Collection[str], /, *, owner: str) -> None:
+        await self._owned(ids, owner, "0")
+
+    async def update(
+        self, entry_id: str, /, *, owner: str, remove: Collection[str],
+        defer: Sequence[PendingRecipient], now: float,
+    ) -> QueueEntry | None:
+        r = await self._redis()
+        remove, replace = set(remove), {p.address: p for p in defer}
+        try:
+            async with r.pipeline(transaction=True) as pipe:
+                while True:
+                    try:
+                        await pipe.watch(self._e(entry_id))
+                        fields = await pipe.hmget(self._e(entry_id), *_HEAD)
+                        if fields[0] is None:
+                            return None  # deleted meanwhile (by hand, or by a runner that took over)
+                        meta = json.loads(fields[0])
+                        expires_at = float(fields[5])
+                        recipients = [
+                            replace.get(p.address, p) for p in _decode_recipients(fields[1])
+                            if p.address not in remove
+                        ]
+                        pipe.multi()
+                        if not recipients:
+                            self._delete_in(pipe, entry_id, meta)
+                            await pipe.execute()
+                            return None
+                        next_at = _next_attempt(recipients, expires_at)
+                        ours = _s(fields[6]) == owner
+                        change: dict[str, Any] = {
+                            "recipients": _encode_recipients(recipients), "n": len(recipients),
+                            "attempts": int(fields[2]) + 1, "next_attempt_at": repr(next_at),
+                        }
+                        if ours:
+                            change.update(owner="", lease_until="0")
+                        pipe.hset(self._e(entry_id), mapping=change)
+                        pipe.zadd(self._due(), {entry_id: next_at})
+                        pipe.zadd(self._due(meta["destination"]), {entry_id: next_at})
+                        await pipe.execute()
+                    except WatchError:
+                        continue
+                    row = list(fields)
+                    row[1] = change["recipients"].encode()
+                    row[2] = str(change["attempts"]).encode()
+                    row[4] = change["next_attempt_at"].encode()
+                    if ours:
+                        row[6], row[7] = b"", b"0"
+                    return self._entry(entry_id, row)
+        except RedisError as exc:
+            raise self._error(exc) from None
+
+    def _delete_in(self, pipe: Any, entry_id: str, meta: dict[str, Any]) -> None:
+        pipe.delete(self._e(entry_id), self._k(meta["key"]))
+        pipe.zrem(self._due(), entry_id)
+        pipe.zrem(self._due(meta["destination"]), entry_id)
+
+    async def get(self, entry_id: str, /) -> QueueEntry:
+        r = await self._redis()
+        try:
+            row = await r.hmget(self._e(entry_id), *_HEAD, "data")
+        except RedisError as exc:
+            raise self._error(exc) from None
+        if row[0] is None:
+            raise QueueError(f"queue {self._url}: no entry {entry_id!r}")
+        return self._entry(entry_id, row[:8], row[8])
+
+    async def entries(self, *, limit: int | None = None) -> list[QueueEntry]:
+        r = await self._redis()
+        try:
+            ids = [i.decode() for i in await r.zrange(self._due(), 0, -1 if limit is None else limit - 1)]
+            async with r.pipeline(transaction=False) as pipe:
+                for entry_id in ids:
+                    pipe.hmget(self._e(entry_id), *_HEAD)
+                rows = await pipe.execute() if ids else []
+        except RedisError as exc:
+            raise self._error(exc) from None
+        return [self._entry(i, row) for i, row in zip(ids, rows, strict=True) if row[0]]
+
+    async def retry(self, entry_id: str | None, /, *, now: float) -> int:
+        r = await self._redis()
+        try:
+            ids = [i.decode() for i in await r.zrange(self._due(), 0, -1)] if entry_id is None else [entry_id]
+            changed = 0
+            async with r.pipeline(transaction=True) as pipe:
+                for one in ids:
+                    while True:
+                        try:
+                            await pipe.watch(self._e(one))
+                            meta_raw, recipients = await pipe.hmget(self._e(one), "meta", "recipients")
+                            if meta_raw is None:
+                                if entry_id is not None:
+                                    raise QueueError(f"queue {self._url}: no entry {entry_id!r}")
+                                await pipe.reset()
+                                break
+                            due = [dataclasses.replace(p, next_attempt_at=now)
+                                   for p in _decode_recipients(recipients)]
+                            pipe.multi()
+                            pipe.hset(self._e(one), mapping={
+                                "recipients": _encode_recipients(due), "next_attempt_at": repr(now),
+                            })
+                            pipe.zadd(self._due(), {one: now})
+                            pipe.zadd(self._due(json.loads(meta_raw)["destination"]), {one: now})
+                            await pipe.execute()
+                            changed += 1
+                            break
+                        except WatchError:
+                            continue
+        except RedisError as exc:
+            raise self._error(exc) from None
+        return changed
+
+    async def delete(self, entry_id: str, /) -> None:
+        r = await self._redis()
+        try:
+            async with r.pipeline(transaction=True) as pipe:
+                while True:
+                    try:
+                        await pipe.watch(self._e(entry_id))
+                        meta_raw = await pipe.hget(self._e(entry_id), "meta")
+                        if meta_raw is None:
+                            raise QueueError(f"queue {self._url}: no entry {entry_id!r}")
+                        pipe.multi()
+                        self._delete_in(pipe, entry_id, json.loads(meta_raw))
+                        await pipe.execute()
+                        return
+                    except WatchError:
+                        continue
+        except RedisError as exc:
+            raise self._error(exc) from None
+
+    async def stats(self, *, now: float) -> QueueStats:
+        r = await self._redis()
+        try:
+            scored = await r.zrange(self._due(), 0, -1, withscores=True)
+            async with r.pipeline(transaction=False) as pipe:
+                for entry_id, _ in scored:
+                    pipe.hmget(self._e(entry_id.decode()), "n", "lease_until", "expires_at", "created_at")
+                rows = await pipe.execute() if scored else []
+        except RedisError as exc:
+            raise self._error(exc) from None
+        entries = recipients = due = leased = expired = 0
+        oldest: float | None = None
+        for (_, next_at), (n, lease, expires, created) in zip(scored, rows, strict=True):
+            if n is None:
+                continue
+            entries += 1
+            lease_until = float(lease or 0)
+            recipients += int(n)
+            due += next_at <= now and lease_until <= now
+            leased += lease_until > now
+            expired += float(expires) <= now
+            oldest = float(created) if oldest is None else min(oldest, float(created))
+        return QueueStats(
+            entries, recipients, due, leased, expired, oldest, scored[0][1] if scored else None,
+        )
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(RedisError, OSError, RuntimeError):
+                await client.aclose()

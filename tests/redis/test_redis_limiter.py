@@ -1,0 +1,224 @@
+"""Connection caps shared through Redis by worker processes (tests/redis/worker.py), each
+with its own Mailer and limiter, sending to one scripted aiosmtpd server in this process.
+
+Assertions are made at the server (sessions open at once, refusals, copies per recipient)
+and in Redis (the slots and the shared cap). Leases are made short through the limiter's
+public ``lease_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from smtpretry import Limits, Mailer, QueueError, RetryPolicy, load_config
+from smtpretry.events import get_logger
+from smtpretry.queue.crypto import KEY_ENV, generate_key
+from smtpretry.redis_limiter import BackendError, RedisSlots, redis_limiter
+from tests.redis.worker import message
+from tests.redis_server import RedisServer, client_for, require_redis
+from tests.servers import ScriptedHandler, serve, wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKER = str(ROOT / "tests" / "redis" / "worker.py")
+FAST = RetryPolicy(backoff_base=0.001, backoff_cap=0.01, max_attempts=50)
+
+
+@pytest.fixture(autouse=True)
+def _queue_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, generate_key())  # a backend config puts the queue on Redis too
+
+
+def write_config(tmp_path: Path, redis_url: str, *, cap: int, extra: str = "") -> str:
+    path = tmp_path / "smtpretry.toml"
+    path.write_text(
+        f'backend = "{redis_url}"\n'
+        "[defaults]\n"
+        f"max_connections = {cap}\n"
+        'idle_timeout = "1s"\n'
+        f"{extra}"
+        "[defaults.retry]\n"
+        "backoff_base = 0.001\nbackoff_cap = 0.01\nmax_attempts = 50\n"
+    )
+    return str(path)
+
+
+class SlowHandler(ScriptedHandler):
+    """Accepts everything, a little slowly, so that workers contend for slots."""
+
+    def __init__(self, delay_s: float = 0.005, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.delay_s = delay_s
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(self.delay_s)
+        return await super().handle_DATA(server, session, envelope)
+
+
+async def workers(*argvs: list[str]) -> list[dict[str, Any]]:
+    """Run worker processes at once; their JSON lines."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [
+        await asyncio.create_subprocess_exec(sys.executable, WORKER, *argv, env=env,
+                                             stdout=asyncio.subprocess.PIPE)
+        for argv in argvs
+    ]
+    outs = await asyncio.gather(*(p.communicate() for p in procs))
+    assert [p.returncode for p in procs] == [0] * len(procs)
+    return [json.loads(out.decode().strip().splitlines()[-1]) for out, _ in outs]
+
+
+async def test_four_worker_processes_never_open_more_than_the_shared_cap(
+    tmp_path: Path, redis_url: str
+) -> None:
+    handler = SlowHandler()
+    config = write_config(tmp_path, redis_url, cap=3)
+    async with serve(handler) as port:
+        results = await workers(*(["send", config, str(port), "40", "6", f"w{i}"] for i in range(4)))
+    assert handler.max_active <= 3
+    assert handler.max_active == 3  # the cap is used, not just respected
+    assert handler.sessions_refused == 0
+    assert [r["delivered"] for r in results] == [40] * 4
+    assert handler.copies == Counter({f"w{i}-{n}@example.com": 1 for i in range(4) for n in range(40)})
+
+
+async def test_a_worker_killed_holding_slots_blocks_nobody_beyond_its_lease(
+    tmp_path: Path, redis_url: str
+) -> None:
+    lease_s = 2.0  # short, yet long enough that a loaded machine does not miss a renewal
+    release = asyncio.Event()
+
+    class Stuck(ScriptedHandler):
+        """The first three transactions hang (the killed worker's)."""
+
+        stuck = 0
+
+        async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+            if self.stuck < 3:
+                self.stuck += 1
+                await release.wait()
+            return await super().handle_DATA(server, session, envelope)
+
+    handler = Stuck()
+    config = write_config(tmp_path, redis_url, cap=3)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    async with serve(handler) as port:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, WORKER, "send", config, str(port), "3", "3", "dead", str(lease_s), env=env,
+        )
+        limit_key = f"127.0.0.1:{port}"
+        probe = client_for(redis_url)
+        try:
+            await wait_until(lambda: handler.stuck == 3, timeout_s=10)
+            assert probe.zcard(f"smtpretry:limit:{limit_key}:slots") == 3
+        finally:
+            proc.send_signal(signal.SIGKILL)  # no finally blocks, no give-back, no QUIT
+            await proc.wait()
+        killed_at = time.monotonic()
+        # Nobody renews the dead worker's leases: a new worker gets a slot once they run out.
+        cfg = load_config(config)
+        limits = cfg.settings_for("127.0.0.1", port).limits
+        limiter = redis_limiter(redis_url, limit_key, limits, get_logger(), lease_s=lease_s)
+        async with Mailer("127.0.0.1", port, tls="none", policy=FAST, limiter=limiter) as m:
+            async with asyncio.timeout(lease_s + 4):  # the lease, and slack for a loaded machine
+                results = await asyncio.gather(*(m.send(message(f"alive-{i}@example.com", i))
+                                                 for i in range(3)))
+            waited = time.monotonic() - killed_at
+            await limiter.close()
+        release.set()
+    assert [r.delivered for r in results] == [[f"alive-{i}@example.com"] for i in range(3)]
+    assert waited >= lease_s * 0.5  # the dead worker's slots did count until their leases ran out
+    assert probe.zcard(f"smtpretry:limit:{limit_key}:slots") == 0  # given back at close
+    probe.close()
+
+
+async def test_the_shared_cap_comes_down_for_every_worker_when_the_server_throttles(
+    tmp_path: Path, redis_url: str
+) -> None:
+    handler = SlowHandler(max_sessions=2)  # 421 to the third connection at once
+    # No recovery during the test: the cap stays where the throttling put it.
+    config = write_config(tmp_path, redis_url, cap=6, extra="cap_recovery = 100000\n")
+    async with serve(handler) as port:
+        [first] = await workers(["send", config, str(port), "30", "8", "a"])
+        refused_by_first = handler.sessions_refused
+        probe = client_for(redis_url)
+        shared = int(probe.hget(f"smtpretry:limit:127.0.0.1:{port}:cap", "current"))
+        # Fresh processes that never saw a 421 start from the lowered shared cap.
+        later = await workers(*(["send", config, str(port), "20", "8", f"b{i}"] for i in range(3)))
+        probe.close()
+    assert first["lowered"] >= 1 and refused_by_first >= 1
+    assert shared <= 2 and first["cap"] == shared
+    assert [r["cap"] for r in later] == [shared] * 3
+    assert [r["lowered"] for r in later] == [0, 0, 0]
+    assert handler.sessions_refused == refused_by_first  # the later workers were never refused
+    assert first["delivered"] + sum(r["delivered"] for r in later) == 90
+    assert set(handler.copies.values()) == {1}
+
+
+async def test_cap_events_are_logged_by_the_worker_that_moved_the_cap(redis_url: str) -> None:
+    handler = SlowHandler(max_sessions=1)
+    async with serve(handler) as port:
+        limits = Limits(max_connections=4, cap_recovery=100000)
+        with capture_logs() as logs:
+            limiter = redis_limiter(redis_url, f"127.0.0.1:{port}", limits, get_logger(), lease_s=2.0)
+            async with Mailer("127.0.0.1", port, tls="none", policy=FAST, limiter=limiter) as m:
+                await asyncio.gather(*(m.send(message(f"r{i}@example.com", i)) for i in range(8)))
+                await limiter.close()
+    lowered = [e for e in logs if e["event"] == "smtpretry.cap_lowered"]
+    assert lowered and lowered[0]["previous_cap"] == 4 and lowered[0]["configured_cap"] == 4
+    assert lowered[0]["code"] == 421 and lowered[0]["connections_cap"] < 4
+    assert handler.max_active == 1 and set(handler.copies.values()) == {1}
+
+
+async def test_redis_down_new_connections_fail_fast_and_sends_in_progress_finish(
+    tmp_path: Path,
+) -> None:
+    server = RedisServer(require_redis(), tmp_path / "redis")
+    server.start()
+    gate = asyncio.Event()
+    entered = asyncio.Event()
+
+    class Gated(ScriptedHandler):
+        async def handle_DATA(self, srv, session, envelope):  # type: ignore[no-untyped-def]
+            entered.set()
+            await gate.wait()
+            return await super().handle_DATA(srv, session, envelope)
+
+    handler = Gated()
+    try:
+        async with serve(handler) as port:
+            limits = Limits(max_connections=2, idle_timeout=0)  # no reuse: every send needs a slot
+            limiter = redis_limiter(server.url, f"127.0.0.1:{port}", limits, get_logger(), lease_s=1.0)
+            async with Mailer("127.0.0.1", port, tls="none", policy=FAST, limits=limits,
+                              limiter=limiter) as m:
+                in_progress = asyncio.create_task(m.send(message("first@example.com", 0)))
+                await entered.wait()
+                server.stop()  # Redis goes away while a send holds a connection
+                gate.set()
+                assert (await in_progress).delivered == ["first@example.com"]
+                sessions = handler.sessions_total
+                started = time.monotonic()
+                with pytest.raises(BackendError, match=r"backend redis://127\.0\.0\.1:\d+/0: no slot for"):
+                    await m.send(message("second@example.com", 1))
+                assert time.monotonic() - started < 5  # fails fast, does not wait for Redis
+                assert handler.sessions_total == sessions  # no connection opened outside the cap
+                await limiter.close()
+    finally:
+        server.stop()
+    assert isinstance(BackendError("x"), QueueError)
+    assert handler.copies == Counter({"first@example.com": 1})
+
+
+def test_bad_parameters_are_refused() -> None:
+    with pytest.raises(ValueError, match="lease_s"):
+        RedisSlots("redis://127.0.0.1:1/0", "x", Limits(), lease_s=0)
