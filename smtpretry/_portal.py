@@ -16,7 +16,7 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["loop", "run"]
+__all__ = ["loop", "run", "submit"]
 
 T = TypeVar("T")
 
@@ -52,3 +52,9 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         coro.close()
         raise RuntimeError("smtpretry: a blocking SMTP call from inside smtpretry's own event loop")
     return asyncio.run_coroutine_threadsafe(coro, target).result()
+
+
+def submit(coro: Coroutine[Any, Any, Any]) -> None:
+    """Start ``coro`` on the portal loop and return at once (its result and
+    errors are not awaited: for clean-up such as returning a connection)."""
+    asyncio.run_coroutine_threadsafe(coro, loop())

@@ -31,12 +31,13 @@ import smtplib
 import socket
 import ssl
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from email.message import EmailMessage, Message
 from typing import Any, Self
 
 from . import _portal
-from .config import active_config
+from .config import Config, active_config
 from .envelope import build_envelope
 from .events import get_logger
 from .mailer import Mailer
@@ -68,17 +69,19 @@ class _Key:
 
 
 _SECRET = hashlib.sha256(repr(id(object())).encode() + socket.gethostname().encode()).digest()
-_mailers: dict[_Key, Mailer] = {}
-_limiters: dict[str, Limiter] = {}
+_mailers: dict[tuple[int, _Key], Mailer] = {}
+_registry_lock = threading.Lock()
+_limiters: dict[tuple[int, str], Limiter] = {}
 # What the last connection to (host, port, implicit TLS, upgraded by STARTTLS) said at the
 # greeting and to EHLO: connect() and ehlo() answer from it while no connection is held.
-_greetings: dict[tuple[str, int, bool, bool], tuple[Reply, Reply | None]] = {}
+_greetings: dict[tuple[str, int, bool, bool], tuple[Reply, Reply | None, dict[str, str]]] = {}
 
 
 def _remember(session: Session) -> None:
     e = session.endpoint
+    ehlo = session.ehlo_reply
     _greetings[(e.host, e.port, e.tls is TLSMode.IMPLICIT, e.tls is TLSMode.STARTTLS)] = (
-        session.greeting, session.ehlo_reply,
+        session.greeting, ehlo, _features(ehlo.text) if ehlo is not None else {},
     )
 
 
@@ -93,12 +96,20 @@ def _key(e: Endpoint) -> _Key:
 def _mailer(e: Endpoint) -> Mailer:
     """The process-wide Mailer (and pool) for one endpoint; its connections
     count against the limiter of the destination's limit key."""
-    key = _key(e)
+    config = active_config()
+    key = (id(config), _key(e))  # a new configure() starts new pools with its settings
+    mailer = _mailers.get(key)
+    if mailer is not None:
+        return mailer
+    with _registry_lock:  # callers' threads race here: one Mailer, one Limiter per key
+        return _new_mailer(key, e, config)
+
+
+def _new_mailer(key: tuple[int, _Key], e: Endpoint, config: Config) -> Mailer:
     mailer = _mailers.get(key)
     if mailer is None:
-        config = active_config()
         settings = config.settings_for(e.host, e.port)
-        limiter = _limiters.get(settings.limit_key)
+        limiter = _limiters.get((key[0], settings.limit_key))
         if limiter is None:
             if config.backend_url is not None:
                 from .redis_limiter import redis_limiter
@@ -107,7 +118,7 @@ def _mailer(e: Endpoint) -> Mailer:
                 limiter = redis_limiter(config.backend_url, settings.limit_key, settings.limits, get_logger())
             else:
                 limiter = Limiter(settings.limit_key, settings.limits, get_logger())
-            _limiters[settings.limit_key] = limiter
+            _limiters[(key[0], settings.limit_key)] = limiter
         mailer = Mailer(
             e.host, e.port, username=e.username, password=e.password, tls=e.tls, timeout=e.timeout,
             tls_context=e.tls_context, local_hostname=e.local_hostname, allow_plaintext_auth=True,
@@ -363,7 +374,8 @@ class SMTP:
             dirty, self._dirty = self._dirty, False
             if dirty:
                 session.needs_reset = True
-            _portal.run(_mailer(session.endpoint).pool.release(session, reusable=session.connected))
+            # Nothing to wait for: the connection goes back to the pool while the caller goes on.
+            _portal.submit(_mailer(session.endpoint).pool.release(session, reusable=session.connected))
 
     def close(self) -> None:
         """Close the connection (kept for reuse by the next SMTP object when healthy)."""
@@ -425,11 +437,10 @@ class SMTP:
             known = _greetings.get(
                 (intent.host, intent.port, self._implicit_tls, intent.tls is TLSMode.STARTTLS)
             )
-            cached = known[1] if known is not None else None
-            if cached is None:
+            if known is None or known[1] is None:
                 self._live()
                 return self.ehlo(name)
-            reply, features = cached, _features(cached.text)
+            reply, features = known[1], known[2]
         self.ehlo_resp = _bytes(reply.text)
         if reply.code != 250:
             return reply.code, self.ehlo_resp

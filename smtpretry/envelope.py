@@ -97,6 +97,10 @@ def build_envelope(
         message = message.encode("utf-8")
     if isinstance(message, (bytes, bytearray, memoryview)):
         data = bytes(message)
+        if sender is not None and recipients is not None:
+            # The envelope is given: no need to parse the headers, only to find
+            # the Message-ID for the log (a send's hot path).
+            return _envelope(data, sender, recipients, _message_id(data))
         parsed: Message = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(
             data, headersonly=True
         )
@@ -123,22 +127,40 @@ def build_envelope(
         sender = header_sender
         if sender is None:
             raise MessageError("sender: none given and the message has no From or Sender header")
-    sender = _check_address(sender, "sender")
     if recipients is None:
         recipients = header_rcpts
-    elif isinstance(recipients, str):
+    message_id = parsed.get("Message-ID")
+    return _envelope(data, sender, recipients, str(message_id).strip() if message_id else None)
+
+
+def _envelope(
+    data: bytes, sender: str, recipients: str | list[str] | tuple[str, ...], message_id: str | None
+) -> Envelope:
+    sender = _check_address(sender, "sender")
+    if isinstance(recipients, str):
         recipients = [recipients]
     unique = tuple(dict.fromkeys(_check_address(r, "recipient") for r in recipients))
     if not unique:
         raise MessageError("recipients: none given and the message has no To, Cc or Bcc header")
-    message_id = parsed.get("Message-ID")
-    smtputf8 = not all(a.isascii() for a in (sender, *unique))
     return Envelope(
         sender=sender,
         recipients=unique,
         data=data,
-        message_id=str(message_id).strip() if message_id else None,
-        smtputf8=smtputf8,
+        message_id=message_id,
+        smtputf8=not (sender.isascii() and all(a.isascii() for a in unique)),
         eightbit=not data.isascii(),
     )
 
+
+_MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
+
+
+def _message_id(data: bytes) -> str | None:
+    """The Message-ID header's value, found by a scan of the header block."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        end = data.find(b"\n\n")
+    m = _MESSAGE_ID.search(data, 0, end if end >= 0 else len(data))
+    if m is None:
+        return None
+    return m[1].decode("ascii", "replace").replace("\r", "").replace("\n", "").strip() or None

@@ -80,24 +80,43 @@ class Logger(Protocol):
 
 logging.getLogger(LOGGER_NAME).addHandler(logging.NullHandler())
 
-_quiet: Any = None
+class _StdlibLogger:
+    """The default while structlog is not configured: a :class:`Logger` over
+    the standard ``logging`` logger ``"smtpretry"``. It asks for the level
+    first, so an event nobody listens to costs one call (the send path's
+    default), and hands the keys over as the record's ``extra``."""
+
+    __slots__ = ("_context",)
+
+    def __init__(self, context: dict[str, Any] | None = None) -> None:
+        self._context = context or {}
+
+    def bind(self, **kw: Any) -> Logger:
+        return _StdlibLogger({**self._context, **kw})
+
+    def _emit(self, level: int, event: str, kw: dict[str, Any]) -> None:
+        std = logging.getLogger(LOGGER_NAME)
+        if std.isEnabledFor(level):
+            std.log(level, event, extra={**self._context, **kw})
+
+    def info(self, event: str, **kw: Any) -> None:
+        self._emit(logging.INFO, event, kw)
+
+    def warning(self, event: str, **kw: Any) -> None:
+        self._emit(logging.WARNING, event, kw)
+
+    def error(self, event: str, **kw: Any) -> None:
+        self._emit(logging.ERROR, event, kw)
+
+
+_QUIET = _StdlibLogger()
 
 
 def get_logger(**bind: Any) -> Logger:
     """The logger smtpretry emits to, with ``bind`` bound: structlog's own
-    when the application configured structlog, else a wrapper around the
-    standard library logger ``"smtpretry"`` that stays silent by default."""
-    global _quiet
-    if structlog.is_configured():
-        log: Logger = structlog.get_logger(LOGGER_NAME)
-    else:
-        if _quiet is None:
-            _quiet = structlog.wrap_logger(
-                logging.getLogger(LOGGER_NAME),
-                processors=[structlog.stdlib.filter_by_level, structlog.stdlib.render_to_log_kwargs],
-                wrapper_class=structlog.stdlib.BoundLogger,
-            )
-        log = _quiet
+    when the application configured structlog, else one over the standard
+    library logger ``"smtpretry"`` that stays silent by default."""
+    log: Logger = structlog.get_logger(LOGGER_NAME) if structlog.is_configured() else _QUIET
     return log.bind(**bind) if bind else log
 
 

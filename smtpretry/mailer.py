@@ -1,6 +1,7 @@
 """The async API: :class:`Mailer` drives the pure core over a connection pool.
 
-``Mailer.send()`` runs attempts under tenacity (``_retrying.py``). Each attempt
+``Mailer.send()`` runs its first attempt directly and retries under tenacity
+(``_retrying.py``). Each attempt
 takes a session from the destination's pool, runs as many transactions as the
 recipients still pending need (more than one when the server takes only so
 many recipients at a time), and hands every reply to ``classify()`` and
@@ -19,10 +20,8 @@ from collections.abc import Callable, Iterable, Mapping
 from email.message import Message
 from typing import TYPE_CHECKING, Any, Self, assert_never
 
-from tenacity import RetryCallState
-
 from . import events
-from ._retrying import build_retrying
+from ._retrying import run_attempts
 from .classify import Action, Category, Classification, retry_after_hint
 from .config import Config
 from .decide import (
@@ -196,21 +195,21 @@ class Mailer:
                 return None
             c = classify_evidence(got)
             state = state.record(Attempt(got, c, len(state.history) + 1, self._clock()))
-            observe(self.pool, log, got, c, recipients=[], attempt=len(state.history), opened_at=opened_at)
+            observe(self.pool, log, got, c, recipients=[], attempt=len(state.history), opened_at=opened_at,
+                    established=False)
             decision = decide(state, self.policy, now=self._clock(), rng=self._rng)
             return decision if isinstance(decision, Retry) else None
 
-        def before_sleep(retry_state: RetryCallState) -> None:
+        def before_sleep(delay_s: float) -> None:
             last = state.last
             assert last is not None
             events.retry_scheduled(
-                log, recipients=[], attempt=len(state.history),
-                delay_s=retry_state.next_action.sleep if retry_state.next_action else 0.0,
+                log, recipients=[], attempt=len(state.history), delay_s=delay_s,
                 evidence=last.evidence, c=last.classification, connections_active=self.pool.active,
                 connections_cap=self.pool.cap.current,
             )
 
-        await build_retrying(self.policy, before_sleep=before_sleep)(attempt)
+        await run_attempts(self.policy, attempt, on_retry=before_sleep)
         assert got is not None
         return got
 
@@ -271,8 +270,7 @@ class Mailer:
         :raises QueueError: the queue could not be written.
         """
         run = _Run(self, envelope, states or {}, sessions)
-        retrying = build_retrying(self.policy, before_sleep=run.before_sleep)
-        last: Retry | None = await retrying(run.attempt)
+        last = await run_attempts(self.policy, run.attempt, on_retry=run.before_sleep)
         if isinstance(last, Retry):
             run.give_up()
         result = run.finish()
@@ -316,7 +314,7 @@ class Mailer:
 
 def observe(
     pool: DestinationPool, log: Logger, ev: Evidence, c: Classification, *, recipients: list[str],
-    attempt: int, opened_at: float,
+    attempt: int, opened_at: float, established: bool = True,
 ) -> None:
     """What a reply says about the destination rather than the recipient:
     a lost connection (logged), throttling (lower the cap), a named wait
@@ -330,7 +328,7 @@ def observe(
             )
         return
     if c.category is Category.THROTTLED:
-        pool.throttled(ev, opened_at)
+        pool.throttled(ev, opened_at, established=established)
     hint = retry_after_hint(ev.text) if c.action is Action.RETRY else None
     if hint is not None:
         pool.limiter.hold_off(hint)
@@ -369,7 +367,7 @@ class _Run:
         while True:
             got, reused, opened_at = await self.sessions.acquire()
             if not isinstance(got, Session):
-                self.settle({r: got for r in self.pending}, opened_at)
+                self.settle({r: got for r in self.pending}, opened_at, established=False)
                 return self.retry()
             session = got
             reusable = True
@@ -423,7 +421,7 @@ class _Run:
 
     # -- decisions -----------------------------------------------------------
 
-    def settle(self, evidence: dict[str, Evidence], opened_at: float) -> None:
+    def settle(self, evidence: dict[str, Evidence], opened_at: float, *, established: bool = True) -> None:
         """Record and decide each recipient's evidence; log each decision."""
         now = self.mailer._clock()
         delivered: list[str] = []
@@ -435,7 +433,9 @@ class _Run:
             self.states[rcpt] = state
             if ev not in seen:
                 seen.add(ev)
-                self._observe(ev, c, [r for r, e in evidence.items() if e == ev], opened_at)
+                recipients = [r for r, e in evidence.items() if e == ev]
+                observe(self.pool, self.log, ev, c, recipients=recipients, attempt=self.attempts,
+                        opened_at=opened_at, established=established)
             if isinstance(ev, TransportFailure) and ev.kind is FailureKind.AMBIGUOUS:
                 self.duplicates.add(rcpt)
             decision: Decision = decide(state, self.mailer.policy, now=now, rng=self.mailer._rng)
@@ -464,8 +464,6 @@ class _Run:
                     connections_active=self.pool.active, connections_cap=self.pool.cap.current,
                 )
 
-    def _observe(self, ev: Evidence, c: Classification, recipients: list[str], opened_at: float) -> None:
-        observe(self.pool, self.log, ev, c, recipients=recipients, attempt=self.attempts, opened_at=opened_at)
 
     def _end(self, rcpt: str, status: Status, *, next_attempt_at: float | None = None,
              expired: bool = False) -> None:
@@ -484,13 +482,12 @@ class _Run:
             return None
         return Retry(max(d.delay_s for d in self.retries.values()))
 
-    def before_sleep(self, state: RetryCallState) -> None:
+    def before_sleep(self, delay: float) -> None:
         groups: dict[Evidence, list[str]] = {}
         for rcpt in self.retries:
             last = self.states[rcpt].last
             assert last is not None
             groups.setdefault(last.evidence, []).append(rcpt)
-        delay = state.next_action.sleep if state.next_action else 0.0
         for ev, rcpts in groups.items():
             events.retry_scheduled(
                 self.log, recipients=rcpts, attempt=self.attempts, delay_s=delay, evidence=ev,

@@ -81,10 +81,13 @@ class AdaptiveCap:
         if not self.adaptive or self.current <= 1 or opened_at < self.lowered_at:
             return None
         self.current = max(1, self.current - max(1, self.current // 2))
-        level = (open_now if open_now is not None else self.current + 1) - 1 + (1 if lingering else 0)
-        # Refused with fewer connections open than the new cap: the server counts
-        # something besides us, and that says nothing about a level to stay under.
-        self.ceiling = level if level >= self.current else None
+        if open_now is None:  # a throttle that names no level (a rate limit in a session)
+            self.ceiling = None
+        else:
+            level = open_now - 1 + (1 if lingering else 0)
+            # Refused with fewer connections open than the new cap: the server counts
+            # something besides us, and that says nothing about a level to stay under.
+            self.ceiling = level if level >= self.current else None
         self.lowered_at = now
         return self.current
 
@@ -133,7 +136,7 @@ class Slots(Protocol):
     async def try_take(self, ticket: int) -> bool: ...
     async def withdraw(self, ticket: int) -> None: ...
     async def give_back(self) -> None: ...
-    def lower(self, opened_at: float, open_now: int, lingering: bool, report: CapReport) -> None: ...
+    def lower(self, opened_at: float, open_now: int | None, lingering: bool, report: CapReport) -> None: ...
     def success(self, report: CapReport) -> None: ...
     async def close(self) -> None: ...
 
@@ -160,7 +163,7 @@ class LocalSlots:
     async def give_back(self) -> None:
         self.held -= 1
 
-    def lower(self, opened_at: float, open_now: int, lingering: bool, report: CapReport) -> None:
+    def lower(self, opened_at: float, open_now: int | None, lingering: bool, report: CapReport) -> None:
         previous = self.cap.current
         new = self.cap.lower(opened_at, time.monotonic(), open_now, lingering=lingering)
         if new is not None:
@@ -188,6 +191,7 @@ class Limiter:
         self.limits = limits
         self.slots: Slots = slots if slots is not None else LocalSlots(limits)
         self.open = 0
+        self.opening = 0  # of ``open``: connections still between connect and the end of AUTH
         self.cond = asyncio.Condition()
         self._log = log.bind(destination=name)
         self._pools: list[DestinationPool] = []
@@ -238,8 +242,12 @@ class Limiter:
                 if not taken:
                     await self.slots.withdraw(ticket)
 
-    async def give_back(self) -> None:
-        self._closed_at = time.monotonic()
+    async def give_back(self, *, lingers: bool = True) -> None:
+        """Free a slot. ``lingers``: the connection was established, so the
+        server may count it for a moment after it closed (a refused one never
+        was counted)."""
+        if lingers:
+            self._closed_at = time.monotonic()
         async with self.cond:
             self.open -= 1
             await self.slots.give_back()
@@ -269,9 +277,15 @@ class Limiter:
         """No new connection for ``seconds``: the server named a wait."""
         self._not_before = max(self._not_before, time.monotonic() + seconds)
 
-    def throttled(self, reply: Reply, opened_at: float) -> None:
+    def throttled(self, reply: Reply, opened_at: float, *, established: bool = False) -> None:
         """The server throttled a connection opened at ``opened_at``
-        (monotonic): lower the effective cap, and close idle sessions above it."""
+        (monotonic): lower the effective cap, and close idle sessions above it.
+
+        A connection refused while opening (``established`` false) tells the
+        level the server refused: the sessions already established, plus this
+        one. Connections still opening are not counted: the server may not
+        have counted them yet. A throttle inside an established session (a
+        rate limit) tells no level."""
         def report(previous: int, new: int) -> None:
             events.cap_changed(
                 self._log, lowered=True, connections_cap=new, previous_cap=previous,
@@ -283,7 +297,8 @@ class Limiter:
                     surplus -= 1
 
         lingering = time.monotonic() - self._closed_at < LINGER_S
-        self.slots.lower(opened_at, self.open, lingering, report)
+        open_now = None if established else self.open - self.opening + 1
+        self.slots.lower(opened_at, open_now, lingering, report)
 
     def succeeded(self) -> None:
         def report(previous: int, new: int) -> None:
@@ -293,6 +308,13 @@ class Limiter:
             )
 
         self.slots.success(report)
+
+
+async def _socket_closed() -> None:
+    """Let the loop run the transport's close callback, so the socket is shut
+    (its FIN sent) before the slot is free for a new connection; otherwise a
+    server could see the new connection before the old one's end."""
+    await asyncio.sleep(0)
 
 
 class SessionSource(Protocol):
@@ -348,13 +370,17 @@ class DestinationPool:
             if await self.limiter.take(self):
                 break
         started = time.monotonic()
+        self.limiter.opening += 1
         try:
             opened = await open_session(self.endpoint, opened_at=started)
         except BaseException:
-            await self.limiter.give_back()
+            await self.limiter.give_back(lingers=False)
             raise
+        finally:
+            self.limiter.opening -= 1
         if not isinstance(opened, Session):
-            await self.limiter.give_back()
+            await _socket_closed()
+            await self.limiter.give_back(lingers=False)
         return opened, False, started
 
     def _fresh(self, session: Session) -> bool:
@@ -380,6 +406,7 @@ class DestinationPool:
 
     async def _retire(self, session: Session) -> None:
         await session.quit()
+        await _socket_closed()
         await self.limiter.give_back()
 
     def retire_one_idle(self) -> bool:
@@ -405,8 +432,8 @@ class DestinationPool:
         if self._idle:
             self._schedule_reap()
 
-    def throttled(self, reply: Reply, opened_at: float) -> None:
-        self.limiter.throttled(reply, opened_at)
+    def throttled(self, reply: Reply, opened_at: float, *, established: bool = False) -> None:
+        self.limiter.throttled(reply, opened_at, established=established)
 
     def succeeded(self) -> None:
         self.limiter.succeeded()

@@ -304,11 +304,12 @@ class RedisSlots:
         with contextlib.suppress(RedisError):  # unreachable: the lease runs out instead
             await self._redis().zrem(self._keys[0], token)
 
-    def lower(self, opened_at: float, open_now: int, lingering: bool, report: CapReport) -> None:
+    def lower(self, opened_at: float, open_now: int | None, lingering: bool, report: CapReport) -> None:
         age = time.monotonic() - opened_at
 
         def change(cap: AdaptiveCap, now: float, held: int) -> int | None:
-            return cap.lower(now - age, now, held, lingering=lingering)
+            # The fleet's level is the slots every worker holds, plus the refused one.
+            return cap.lower(now - age, now, None if open_now is None else held + 1, lingering=lingering)
 
         self._spawn(self._move(change, report))
 

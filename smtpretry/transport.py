@@ -27,7 +27,7 @@ import ssl
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
-from functools import cache
+from functools import cache, lru_cache
 
 import aiosmtplib
 from aiosmtplib.response import SMTPResponse
@@ -134,7 +134,14 @@ _RECOVERABLE = (aiosmtplib.SMTPException, OSError, TimeoutError)
 
 
 def _reply(response: SMTPResponse, phase: Phase) -> Reply:
-    return Reply.build(response.code, response.message, phase)
+    return _cached_reply(response.code, response.message, phase)
+
+
+@lru_cache(maxsize=512)
+def _cached_reply(code: int, text: str, phase: Phase) -> Reply:
+    # Replies are frozen values and servers repeat the same few ("250 2.1.0 Ok")
+    # on every message: build each once.
+    return Reply.build(code, text, phase)
 
 
 _LINE_ENDINGS = re.compile(rb"\r\n|\n|\r(?!\n)")

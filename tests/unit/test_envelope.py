@@ -18,8 +18,15 @@ def msg(**headers: str) -> EmailMessage:
 
 
 def test_envelope_from_headers_with_bcc_removed_from_the_bytes() -> None:
-    env = build_envelope(msg(From="A <a@example.org>", To="b@example.com, C <c@example.com>",
-                             Cc="d@example.com", Bcc="hidden@example.com", Message_ID="<x@y>"))
+    env = build_envelope(
+        msg(
+            From="A <a@example.org>",
+            To="b@example.com, C <c@example.com>",
+            Cc="d@example.com",
+            Bcc="hidden@example.com",
+            Message_ID="<x@y>",
+        )
+    )
     assert env.sender == "a@example.org"
     assert env.recipients == ("b@example.com", "c@example.com", "d@example.com", "hidden@example.com")
     assert b"hidden@example.com" not in env.data
@@ -32,8 +39,13 @@ def test_sender_header_wins_over_from_and_resent_headers_win_over_both() -> None
     assert build_envelope(msg(From="a@example.org", Sender="s@example.org", To="b@example.com")).sender == (
         "s@example.org"
     )
-    resent = msg(From="a@example.org", To="b@example.com", Resent_Date="Mon, 1 Jan 2024 00:00:00 +0000",
-                 Resent_From="r@example.org", Resent_To="z@example.com")
+    resent = msg(
+        From="a@example.org",
+        To="b@example.com",
+        Resent_Date="Mon, 1 Jan 2024 00:00:00 +0000",
+        Resent_From="r@example.org",
+        Resent_To="z@example.com",
+    )
     env = build_envelope(resent)
     assert (env.sender, env.recipients) == ("r@example.org", ("z@example.com",))
 
@@ -83,3 +95,13 @@ def test_no_sender_anywhere() -> None:
 def test_wrong_type() -> None:
     with pytest.raises(MessageError, match="^message:"):
         build_envelope(42)  # type: ignore[arg-type]
+
+
+def test_message_id_is_found_without_parsing_when_the_envelope_is_given() -> None:
+    raw = (
+        b"From: a@example.org\r\nMessage-ID:\r\n  <folded@x>\r\nSubject: y\r\n\r\nMessage-ID: <in-body@x>\r\n"
+    )
+    assert build_envelope(raw, "a@example.org", ["b@example.com"]).message_id == "<folded@x>"
+    assert build_envelope(raw + b"", None, ["b@example.com"]).message_id == "<folded@x>"
+    body_only = b"Subject: x\r\n\r\nMessage-ID: <in-body@x>\r\n"
+    assert build_envelope(body_only, "a@example.org", ["b@example.com"]).message_id is None
