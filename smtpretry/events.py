@@ -31,7 +31,11 @@ __all__ = [
     "CAP_RAISED",
     "CONNECTION_LOST",
     "EVENTS",
+    "EXPIRED",
     "MESSAGE_DELIVERED",
+    "QUEUED",
+    "RATE_LOWERED",
+    "RATE_RAISED",
     "RECIPIENT_DEFERRED",
     "RECIPIENT_FAILED",
     "RETRY_SCHEDULED",
@@ -53,7 +57,11 @@ RECIPIENT_FAILED = "smtpretry.recipient_failed"
 CONNECTION_LOST = "smtpretry.connection_lost"
 CAP_LOWERED = "smtpretry.cap_lowered"
 CAP_RAISED = "smtpretry.cap_raised"
+RATE_LOWERED = "smtpretry.rate_lowered"
+RATE_RAISED = "smtpretry.rate_raised"
 SEND_COMPLETED = "smtpretry.send_completed"
+QUEUED = "smtpretry.message_queued"
+EXPIRED = "smtpretry.message_expired"
 
 EVENTS: tuple[str, ...] = (
     MESSAGE_DELIVERED,
@@ -63,7 +71,11 @@ EVENTS: tuple[str, ...] = (
     CONNECTION_LOST,
     CAP_LOWERED,
     CAP_RAISED,
+    RATE_LOWERED,
+    RATE_RAISED,
     SEND_COMPLETED,
+    QUEUED,
+    EXPIRED,
 )
 
 LOGGER_NAME = "smtpretry"
@@ -304,6 +316,19 @@ def cap_changed(
     )
 
 
+def rate_changed(
+    log: Logger, *, lowered: bool, messages_per_minute: float, previous: float, configured: float,
+    reply: Reply | None,
+) -> None:
+    (log.warning if lowered else log.info)(
+        RATE_LOWERED if lowered else RATE_RAISED, schema_version=SCHEMA_VERSION,
+        messages_per_minute=round(messages_per_minute, 3), previous=round(previous, 3),
+        configured=configured, code=reply.code if reply else None,
+        enhanced=str(reply.enhanced) if reply and reply.enhanced else None,
+        text=reply.text if reply else None,
+    )
+
+
 def send_completed(
     log: Logger, *, delivered: int, deferred: int, failed: int, attempts: int, duration_s: float,
 ) -> None:
@@ -315,10 +340,6 @@ def send_completed(
 
 # -- the deferred queue (smtpretry.queue) ----------------------------------------------------
 
-QUEUED = "smtpretry.message_queued"
-EXPIRED = "smtpretry.message_expired"
-EVENTS = (*EVENTS, QUEUED, EXPIRED)
-__all__ += ["EXPIRED", "QUEUED"]
 
 
 def message_queued(

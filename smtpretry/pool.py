@@ -179,6 +179,45 @@ class LocalSlots:
         return None
 
 
+@dataclass(slots=True)
+class AdaptiveRate:
+    """The effective pace of one destination with ``max_messages_per_minute``.
+
+    ``lower(now)`` on a throttling reply inside a session (a rate limit): the
+    pace halves (never below 1/64 of the configured one), at most once per
+    ``max(1 s, two intervals)``, since replies to transactions already under
+    way say nothing new. ``success()``: every ``recovery`` transactions in a
+    row it gains a tenth of the configured pace, up to the configured pace.
+    """
+
+    configured: float
+    current: float
+    recovery: int
+    successes: int = 0
+    lowered_at: float = float("-inf")
+
+    def lower(self, now: float) -> float | None:
+        self.successes = 0
+        if now - self.lowered_at < max(1.0, 120.0 / self.current):
+            return None
+        floor = self.configured / 64
+        if self.current <= floor:
+            return None
+        self.current = max(floor, self.current / 2)
+        self.lowered_at = now
+        return self.current
+
+    def success(self) -> float | None:
+        if self.current >= self.configured:
+            return None
+        self.successes += 1
+        if self.successes < self.recovery:
+            return None
+        self.successes = 0
+        self.current = min(self.configured, self.current + self.configured / 10)
+        return self.current
+
+
 class Limiter:
     """Connection slots, the adaptive cap and pacing for one limit key.
 
@@ -197,6 +236,8 @@ class Limiter:
         self._pools: list[DestinationPool] = []
         self._not_before = 0.0
         self._next_send = 0.0
+        rate = limits.max_messages_per_minute
+        self.rate = AdaptiveRate(rate, rate, limits.cap_recovery) if rate is not None else None
         self._closed_at = float("-inf")
         self._tickets = 0
 
@@ -263,13 +304,13 @@ class Limiter:
         await self.slots.close()
 
     async def pace(self) -> None:
-        """Wait for this limit's next transaction turn (``max_messages_per_minute``)."""
-        rate = self.limits.max_messages_per_minute
-        if rate is None:
+        """Wait for this limit's next transaction turn (``max_messages_per_minute``,
+        slower while the server rate-limits)."""
+        if self.rate is None:
             return
         now = time.monotonic()
         at = max(now, self._next_send)
-        self._next_send = at + 60.0 / rate
+        self._next_send = at + 60.0 / self.rate.current
         if at > now:
             await asyncio.sleep(at - now)
 
@@ -299,6 +340,11 @@ class Limiter:
         lingering = time.monotonic() - self._closed_at < LINGER_S
         open_now = None if established else self.open - self.opening + 1
         self.slots.lower(opened_at, open_now, lingering, report)
+        if established and self.rate is not None:  # a rate limit inside a session: slow down
+            previous = self.rate.current
+            if (pace := self.rate.lower(time.monotonic())) is not None:
+                events.rate_changed(self._log, lowered=True, messages_per_minute=pace, previous=previous,
+                                    configured=self.rate.configured, reply=reply)
 
     def succeeded(self) -> None:
         def report(previous: int, new: int) -> None:
@@ -308,6 +354,11 @@ class Limiter:
             )
 
         self.slots.success(report)
+        if self.rate is not None:
+            previous = self.rate.current
+            if (pace := self.rate.success()) is not None:
+                events.rate_changed(self._log, lowered=False, messages_per_minute=pace, previous=previous,
+                                    configured=self.rate.configured, reply=None)
 
 
 async def _socket_closed() -> None:

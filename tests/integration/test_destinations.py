@@ -94,3 +94,24 @@ async def test_misconfigured_caps_adapt_down_and_every_recipient_gets_one_copy()
     events = [e for e in logs if e["event"] in ("smtpretry.retry_scheduled", "smtpretry.send_completed")]
     tail = events[len(events) * 2 // 3 :]
     assert not [e for e in tail if e["event"] == "smtpretry.retry_scheduled"]
+
+
+async def test_a_rate_limit_inside_a_session_slows_the_pace_and_it_is_logged() -> None:
+    from smtpretry import Limits, RetryPolicy
+
+    handler = ScriptedHandler(mail=["421 4.7.0 Rate limit exceeded, slow down"])
+    async with serve(handler) as port:
+        with capture_logs() as logs:
+            async with Mailer(
+                "127.0.0.1",
+                port,
+                tls="none",
+                policy=RetryPolicy(backoff_base=0.001),
+                limits=Limits(max_messages_per_minute=6000.0),
+            ) as m:
+                result = await m.send(message(0, "r"))
+                pace = m.pool.limiter.rate
+    assert result.ok and handler.copies == {"r0-a@example.com": 1, "r0-b@example.com": 1}
+    lowered = [e for e in logs if e["event"] == "smtpretry.rate_lowered"]
+    assert [(e["previous"], e["messages_per_minute"], e["code"]) for e in lowered] == [(6000.0, 3000.0, 421)]
+    assert pace is not None and pace.current == 3000.0

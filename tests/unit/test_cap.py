@@ -68,3 +68,18 @@ def test_never_above_the_configured_cap_and_fixed_when_not_adaptive() -> None:
     assert c.success(now=1.0) is None and c.current == 2
     fixed = AdaptiveCap.from_limits(Limits(max_connections=4, adaptive=False))
     assert fixed.lower(opened_at=1.0, now=2.0, open_now=4) is None and fixed.current == 4
+
+
+def test_rate_halves_once_per_window_and_recovers_in_tenths() -> None:
+    from smtpretry.pool import AdaptiveRate
+
+    r = AdaptiveRate(configured=600.0, current=600.0, recovery=2)
+    assert r.lower(now=10.0) == 300.0
+    assert r.lower(now=10.5) is None  # the same burst
+    assert r.lower(now=11.5) == 150.0
+    assert [r.success() for _ in range(4)] == [None, 210.0, None, 270.0]
+    for _ in range(40):
+        r.success()
+    assert r.current == 600.0 and r.success() is None
+    slow = AdaptiveRate(configured=64.0, current=1.0, recovery=1)
+    assert slow.lower(now=1000.0) is None  # never below 1/64 of the configured pace
