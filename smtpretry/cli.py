@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from typing import IO, Any, NoReturn
+from typing import IO, Any
 
 import click
 from rich.console import Console
@@ -34,6 +34,7 @@ from rich.table import Table
 from rich.text import Text
 
 from . import __version__, events
+from ._clierror import fail
 from .demo import DemoServer, rcpt_reply
 from .errors import ConfigError, MessageError
 from .events import Logger
@@ -44,17 +45,6 @@ from .result import Outcome, SendResult, Status
 __all__ = ["cli", "main"]
 
 
-class InputError(click.ClickException):
-    """Bad input: one line on stderr, exit status 2."""
-
-    exit_code = 2
-
-    def show(self, file: IO[Any] | None = None) -> None:
-        click.echo(f"smtpretry: error: {self.format_message()}", file=file, err=True)
-
-
-def _fail(message: str) -> NoReturn:
-    raise InputError(message)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -144,7 +134,7 @@ def _open_log(log_file: str | None, *, to_stderr: bool) -> None:
         try:
             fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         except OSError as exc:
-            _fail(f"cannot open the log file {log_file}: {exc.strerror or exc}")
+            fail(f"cannot open the log file {log_file}: {exc.strerror or exc}")
         stream = os.fdopen(fd, "a", encoding="utf-8", buffering=1)
         click.get_current_context().call_on_close(stream.close)
     # The CLI is the application: it decides where the log goes, whatever
@@ -163,12 +153,12 @@ def _read_message(path: str) -> bytes:
             with open(path, "rb") as f:
                 data = f.read()
     except OSError as exc:
-        _fail(f"cannot read {path}: {exc.strerror or exc}")
+        fail(f"cannot read {path}: {exc.strerror or exc}")
     if not data.strip():
-        _fail(f"{'stdin' if path == '-' else path}: the message is empty")
+        fail(f"{'stdin' if path == '-' else path}: the message is empty")
     headers = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(data, headersonly=True)
     if not headers.keys():
-        _fail(f"{'stdin' if path == '-' else path}: not an email message (no header fields)")
+        fail(f"{'stdin' if path == '-' else path}: not an email message (no header fields)")
     return data
 
 
@@ -226,26 +216,26 @@ def send(
         if profile is not None:
             mailer = Mailer.from_profile(config, profile, limits=limits)
             if mailer.endpoint.username is not None and mailer.endpoint.password is None:
-                _fail(f"profile {profile}: the password variable is not set")
+                fail(f"profile {profile}: the password variable is not set")
         else:
             if host is None:
-                _fail("give --host (and --port), or --profile NAME with --config FILE")
+                fail("give --host (and --port), or --profile NAME with --config FILE")
             password = None
             if user is not None:
                 password = os.environ.get(password_env)
                 if password is None:
-                    _fail(f"--user given, but the environment variable {password_env} is not set")
+                    fail(f"--user given, but the environment variable {password_env} is not set")
             mailer = Mailer(
                 host, port if port is not None else 587, username=user, password=password,
                 tls=tls or "starttls", timeout=timeout, limits=limits, config=config,
             )
     except ConfigError as exc:
-        _fail(str(exc).replace("\n", "; "))
+        fail(str(exc).replace("\n", "; "))
     _open_log(log_file, to_stderr=verbose)
     try:
         result = asyncio.run(_send(data, mailer, sender=sender, recipients=list(recipients) or None))
     except (ConfigError, MessageError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
     console = Console()
     if console.is_terminal:

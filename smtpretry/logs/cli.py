@@ -13,13 +13,13 @@ import os
 import sys
 import tempfile
 from collections.abc import Iterator
-from typing import IO, Any, NoReturn
 
 import click
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from .._clierror import fail
 from .parse import LogInputError, ReadStats, Record, check_inputs, parse_time, read_records
 from .render import STYLES, clock, describe, line
 from .report import render_report
@@ -30,24 +30,13 @@ from .trace import as_json, select
 __all__ = ["logs_group"]
 
 
-class LogsError(click.ClickException):
-    """Bad input: one line on stderr, exit status 2."""
-
-    exit_code = 2
-
-    def show(self, file: IO[Any] | None = None) -> None:
-        click.echo(f"smtpretry: error: {self.format_message()}", file=file, err=True)
-
-
-def _fail(message: str) -> NoReturn:
-    raise LogsError(message)
 
 
 def _inputs(files: tuple[str, ...]) -> list[str]:
     try:
         return check_inputs(files)
     except LogInputError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 def _time(value: str | None, option: str) -> float | None:
@@ -55,7 +44,7 @@ def _time(value: str | None, option: str) -> float | None:
         return None
     ts = parse_time(value.strip())
     if ts is None:
-        _fail(f"{option}: expected an ISO-8601 time such as 2025-01-31T12:00:00Z, got {value!r}")
+        fail(f"{option}: expected an ISO-8601 time such as 2025-01-31T12:00:00Z, got {value!r}")
     return ts
 
 
@@ -74,7 +63,7 @@ def _records(paths: list[str], stats: ReadStats) -> Iterator[Record]:
     try:
         yield from read_records(paths, stats)
     except LogInputError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 @click.group("logs", context_settings={"help_option_names": ["-h", "--help"]})
@@ -167,7 +156,7 @@ def trace_command(
 ) -> None:
     """The whole story of one message or recipient, in time order, across files."""
     if (message_id is None) == (recipient is None):
-        _fail("give one of --message-id ID or --recipient ADDR")
+        fail("give one of --message-id ID or --recipient ADDR")
     paths = _inputs(files)
     stats = ReadStats()
     story = select(_records(paths, stats), message_id=message_id, recipient=recipient)
@@ -223,7 +212,7 @@ def tail_command(follow_: bool, lines: int | None, poll: float, file: str) -> No
     except KeyboardInterrupt:
         pass
     except LogInputError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     _warn(stats)
 
 
@@ -243,7 +232,7 @@ def report_command(files: tuple[str, ...], output: str, since: str | None, until
     lo, hi = _time(since, "--since"), _time(until, "--until")
     folder = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(folder):
-        _fail(f"{output}: no such directory {folder}")
+        fail(f"{output}: no such directory {folder}")
     stats = ReadStats()
     s = summarize(_records(paths, stats), stats=stats, since=lo, until=hi)
     _warn(stats)
@@ -256,6 +245,6 @@ def report_command(files: tuple[str, ...], output: str, since: str | None, until
         os.chmod(tmp, 0o644)
         os.replace(tmp, output)
     except OSError as exc:
-        _fail(f"{output}: {exc.strerror or exc}")
+        fail(f"{output}: {exc.strerror or exc}")
     click.echo(f"wrote {output} ({len(page.encode()) // 1024 + 1} KiB, "
                f"{s.stats.records} records, {len(s.destinations)} destination(s))", err=True)

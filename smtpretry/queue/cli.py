@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import IO, Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 import click
 from rich.console import Console
@@ -28,6 +28,7 @@ from rich.text import Text
 
 from .. import config as config_module
 from .. import events
+from .._clierror import fail
 from ..errors import SMTPRetryError
 from ..mailer import Mailer
 from .base import Destination, Queue, QueueEntry, default_queue_path, open_queue
@@ -38,17 +39,6 @@ __all__ = ["queue_group"]
 T = TypeVar("T")
 
 
-class QueueCLIError(click.ClickException):
-    """One line on stderr, exit status 2."""
-
-    exit_code = 2
-
-    def show(self, file: IO[Any] | None = None) -> None:
-        click.echo(f"smtpretry: error: {self.format_message()}", file=file, err=True)
-
-
-def _fail(message: str) -> NoReturn:
-    raise QueueCLIError(message)
 
 
 def _run(url: str | None, action: Callable[[Queue], Awaitable[T]]) -> T:
@@ -64,7 +54,7 @@ def _run(url: str | None, action: Callable[[Queue], Awaitable[T]]) -> T:
     try:
         return asyncio.run(main())
     except SMTPRetryError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 def _queue_option(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -191,7 +181,7 @@ def show_command(entry_id: str, queue_url: str | None, as_json: bool) -> None:
 def retry_command(entry_id: str | None, all_: bool, queue_url: str | None) -> None:
     """Make an entry (or --all) due now; `queue run` sends it."""
     if (entry_id is None) == (not all_):
-        _fail("retry: give an entry ID or --all (not both)")
+        fail("retry: give an entry ID or --all (not both)")
     changed = _run(queue_url, lambda q: q.retry(None if all_ else entry_id, now=time.time()))
     click.echo(f"{changed} {'entry' if changed == 1 else 'entries'} due now")
 
@@ -273,11 +263,11 @@ def run_command(
     if user is not None:
         password = os.environ.get(password_env)
         if password is None:
-            _fail(f"--user given, but the environment variable {password_env} is not set")
+            fail(f"--user given, but the environment variable {password_env} is not set")
     try:
         config = _load_config(config_path)
     except SMTPRetryError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     factory = _mailer_factory(config, user, password)
     if queue_url is None and config is not None:
         queue_url = getattr(config, "queue_url", None)
