@@ -15,6 +15,7 @@ through its own :class:`~smtpretry.events.Logger`, handed to the Mailer with
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import email.parser
 import email.policy
 import os
@@ -36,7 +37,7 @@ from rich.text import Text
 from . import __version__, events
 from ._clierror import fail
 from .demo import DemoServer, rcpt_reply
-from .errors import ConfigError, MessageError
+from .errors import ConfigError, MessageError, QueueError
 from .events import Logger
 from .mailer import Mailer
 from .policy import Limits, RetryPolicy
@@ -193,13 +194,17 @@ async def _send(
 @click.option(
     "--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for each reply."
 )
+@click.option("--max-attempts", type=int, help="Connections to try before deferring (overrides the config).")
+@click.option("--queue", "queue_url", metavar="URL",
+              help="Write deferred recipients to this queue (sqlite:///path/queue.db) for `queue run`.")
 @click.option("--log-file", type=click.Path(dir_okay=False), help="Append the JSON decision log here.")
 @click.option("-v", "--verbose", is_flag=True, help="Write the JSON decision log to stderr.")
 @click.argument("message", metavar="FILE.eml|-")
 def send(
     host: str | None, port: int | None, tls: str | None, user: str | None, password_env: str,
     config_file: str | None, profile: str | None, sender: str | None, recipients: tuple[str, ...],
-    max_connections: int | None, timeout: float, log_file: str | None, verbose: bool, message: str,
+    max_connections: int | None, timeout: float, max_attempts: int | None, queue_url: str | None,
+    log_file: str | None, verbose: bool, message: str,
 ) -> None:
     """Send one message (a file, or - for stdin) and print each recipient's outcome.
 
@@ -213,6 +218,8 @@ def send(
     try:
         config = load_config(config_file) if config_file else Config()
         limits = Limits(max_connections=max_connections) if max_connections is not None else None
+        if queue_url is not None:
+            config = dataclasses.replace(config, queue_url=queue_url)
         if profile is not None:
             mailer = Mailer.from_profile(config, profile, limits=limits)
             if mailer.endpoint.username is not None and mailer.endpoint.password is None:
@@ -229,12 +236,14 @@ def send(
                 host, port if port is not None else 587, username=user, password=password,
                 tls=tls or "starttls", timeout=timeout, limits=limits, config=config,
             )
-    except ConfigError as exc:
+        if max_attempts is not None:
+            mailer.policy = dataclasses.replace(mailer.policy, max_attempts=max_attempts)
+    except (ConfigError, QueueError) as exc:
         fail(str(exc).replace("\n", "; "))
     _open_log(log_file, to_stderr=verbose)
     try:
         result = asyncio.run(_send(data, mailer, sender=sender, recipients=list(recipients) or None))
-    except (ConfigError, MessageError) as exc:
+    except (ConfigError, MessageError, QueueError) as exc:
         fail(str(exc))
 
     console = Console()

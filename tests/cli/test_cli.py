@@ -389,3 +389,34 @@ def test_config_check_prints_effective_settings_and_exits_2_on_problems(tmp_path
     lines = result.output.strip().splitlines()
     assert len(lines) == 2 and all(line.startswith(f"smtpretry: error: {bad}: defaults.") for line in lines)
     assert "Traceback" not in result.output
+
+
+def test_send_to_a_port_with_no_server_defers_to_the_queue(tmp_path: Path) -> None:
+    with serve_threaded(ScriptedHandler()) as port:
+        pass  # nothing listens there any more
+    eml = tmp_path / "m.eml"
+    eml.write_bytes(b"From: a@example.org\r\nTo: b@example.com\r\nSubject: x\r\n\r\nhi\r\n")
+    queue = f"sqlite:///{tmp_path / 'q.db'}"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "send",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--tls",
+            "none",
+            "--max-attempts",
+            "1",
+            "--queue",
+            queue,
+            str(eml),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    line = result.stdout.strip()
+    assert line.startswith("deferred b@example.com until ") and "refused" in line
+    listed = CliRunner().invoke(cli, ["queue", "list", "--queue", queue, "--json"])
+    assert listed.exit_code == 0, listed.output
+    assert "b@example.com" in listed.output
