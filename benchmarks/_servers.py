@@ -3,6 +3,7 @@ is not the client's:
 
     python -m benchmarks._servers sink                      # aiosmtpd, accepts everything
     python -m benchmarks._servers throttle --limit 3 --service-ms 5
+    python -m benchmarks._servers submission --rtt-ms 1 --cert c.pem --key k.pem --user u --password p
 
 Each prints ``PORT n`` once it listens, serves until its stdin closes, then
 prints one JSON line of statistics and exits.
@@ -21,15 +22,32 @@ connections opened, the 421s it gave, the most sessions open at once, the
 copies each recipient got (a recipient is delivered when the 250 after the
 final dot is written) with the time of each delivery, and how long messages
 actually held their session.
+
+``submission`` is a port-587 submission service on the same asyncio streams:
+EHLO offers STARTTLS and nothing else until TLS is up (certificate and key from
+``--cert``/``--key``), AUTH PLAIN only over TLS (``--user``/``--password``),
+MAIL refused with 530 before TLS and AUTH, as Postfix with
+``smtpd_tls_auth_only`` and ``smtpd_sasl_auth_enable``. Every reply goes out
+``--rtt-ms`` after the command that asked for it, which is what a client sees
+from a server one round trip away (the client waits for each reply before its
+next command: smtplib, aiosmtplib and smtpretry do not pipeline). The two
+handshakes a real network adds are charged too: the greeting goes out two round
+trips after the accept (TCP's SYN/SYN-ACK, then the greeting), and the first
+reply after the TLS handshake one more round trip late (TLS 1.3 takes one). It
+counts connections, TLS handshakes, AUTHs, transactions, messages delivered,
+the delay replies actually had (the event loop wakes a little late) and its
+own CPU time.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import collections
 import contextlib
 import json
+import ssl
 import sys
 import time
 from typing import Any
@@ -132,6 +150,133 @@ class Throttle:
         }
 
 
+SUBMISSION_EHLO_PLAIN = b"250-localhost\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250 STARTTLS\r\n"
+SUBMISSION_EHLO_TLS = b"250-localhost\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250 AUTH PLAIN\r\n"
+
+
+class Submission:
+    """A submission server one round trip away: STARTTLS and AUTH PLAIN required."""
+
+    def __init__(self, rtt_s: float, tls: ssl.SSLContext, user: str, password: str) -> None:
+        self.rtt_s = rtt_s
+        self.tls = tls
+        self.credentials = b"\0" + user.encode() + b"\0" + password.encode()
+        self.connections = 0
+        self.max_active = 0
+        self.active = 0
+        self.handshakes = 0
+        self.auths = 0
+        self.transactions = 0
+        self.delivered = 0
+        self.replies = 0
+        self.delay_s = 0.0
+        self.cpu0 = time.process_time()
+        self.writers: set[asyncio.StreamWriter] = set()
+
+    async def reply(self, writer: asyncio.StreamWriter, data: bytes, extra_rtts: int = 0) -> None:
+        wanted = self.rtt_s * (1 + extra_rtts)
+        t0 = time.monotonic()
+        if wanted > 0:
+            await asyncio.sleep(wanted)
+        self.delay_s += (time.monotonic() - t0) / (1 + extra_rtts)
+        self.replies += 1
+        writer.write(data)
+        await writer.drain()
+
+    async def session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        self.writers.add(writer)
+        tls = authed = False
+        after_handshake = 0
+        rcpts = 0
+        try:
+            await self.reply(writer, b"220 localhost ESMTP submission benchmark\r\n", extra_rtts=1)
+            while line := await reader.readline():
+                verb = line[:4].upper()
+                late, after_handshake = after_handshake, 0
+                if verb == b"EHLO":
+                    await self.reply(writer, SUBMISSION_EHLO_TLS if tls else SUBMISSION_EHLO_PLAIN, late)
+                elif verb == b"HELO":
+                    await self.reply(writer, b"250 localhost\r\n", late)
+                elif verb == b"STAR" and not tls:
+                    await self.reply(writer, b"220 2.0.0 Ready to start TLS\r\n", late)
+                    await writer.start_tls(self.tls)
+                    self.handshakes += 1
+                    tls, after_handshake = True, 1
+                elif verb == b"AUTH" and tls and not authed:
+                    parts = line.split()
+                    if len(parts) < 2 or parts[1].upper() != b"PLAIN":
+                        await self.reply(writer, b"504 5.5.4 Unrecognized authentication type\r\n", late)
+                        continue
+                    if len(parts) > 2:
+                        answer = parts[2]
+                    else:
+                        await self.reply(writer, b"334 \r\n", late)
+                        answer = (await reader.readline()).strip()
+                    try:
+                        ok = base64.b64decode(answer, validate=True) == self.credentials
+                    except ValueError:
+                        ok = False
+                    if ok:
+                        authed = True
+                        self.auths += 1
+                        await self.reply(writer, b"235 2.7.0 Authentication successful\r\n")
+                    else:
+                        await self.reply(writer, b"535 5.7.8 Authentication credentials invalid\r\n")
+                elif verb == b"MAIL":
+                    if not tls:
+                        await self.reply(writer, b"530 5.7.0 Must issue a STARTTLS command first\r\n", late)
+                    elif not authed:
+                        await self.reply(writer, b"530 5.7.0 Authentication required\r\n", late)
+                    else:
+                        rcpts = 0
+                        await self.reply(writer, b"250 2.1.0 OK\r\n", late)
+                elif verb == b"RCPT":
+                    rcpts += 1
+                    await self.reply(writer, b"250 2.1.5 OK\r\n", late)
+                elif verb == b"DATA":
+                    await self.reply(writer, b"354 End data with <CR><LF>.<CR><LF>\r\n", late)
+                    while (body := await reader.readline()) not in (b".\r\n", b""):
+                        pass
+                    if not body:
+                        break
+                    self.transactions += 1
+                    self.delivered += rcpts
+                    rcpts = 0
+                    await self.reply(writer, b"250 2.0.0 Message accepted\r\n")
+                elif verb in (b"RSET", b"NOOP"):
+                    rcpts = 0 if verb == b"RSET" else rcpts
+                    await self.reply(writer, b"250 2.0.0 OK\r\n", late)
+                elif verb == b"QUIT":
+                    await self.reply(writer, b"221 2.0.0 Bye\r\n", late)
+                    break
+                else:
+                    await self.reply(writer, b"500 5.5.2 Unknown command\r\n", late)
+        except (ConnectionError, ValueError, ssl.SSLError, OSError, asyncio.CancelledError):
+            pass
+        finally:
+            self.active -= 1
+            self.writers.discard(writer)
+            with contextlib.suppress(asyncio.CancelledError):
+                await _close(writer)
+
+    async def shut(self) -> None:
+        """Close the sessions clients left open (smtpretry keeps idle ones), quietly."""
+        for writer in list(self.writers):
+            writer.close()
+        await asyncio.sleep(0.05)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "connections": self.connections, "max_active": self.max_active, "tls_handshakes": self.handshakes,
+            "auths": self.auths, "transactions": self.transactions, "delivered": self.delivered,
+            "reply_delay_ms": self.delay_s / self.replies * 1000 if self.replies else None,
+            "replies": self.replies, "cpu_s": time.process_time() - self.cpu0,
+        }
+
+
 class SinkHandler:
     """aiosmtpd handler that accepts every message and counts them."""
 
@@ -159,13 +304,23 @@ async def _stdin_closed() -> None:
 
 async def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", choices=["sink", "throttle"])
+    parser.add_argument("mode", choices=["sink", "throttle", "submission"])
     parser.add_argument("--limit", type=int, default=3, help="sessions allowed at once (throttle)")
     parser.add_argument("--service-ms", type=float, default=5.0, help="time per message (throttle)")
+    parser.add_argument("--rtt-ms", type=float, default=1.0, help="delay of every reply (submission)")
+    parser.add_argument("--cert", help="PEM certificate chain (submission)")
+    parser.add_argument("--key", help="PEM private key (submission)")
+    parser.add_argument("--user", default="bench", help="AUTH PLAIN user (submission)")
+    parser.add_argument("--password", default="bench-password", help="AUTH PLAIN password (submission)")
     args = parser.parse_args(argv)
     loop = asyncio.get_running_loop()
-    state: Throttle | SinkHandler
-    if args.mode == "throttle":
+    state: Throttle | SinkHandler | Submission
+    if args.mode == "submission":
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(args.cert, args.key)
+        state = Submission(args.rtt_ms / 1000, tls, args.user, args.password)
+        server = await asyncio.start_server(state.session, HOST, 0, backlog=1000)
+    elif args.mode == "throttle":
         state = Throttle(args.limit, args.service_ms / 1000)
         server = await asyncio.start_server(state.session, HOST, 0, backlog=1000)
     else:
@@ -180,7 +335,10 @@ async def main(argv: list[str] | None = None) -> None:
     print(f"PORT {port}", flush=True)
     await _stdin_closed()
     server.close()
-    print(json.dumps(state.stats()), flush=True)
+    stats = state.stats()
+    if isinstance(state, Submission):
+        await state.shut()
+    print(json.dumps(stats), flush=True)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@
     .venv/bin/python -m benchmarks.run --big           # queue 10k+100k entries, log 1M events
     .venv/bin/python -m benchmarks.run --only overhead goodput --n 20000
 
-Progress goes to stderr. Sections: ``overhead`` (bench_overhead.py), ``goodput``
+Progress goes to stderr. Sections: ``overhead`` (bench_overhead.py: the loopback
+and the submission scenario), ``goodput``
 (bench_goodput.py), ``classify`` (bench_classify.py), ``queue`` (bench_queue.py),
 ``logs`` (bench_logs.py).
 """
@@ -62,6 +63,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=5000, help="overhead: timed messages per run")
     p.add_argument("--runs", type=int, default=5, help="overhead: runs (medians reported)")
     p.add_argument("--k", type=int, default=4, help="overhead: connections of the pooled clients")
+    p.add_argument("--scenario", choices=["loopback", "submission", "both"], default="both",
+                   help="overhead: loopback sink, submission server (STARTTLS + AUTH, round trips), or both")
+    p.add_argument("--rtt-ms", type=float, default=1.0, help="overhead, submission: round trip per reply")
+    p.add_argument("--tls-n", type=int, default=600, help="overhead, submission: timed messages per run")
     p.add_argument("--sink", choices=["auto", "smtp-sink", "aiosmtpd"], default="auto")
     p.add_argument("--goodput-n", type=int, default=2400, help="goodput: messages per client")
     p.add_argument("--service-ms", type=float, nargs="+", default=[5.0, 20.0],
@@ -88,8 +93,9 @@ def collect(args: argparse.Namespace) -> list[tuple[str, list[Table], float]]:
         started = time.perf_counter()
         tables: list[Table]
         if section == "overhead":
-            tables = [bench_overhead.run(["--n", str(args.n), "--runs", str(args.runs), "--k", str(args.k),
-                                          "--sink", args.sink])]
+            tables = bench_overhead.run(["--n", str(args.n), "--runs", str(args.runs), "--k", str(args.k),
+                                         "--sink", args.sink, "--scenario", args.scenario,
+                                         "--rtt-ms", str(args.rtt_ms), "--tls-n", str(args.tls_n)])
         elif section == "goodput":
             extra = [] if args.backoff_base is None else ["--backoff-base", str(args.backoff_base)]
             tables = bench_goodput.run(["--n", str(args.goodput_n), "--service-ms",

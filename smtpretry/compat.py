@@ -80,10 +80,47 @@ _greetings: dict[tuple[str, int, bool, bool], tuple[Reply, Reply | None, dict[st
 def _remember(session: Session) -> None:
     e = session.endpoint
     ehlo = session.ehlo_reply
-    _greetings[(e.host, e.port, e.tls is TLSMode.IMPLICIT, e.tls is TLSMode.STARTTLS)] = (
-        session.greeting, ehlo, _features(ehlo.text) if ehlo is not None else {},
-    )
+    key = (e.host, e.port, e.tls is TLSMode.IMPLICIT, e.tls is TLSMode.STARTTLS)
+    known = _greetings.get(key)
+    if known is not None and known[0] == session.greeting and known[1] == ehlo:
+        return  # the server said the same as last time: keep the features already parsed
+    _greetings[key] = (session.greeting, ehlo, _features(ehlo.text) if ehlo is not None else {})
 
+
+# Endpoints without a TLS context, interned: every SMTP object set up the same
+# way shares one Endpoint object, so that _mailer() finds its Mailer by
+# identity instead of building a _Key (and an HMAC of the password) on every
+# call. Endpoints with a context are not: the cache would keep each context
+# alive (close to 1 MB with the system CAs loaded), and smtplib code often makes
+# a new one for every starttls(); SMTP._mailer_of() remembers those per object.
+_ENDPOINTS_MAX = 256
+_endpoints: dict[tuple[Any, ...], Endpoint] = {}
+# Endpoint id -> (the endpoint, the Config it was looked up under, its Mailer); no contexts.
+_by_endpoint: dict[int, tuple[Endpoint, Config, Mailer]] = {}
+
+
+def _intern(
+    host: str, port: int, tls: TLSMode, timeout: float, tls_context: ssl.SSLContext | None,
+    local_hostname: str | None, source_address: tuple[str, int] | None,
+    username: str | None = None, password: str | None = None,
+) -> Endpoint:
+    """``Endpoint(...)`` (with ``allow_plaintext_auth=True``): the same object
+    for the same arguments when there is no ``tls_context``. Raises what
+    ``Endpoint`` raises."""
+    key = (host, port, tls, timeout, local_hostname, source_address, username, password)
+    e = _endpoints.get(key) if tls_context is None else None
+    if e is None:
+        e = Endpoint(
+            host=host, port=port, tls=tls, timeout=timeout, tls_context=tls_context,
+            local_hostname=local_hostname, source_address=source_address, username=username,
+            password=password, allow_plaintext_auth=True,
+        )
+        if tls_context is not None:
+            return e
+        if len(_endpoints) >= _ENDPOINTS_MAX:
+            _endpoints.clear()  # a process that makes endless variants: start over, stay bounded
+        _endpoints[key] = e
+    return e
 
 
 def _key(e: Endpoint) -> _Key:
@@ -97,12 +134,19 @@ def _mailer(e: Endpoint) -> Mailer:
     """The process-wide Mailer (and pool) for one endpoint; its connections
     count against the limiter of the destination's limit key."""
     config = active_config()
+    known = _by_endpoint.get(id(e))
+    if known is not None and known[0] is e and known[1] is config:
+        return known[2]
     key = (id(config), _key(e))  # a new configure() starts new pools with its settings
     mailer = _mailers.get(key)
-    if mailer is not None:
-        return mailer
-    with _registry_lock:  # callers' threads race here: one Mailer, one Limiter per key
-        return _new_mailer(key, e, config)
+    if mailer is None:
+        with _registry_lock:  # callers' threads race here: one Mailer, one Limiter per key
+            mailer = _new_mailer(key, e, config)
+    if e.tls_context is None:
+        if len(_by_endpoint) >= _ENDPOINTS_MAX:
+            _by_endpoint.clear()
+        _by_endpoint[id(e)] = (e, config, mailer)  # holds e, so its id is not reused while here
+    return mailer
 
 
 def _new_mailer(key: tuple[int, _Key], e: Endpoint, config: Config) -> Mailer:
@@ -141,7 +185,7 @@ class _Held:
         if session is not None and session.connected:
             return session, True, session.opened_at
         self.owner._session = None
-        got, reused, opened_at = await _mailer(self.owner._require_intent()).pool.acquire()
+        got, reused, opened_at = await self.owner._mailer_of(self.owner._require_intent()).pool.acquire()
         if isinstance(got, Session):
             self.owner._session = got
         return got, reused, opened_at
@@ -152,7 +196,7 @@ class _Held:
             return
         if self.owner._session is session:
             self.owner._session = None
-        await _mailer(session.endpoint).pool.release(session, reusable=False)
+        await self.owner._mailer_of(session.endpoint).pool.release(session, reusable=False)
 
 
 # -- smtplib's exceptions from outcomes --------------------------------------------------------
@@ -262,6 +306,7 @@ class SMTP:
         self._session: Session | None = None
         self._intent: Endpoint | None = None  # what the caller has set up: replayed on reconnect
         self._dirty = False
+        self._cached_mailer: tuple[Endpoint, Config, Mailer] | None = None
         self.last_result: SendResult | None = None
         if host:
             code, msg = self.connect(host, port)
@@ -303,10 +348,9 @@ class SMTP:
 
     def _endpoint(self, host: str, port: int) -> Endpoint:
         timeout = self.timeout if isinstance(self.timeout, (int, float)) and self.timeout else 60.0
-        return Endpoint(
-            host=host, port=port, tls=TLSMode.IMPLICIT if self._implicit_tls else TLSMode.NONE,
-            timeout=float(timeout), tls_context=self.context, local_hostname=self.local_hostname,
-            source_address=self.source_address, allow_plaintext_auth=True,
+        return _intern(
+            host, port, TLSMode.IMPLICIT if self._implicit_tls else TLSMode.NONE, float(timeout),
+            self.context, self.local_hostname, self.source_address,
         )
 
     def connect(
@@ -347,7 +391,7 @@ class SMTP:
     def _open(self) -> Session:
         """Get a session for what the caller set up, with retries; raise as smtplib would."""
         intent = self._require_intent()
-        got = _portal.run(_mailer(intent).connect(_Held(self)))
+        got = _portal.run(self._mailer_of(intent).connect(_Held(self)))
         if not isinstance(got, Session):
             _raise_for(got, f"{intent.host}:{intent.port}")
         assert isinstance(got, Session)
@@ -355,6 +399,18 @@ class SMTP:
         self.sock = got  # truthy while connected, as smtplib's socket is
         _remember(got)
         return got
+
+    def _mailer_of(self, e: Endpoint) -> Mailer:
+        """``_mailer(e)``, remembered for the last endpoint this object asked
+        about (its intent) and for that Mailer's own endpoint (which its
+        sessions carry), while the configuration stays the same."""
+        config = active_config()
+        cached = self._cached_mailer
+        if cached is not None and cached[1] is config and (cached[0] is e or cached[2].endpoint is e):
+            return cached[2]
+        mailer = _mailer(e)
+        self._cached_mailer = (e, config, mailer)
+        return mailer
 
     def _require_intent(self) -> Endpoint:
         if self._intent is None:
@@ -375,7 +431,8 @@ class SMTP:
             if dirty:
                 session.needs_reset = True
             # Nothing to wait for: the connection goes back to the pool while the caller goes on.
-            _portal.submit(_mailer(session.endpoint).pool.release(session, reusable=session.connected))
+            pool = self._mailer_of(session.endpoint).pool
+            _portal.submit(pool.release(session, reusable=session.connected))
 
     def close(self) -> None:
         """Close the connection (kept for reuse by the next SMTP object when healthy)."""
@@ -499,7 +556,10 @@ class SMTP:
             if certfile is not None:
                 context.load_cert_chain(certfile, keyfile)
         intent = self._require_intent()
-        self._intent = dataclasses.replace(intent, tls=TLSMode.STARTTLS, tls_context=context)
+        self._intent = _intern(  # dataclasses.replace(intent, tls=STARTTLS, tls_context=context), interned
+            intent.host, intent.port, TLSMode.STARTTLS, intent.timeout, context, intent.local_hostname,
+            intent.source_address, intent.username, intent.password,
+        )
         session = self._session
         if session is not None and session.connected:
             ev = _portal.run(session.starttls(context))
@@ -532,7 +592,10 @@ class SMTP:
             )
         if not self.has_extn("auth"):
             raise smtplib.SMTPNotSupportedError("SMTP AUTH extension not supported by server.")
-        self._intent = dataclasses.replace(intent, username=user, password=password)
+        self._intent = _intern(  # dataclasses.replace(intent, username=user, password=password), interned
+            intent.host, intent.port, intent.tls, intent.timeout, intent.tls_context, intent.local_hostname,
+            intent.source_address, user, password,
+        )
         session = self._session
         if session is not None and session.connected:
             ev = _portal.run(session.login(user, password))
@@ -606,7 +669,7 @@ class SMTP:
     def _deliver(self, envelope: Any, sender: str) -> dict[str, _Reply]:
         self.ehlo_or_helo_if_needed()
         intent = self._require_intent()
-        mailer = _mailer(intent)
+        mailer = self._mailer_of(intent)
         if self._dirty and self._session is not None:
             self._session.needs_reset = True
             self._dirty = False

@@ -26,6 +26,7 @@ from .errors import MessageError
 __all__ = ["Envelope", "build_envelope"]
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_UNQUOTED = re.compile(r"[<>\s]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +53,7 @@ def _check_address(address: str, role: str) -> str:
         address = address[1:-1]
     # '<', '>' or white space would end the address inside MAIL FROM:<...> or
     # RCPT TO:<...> and let the rest pass as ESMTP parameters (RET=, NOTIFY=, ...).
-    if any(c in "<>" or c.isspace() for c in address):
+    if _UNQUOTED.search(address):
         raise MessageError(f"{role}: '<', '>' or white space in address {address!r}")
     if role == "recipient" and not address:
         raise MessageError("recipient: an empty address")

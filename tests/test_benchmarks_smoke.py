@@ -28,9 +28,19 @@ def _well_formed(tables: list[Table], min_rows: int = 1) -> None:
 
 
 def test_overhead() -> None:
-    table = bench_overhead.run(["--n", "20", "--runs", "1", "--warmup", "2", "--k", "2"])
+    (table,) = bench_overhead.run(["--n", "20", "--runs", "1", "--warmup", "2", "--k", "2",
+                                   "--scenario", "loopback"])
     _well_formed([table], min_rows=len(bench_overhead.VARIANTS))
     assert any("Target" in n for n in table.notes)
+
+
+def test_overhead_submission() -> None:
+    """STARTTLS, AUTH and round trips: every client, a few messages each, no delay."""
+    (table,) = bench_overhead.run(["--tls-n", "6", "--tls-warmup", "1", "--runs", "1", "--k", "2",
+                                   "--rtt-ms", "0", "--scenario", "submission"])
+    _well_formed([table], min_rows=len(bench_overhead.SUBMISSION_VARIANTS))
+    assert sum("Target" in n for n in table.notes) == 2
+    assert all(row[-1] == "0" for row in table.rows)  # nothing failed
 
 
 def test_goodput() -> None:
