@@ -35,6 +35,9 @@ from .transport import Endpoint, Session, open_session
 
 __all__ = ["AdaptiveCap", "CapReport", "DestinationPool", "Limiter", "LocalSlots", "SessionSource", "Slots"]
 
+ABORT_GRACE_S = 0.02
+"""Seconds a slot stays taken after we cut a connection, before it is reused."""
+
 LINGER_S = 2.0
 """Seconds a server may go on counting a connection we closed."""
 
@@ -458,6 +461,10 @@ class DestinationPool:
     async def _retire(self, session: Session) -> None:
         await session.quit()
         await _socket_closed()
+        if session.aborted:
+            # We cut the connection (a timeout): the server learns of it only
+            # when it reads our FIN; give it that moment before the next connect.
+            await asyncio.sleep(ABORT_GRACE_S)
         await self.limiter.give_back()
 
     def retire_one_idle(self) -> bool:

@@ -104,3 +104,88 @@ async def test_421_at_starttls_auth_and_data_command(
     assert [(e["phase"], e["code"]) for e in retries] == [(phase, 421)]
     # The second connection replayed the whole session.
     assert seen[1][:5] == ["EHLO", "STARTTLS", "EHLO", "AUTH", "MAIL"]
+
+
+def pipelining_server(
+    delivered: Counter[str], seen: list[list[str]], *, batch: bool, rcpt_replies: dict[str, str]
+):  # type: ignore[no-untyped-def]
+    """A server that offers PIPELINING (RFC 2920). ``batch``: the replies to
+    MAIL, RCPT and DATA leave in one packet (as Postfix sends them); otherwise
+    one packet each, a moment apart."""
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        commands: list[str] = []
+        seen.append(commands)
+        pending: list[bytes] = []
+        rcpts: list[str] = []
+
+        async def say(text: str, *, flush: bool = True) -> None:
+            pending.append(text.encode() + b"\r\n")
+            if flush or not batch:
+                writer.write(b"".join(pending))
+                pending.clear()
+                await writer.drain()
+                if not batch:
+                    await asyncio.sleep(0.001)
+
+        await say("220 pipe.test ESMTP")
+        while line := await reader.readline():
+            verb = line.split(b" ", 1)[0].strip().upper().decode()
+            commands.append(verb)
+            if verb == "EHLO":
+                await say("250-pipe.test\r\n250-PIPELINING\r\n250 8BITMIME")
+            elif verb == "MAIL":
+                rcpts = []
+                await say("250 2.1.0 OK", flush=False)
+            elif verb == "RCPT":
+                address = line.decode().split("<", 1)[1].split(">", 1)[0]
+                reply = rcpt_replies.get(address, "250 2.1.5 OK")
+                if reply.startswith("250"):
+                    rcpts.append(address)
+                await say(reply, flush=False)
+            elif verb == "DATA":
+                if not rcpts:
+                    await say("554 5.5.1 No valid recipients")
+                    continue
+                await say("354 go ahead")
+                while await reader.readline() not in (b".\r\n", b""):
+                    pass
+                delivered.update(rcpts)
+                await say("250 2.0.0 queued")
+            elif verb == "QUIT":
+                await say("221 2.0.0 bye")
+                return
+            else:
+                await say("250 OK")
+
+    return script
+
+
+@pytest.mark.parametrize("batch", [True, False], ids=["one-packet", "packet-each"])
+async def test_pipelined_transactions_deliver_once_and_keep_each_rcpt_reply(batch: bool) -> None:
+    delivered: Counter[str] = Counter()
+    seen: list[list[str]] = []
+    refusals = {"gone@example.com": "550 5.1.1 User unknown", "full@example.com": "452 4.2.2 Mailbox full"}
+    script = pipelining_server(delivered, seen, batch=batch, rcpt_replies=refusals)
+    async with raw_server(script) as port:
+        async with Mailer("127.0.0.1", port, tls="none", policy=FAST) as m:
+            results = await asyncio.gather(
+                *(
+                    m.send(
+                        b"Subject: x\r\n\r\nhi\r\n",
+                        sender="s@example.org",
+                        recipients=[f"a{i}@example.com", "gone@example.com", "full@example.com"],
+                    )
+                    for i in range(20)
+                )
+            )
+            only_refused = await m.send(
+                b"Subject: x\r\n\r\nhi\r\n", sender="s@example.org", recipients=["gone@example.com"]
+            )
+    for i, r in enumerate(results):
+        assert r.delivered == [f"a{i}@example.com"]
+        assert r.failed["gone@example.com"].code == 550
+        assert r.deferred["full@example.com"].code == 452
+    assert delivered == Counter({f"a{i}@example.com": 1 for i in range(20)})
+    assert only_refused.failed["gone@example.com"].code == 550
+    assert len(seen) <= 10  # connections were reused
