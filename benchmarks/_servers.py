@@ -151,7 +151,9 @@ class Throttle:
 
 
 SUBMISSION_EHLO_PLAIN = b"250-localhost\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250 STARTTLS\r\n"
-SUBMISSION_EHLO_TLS = b"250-localhost\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250 AUTH PLAIN\r\n"
+SUBMISSION_EHLO_TLS = (
+    b"250-localhost\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250 AUTH PLAIN\r\n"
+)
 
 
 class Submission:
@@ -173,12 +175,13 @@ class Submission:
         self.cpu0 = time.process_time()
         self.writers: set[asyncio.StreamWriter] = set()
 
-    async def reply(self, writer: asyncio.StreamWriter, data: bytes, extra_rtts: int = 0) -> None:
+    async def reply(self, writer: asyncio.StreamWriter, data: bytes, extra_rtts: int, arrived: float) -> None:
+        # A round trip counts from the command's arrival, not from the last reply:
+        # commands a client pipelines (RFC 2920) share one round trip, as on a network.
         wanted = self.rtt_s * (1 + extra_rtts)
-        t0 = time.monotonic()
-        if wanted > 0:
-            await asyncio.sleep(wanted)
-        self.delay_s += (time.monotonic() - t0) / (1 + extra_rtts)
+        if (left := arrived + wanted - time.monotonic()) > 0:
+            await asyncio.sleep(left)
+        self.delay_s += (time.monotonic() - arrived) / (1 + extra_rtts)
         self.replies += 1
         writer.write(data)
         await writer.drain()
@@ -192,29 +195,36 @@ class Submission:
         after_handshake = 0
         rcpts = 0
         try:
-            await self.reply(writer, b"220 localhost ESMTP submission benchmark\r\n", extra_rtts=1)
+            arrived = time.monotonic()
+
+            async def say(data: bytes, extra_rtts: int = 0) -> None:
+                await self.reply(writer, data, extra_rtts, arrived)
+
+            await say(b"220 localhost ESMTP submission benchmark\r\n", extra_rtts=1)
             while line := await reader.readline():
+                arrived = time.monotonic()
                 verb = line[:4].upper()
                 late, after_handshake = after_handshake, 0
                 if verb == b"EHLO":
-                    await self.reply(writer, SUBMISSION_EHLO_TLS if tls else SUBMISSION_EHLO_PLAIN, late)
+                    await say(SUBMISSION_EHLO_TLS if tls else SUBMISSION_EHLO_PLAIN, late)
                 elif verb == b"HELO":
-                    await self.reply(writer, b"250 localhost\r\n", late)
+                    await say(b"250 localhost\r\n", late)
                 elif verb == b"STAR" and not tls:
-                    await self.reply(writer, b"220 2.0.0 Ready to start TLS\r\n", late)
+                    await say(b"220 2.0.0 Ready to start TLS\r\n", late)
                     await writer.start_tls(self.tls)
                     self.handshakes += 1
                     tls, after_handshake = True, 1
                 elif verb == b"AUTH" and tls and not authed:
                     parts = line.split()
                     if len(parts) < 2 or parts[1].upper() != b"PLAIN":
-                        await self.reply(writer, b"504 5.5.4 Unrecognized authentication type\r\n", late)
+                        await say(b"504 5.5.4 Unrecognized authentication type\r\n", late)
                         continue
                     if len(parts) > 2:
                         answer = parts[2]
                     else:
-                        await self.reply(writer, b"334 \r\n", late)
+                        await say(b"334 \r\n", late)
                         answer = (await reader.readline()).strip()
+                        arrived = time.monotonic()
                     try:
                         ok = base64.b64decode(answer, validate=True) == self.credentials
                     except ValueError:
@@ -222,38 +232,39 @@ class Submission:
                     if ok:
                         authed = True
                         self.auths += 1
-                        await self.reply(writer, b"235 2.7.0 Authentication successful\r\n")
+                        await say(b"235 2.7.0 Authentication successful\r\n")
                     else:
-                        await self.reply(writer, b"535 5.7.8 Authentication credentials invalid\r\n")
+                        await say(b"535 5.7.8 Authentication credentials invalid\r\n")
                 elif verb == b"MAIL":
                     if not tls:
-                        await self.reply(writer, b"530 5.7.0 Must issue a STARTTLS command first\r\n", late)
+                        await say(b"530 5.7.0 Must issue a STARTTLS command first\r\n", late)
                     elif not authed:
-                        await self.reply(writer, b"530 5.7.0 Authentication required\r\n", late)
+                        await say(b"530 5.7.0 Authentication required\r\n", late)
                     else:
                         rcpts = 0
-                        await self.reply(writer, b"250 2.1.0 OK\r\n", late)
+                        await say(b"250 2.1.0 OK\r\n", late)
                 elif verb == b"RCPT":
                     rcpts += 1
-                    await self.reply(writer, b"250 2.1.5 OK\r\n", late)
+                    await say(b"250 2.1.5 OK\r\n", late)
                 elif verb == b"DATA":
-                    await self.reply(writer, b"354 End data with <CR><LF>.<CR><LF>\r\n", late)
+                    await say(b"354 End data with <CR><LF>.<CR><LF>\r\n", late)
                     while (body := await reader.readline()) not in (b".\r\n", b""):
                         pass
                     if not body:
                         break
+                    arrived = time.monotonic()  # the reply answers the final dot
                     self.transactions += 1
                     self.delivered += rcpts
                     rcpts = 0
-                    await self.reply(writer, b"250 2.0.0 Message accepted\r\n")
+                    await say(b"250 2.0.0 Message accepted\r\n")
                 elif verb in (b"RSET", b"NOOP"):
                     rcpts = 0 if verb == b"RSET" else rcpts
-                    await self.reply(writer, b"250 2.0.0 OK\r\n", late)
+                    await say(b"250 2.0.0 OK\r\n", late)
                 elif verb == b"QUIT":
-                    await self.reply(writer, b"221 2.0.0 Bye\r\n", late)
+                    await say(b"221 2.0.0 Bye\r\n", late)
                     break
                 else:
-                    await self.reply(writer, b"500 5.5.2 Unknown command\r\n", late)
+                    await say(b"500 5.5.2 Unknown command\r\n", late)
         except (ConnectionError, ValueError, ssl.SSLError, OSError, asyncio.CancelledError):
             pass
         finally:
