@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cache, lru_cache
+from typing import Any
 
 import aiosmtplib
 from aiosmtplib.response import SMTPResponse
@@ -337,11 +338,24 @@ class Session:
         """RFC 2920: MAIL, every RCPT and DATA in one write, then the replies
         in order; the message only after a 354. Saves a round trip per
         recipient and two per message on a distant server."""
-        evidence: dict[str, Evidence] = {}
         protocol = self._client.protocol
+        if protocol is None:
+            lost = TransportFailure(FailureKind.DISCONNECTED, Phase.MAIL, "connection lost")
+            return Transaction(dict.fromkeys(recipients, lost), [], False, None, False)
+        # aiosmtplib drops bytes that arrive while no reply is awaited, and over
+        # TLS several replies can arrive in one read: while the group's replies
+        # come in, keep every byte in its buffer for _read() to take.
+        keep = _KeepReplies(protocol)
         try:
-            if protocol is None:
-                raise aiosmtplib.SMTPServerDisconnected("connection lost")
+            return await self._pipelined_group(protocol, mail, recipients, rcpts, data)
+        finally:
+            keep.restore()
+
+    async def _pipelined_group(
+        self, protocol: Any, mail: bytes, recipients: list[str], rcpts: list[bytes], data: bytes
+    ) -> Transaction:
+        evidence: dict[str, Evidence] = {}
+        try:
             protocol.write(mail + b"".join(rcpts) + b"DATA\r\n")
         except _RECOVERABLE as exc:
             self._abort()
@@ -410,7 +424,9 @@ class Session:
             self._abort()
             return TransportFailure(FailureKind.DISCONNECTED, Phase.DATA, str(exc))
         try:
-            response = await protocol.read_response(timeout=self.endpoint.timeout)
+            response = protocol._read_response_from_buffer() or await protocol.read_response(
+                timeout=self.endpoint.timeout
+            )
         except _RECOVERABLE as exc:
             self._abort()
             failure = _failure(exc, Phase.DATA_END)
@@ -447,6 +463,28 @@ class Session:
         closed its end, and may count the connection for a moment more."""
         self.aborted = self._client.is_connected or self.aborted
         self._client.close()
+
+
+class _KeepReplies:
+    """While installed on an aiosmtplib protocol, bytes that arrive when no
+    reply is awaited go to its buffer instead of being dropped."""
+
+    def __init__(self, protocol: Any) -> None:
+        self.protocol = protocol
+        self.original = protocol.data_received
+        protocol.data_received = self.data_received
+
+    def data_received(self, data: bytes) -> None:
+        p = self.protocol
+        waiter = p._response_waiter
+        if waiter is not None and (waiter.done() or not p._response_pending):
+            p._buffer.extend(data)
+            return
+        self.original(data)
+
+    def restore(self) -> None:
+        with contextlib.suppress(AttributeError):
+            del self.protocol.data_received  # the class's method again
 
 
 def _ends_session(e: Evidence) -> bool:

@@ -8,11 +8,13 @@ import asyncio
 import itertools
 import ssl
 from collections import Counter
+from pathlib import Path
 
 import pytest
+import trustme
 from structlog.testing import capture_logs
 
-from smtpretry import Mailer, RetryPolicy
+from smtpretry import Limits, Mailer, RetryPolicy
 from tests.servers import raw_server
 
 FAST = RetryPolicy(backoff_base=0.001, backoff_cap=0.005)
@@ -107,11 +109,17 @@ async def test_421_at_starttls_auth_and_data_command(
 
 
 def pipelining_server(
-    delivered: Counter[str], seen: list[list[str]], *, batch: bool, rcpt_replies: dict[str, str]
+    delivered: Counter[str],
+    seen: list[list[str]],
+    *,
+    batch: bool,
+    rcpt_replies: dict[str, str],
+    tls: ssl.SSLContext | None = None,
 ):  # type: ignore[no-untyped-def]
-    """A server that offers PIPELINING (RFC 2920). ``batch``: the replies to
-    MAIL, RCPT and DATA leave in one packet (as Postfix sends them); otherwise
-    one packet each, a moment apart."""
+    """A server that offers PIPELINING (RFC 2920), and STARTTLS with ``tls``.
+    ``batch``: the replies to MAIL, RCPT and DATA leave in one write (as
+    Postfix sends them); otherwise one write each, with no pause: over TLS
+    those are separate records that the client reads at once."""
 
     async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         commands: list[str] = []
@@ -125,15 +133,17 @@ def pipelining_server(
                 writer.write(b"".join(pending))
                 pending.clear()
                 await writer.drain()
-                if not batch:
-                    await asyncio.sleep(0.001)
 
         await say("220 pipe.test ESMTP")
         while line := await reader.readline():
             verb = line.split(b" ", 1)[0].strip().upper().decode()
             commands.append(verb)
             if verb == "EHLO":
-                await say("250-pipe.test\r\n250-PIPELINING\r\n250 8BITMIME")
+                offer = "250-STARTTLS\r\n" if tls is not None else ""
+                await say(f"250-pipe.test\r\n{offer}250-PIPELINING\r\n250 8BITMIME")
+            elif verb == "STARTTLS" and tls is not None:
+                await say("220 2.0.0 Ready")
+                await writer.start_tls(tls)
             elif verb == "MAIL":
                 rcpts = []
                 await say("250 2.1.0 OK", flush=False)
@@ -161,14 +171,27 @@ def pipelining_server(
     return script
 
 
-@pytest.mark.parametrize("batch", [True, False], ids=["one-packet", "packet-each"])
-async def test_pipelined_transactions_deliver_once_and_keep_each_rcpt_reply(batch: bool) -> None:
+@pytest.mark.parametrize("batch", [True, False], ids=["one-write", "write-each"])
+@pytest.mark.parametrize("use_tls", [False, True], ids=["plain", "starttls"])
+async def test_pipelined_transactions_deliver_once_and_keep_each_rcpt_reply(
+    batch: bool, use_tls: bool, tls_pair: tuple[ssl.SSLContext, ssl.SSLContext]
+) -> None:
+    server_ctx, client_ctx = tls_pair
     delivered: Counter[str] = Counter()
     seen: list[list[str]] = []
     refusals = {"gone@example.com": "550 5.1.1 User unknown", "full@example.com": "452 4.2.2 Mailbox full"}
-    script = pipelining_server(delivered, seen, batch=batch, rcpt_replies=refusals)
+    script = pipelining_server(
+        delivered, seen, batch=batch, rcpt_replies=refusals, tls=server_ctx if use_tls else None
+    )
     async with raw_server(script) as port:
-        async with Mailer("127.0.0.1", port, tls="none", policy=FAST) as m:
+        async with Mailer(
+            "localhost",
+            port,
+            tls="starttls" if use_tls else "none",
+            tls_context=client_ctx,
+            policy=FAST,
+            timeout=5,
+        ) as m:
             results = await asyncio.gather(
                 *(
                     m.send(
@@ -189,3 +212,59 @@ async def test_pipelined_transactions_deliver_once_and_keep_each_rcpt_reply(batc
     assert delivered == Counter({f"a{i}@example.com": 1 for i in range(20)})
     assert only_refused.failed["gone@example.com"].code == 550
     assert len(seen) <= 10  # connections were reused
+
+
+async def test_pipelined_replies_over_tls_to_concurrent_sessions_are_never_lost(
+    tls_ca: trustme.CA, tmp_path: Path, tls_pair: tuple[ssl.SSLContext, ssl.SSLContext]
+) -> None:
+    # The benchmark's submission server, in its own process, answers pipelined
+    # commands back to back over TLS, to two connections at once: every reply
+    # must be read (a lost one would show as a timeout and a second attempt).
+    from benchmarks._common import start_server_process, stop_server_process
+
+    _, client_ctx = tls_pair
+    cert = tls_ca.issue_cert("localhost", "127.0.0.1")
+    chain, key = tmp_path / "chain.pem", tmp_path / "key.pem"
+    cert.private_key_pem.write_to_path(str(key))
+    for blob in cert.cert_chain_pems:
+        blob.write_to_path(str(chain), append=True)
+    proc, port = start_server_process(
+        "submission",
+        "--rtt-ms",
+        "0",
+        "--cert",
+        str(chain),
+        "--key",
+        str(key),
+        "--user",
+        "app",
+        "--password",
+        "pw",
+    )
+    try:
+        async with Mailer(
+            "localhost",
+            port,
+            tls="starttls",
+            tls_context=client_ctx,
+            username="app",
+            password="pw",
+            policy=FAST,
+            timeout=2,
+            limits=Limits(max_connections=2),
+        ) as m:
+            results = await asyncio.gather(
+                *(
+                    m.send(
+                        b"Subject: x\r\n\r\nhi\r\n",
+                        sender="s@example.org",
+                        recipients=[f"a{i}@example.com", f"b{i}@example.com"],
+                    )
+                    for i in range(60)
+                )
+            )
+    finally:
+        stats = stop_server_process(proc)
+    assert all(r.ok for r in results)
+    assert {o.attempts for r in results for o in r.outcomes.values()} == {1}  # no timeout, no retry
+    assert stats["delivered"] == 120
