@@ -251,6 +251,10 @@ class Session:
         except _RECOVERABLE as exc:
             self._abort()
             return _failure(exc, phase)
+        return self._answered(response, phase)
+
+    def _answered(self, response: SMTPResponse, phase: Phase) -> Reply:
+        """A reply as a value; after a 421 the server closes, so we do too."""
         reply = _reply(response, phase)
         if reply.code == 421:
             self.close()
@@ -401,16 +405,13 @@ class Session:
         try:
             if protocol is None:
                 raise aiosmtplib.SMTPServerDisconnected("connection lost")
-            response = protocol._read_response_from_buffer()
-            if response is None:
-                response = await protocol.read_response(timeout=self.endpoint.timeout)
+            response = protocol._read_response_from_buffer() or await protocol.read_response(
+                timeout=self.endpoint.timeout
+            )
         except _RECOVERABLE as exc:
             self._abort()
             return _failure(exc, phase)
-        reply = _reply(response, phase)
-        if reply.code == 421:
-            self.close()
-        return reply
+        return self._answered(response, phase)
 
     async def _send_body(self, data: bytes) -> Evidence:
         protocol = self._client.protocol
@@ -437,10 +438,7 @@ class Session:
                 # back (none, or garbage): the server may have it.
                 return TransportFailure(FailureKind.AMBIGUOUS, Phase.DATA_END, failure.detail)
             return failure
-        reply = _reply(response, Phase.DATA_END)
-        if reply.code == 421:
-            self.close()
-        return reply
+        return self._answered(response, Phase.DATA_END)
 
     def _after_abort(self, e: Evidence | None) -> bool:
         """After a transaction that did not complete, the session needs RSET
