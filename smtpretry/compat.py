@@ -608,8 +608,12 @@ class SMTP:
                 raise smtplib.SMTPAuthenticationError(ev.code, _bytes(ev.text))
             session.endpoint = self._intent
             return ev.code, _bytes(ev.text)
+        if self._mailer_of(self._intent).pool.has_idle():
+            # A connection logged in with these very credentials waits for reuse:
+            # they are good, and the next command takes that connection.
+            return 235, b"2.7.0 Authentication successful"
         try:
-            self._open()  # a reused connection with these credentials, or a new one that logs in
+            self._open()  # a new connection that logs in, now, so a bad password raises here
         except smtplib.SMTPException:
             self._intent = intent
             raise
