@@ -243,6 +243,18 @@ class Limiter:
         self.rate = AdaptiveRate(rate, rate, limits.cap_recovery) if rate is not None else None
         self._closed_at = float("-inf")
         self._tickets = 0
+        self._raised = False  # the cap rose since the last wake-up: more than one waiter may go
+
+    def wake(self) -> None:
+        """Wake the waiters that what just changed (one session or one slot)
+        lets go on: one, or all of them after the cap rose. Waking only one
+        keeps a release from running every waiting send through the loop.
+        Call with ``cond`` held."""
+        if self._raised:
+            self._raised = False
+            self.cond.notify_all()
+        else:
+            self.cond.notify(1)
 
     @property
     def cap(self) -> AdaptiveCap:
@@ -274,14 +286,19 @@ class Limiter:
                         if other is not pool and other.retire_one_idle():
                             break
                     poll_s = self.slots.poll_s
-                    if poll_s is None:
-                        await self.cond.wait()
-                    else:  # another process may free a slot: ask again after poll_s
-                        try:
-                            async with asyncio.timeout(poll_s):
-                                await self.cond.wait()
-                        except TimeoutError:
-                            pass
+                    try:
+                        if poll_s is None:
+                            await self.cond.wait()
+                        else:  # another process may free a slot: ask again after poll_s
+                            try:
+                                async with asyncio.timeout(poll_s):
+                                    await self.cond.wait()
+                            except TimeoutError:
+                                pass
+                    except asyncio.CancelledError:
+                        # A wake-up meant for this send must not be lost with it.
+                        self.wake()
+                        raise
             finally:
                 if not taken:
                     await self.slots.withdraw(ticket)
@@ -295,7 +312,7 @@ class Limiter:
         async with self.cond:
             self.open -= 1
             await self.slots.give_back()
-            self.cond.notify_all()
+            self.wake()
 
     def keep_idle(self) -> bool:
         """Whether a released session may stay open for reuse: not above the
@@ -351,6 +368,7 @@ class Limiter:
 
     def succeeded(self) -> None:
         def report(previous: int, new: int) -> None:
+            self._raised = True
             events.cap_changed(
                 self._log, lowered=False, connections_cap=new, previous_cap=previous,
                 connections_active=self.open, configured_cap=self.cap.configured, reply=None,
@@ -455,7 +473,7 @@ class DestinationPool:
         session.last_used = time.monotonic()
         async with self.limiter.cond:
             self._idle.append(session)
-            self.limiter.cond.notify_all()
+            self.limiter.wake()
         self._schedule_reap()
 
     async def _retire(self, session: Session) -> None:
