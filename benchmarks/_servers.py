@@ -8,20 +8,23 @@ is not the client's:
 Each prints ``PORT n`` once it listens, serves until its stdin closes, then
 prints one JSON line of statistics and exits.
 
-``throttle`` is a small SMTP server written on asyncio streams (cheaper per
-command than aiosmtpd, so the service time, not the server, sets the pace). It
+``throttle`` is a small SMTP server, a thread per session on blocking sockets
+(cheaper per command than aiosmtpd, so the service time, not the server, sets
+the pace). It
 allows ``--limit`` sessions at once and answers the greeting of any session
 beyond with ``421 4.7.0 Too many concurrent SMTP connections`` and closes it,
 as Exim's ``smtp_accept_max`` does. Each message holds its session for
 ``--service-ms`` from MAIL to the reply after the final dot: the 250 goes out
 no sooner than that after MAIL, so the protocol's own round trips are inside
 the service time and K / service time is a rate a perfect client reaches.
-(The wait is a ``time.sleep`` in a worker thread: asyncio's timers wake up to a
-millisecond late, 10-20 % of a 5 ms service time.) It counts, itself:
+(The wait is a ``time.sleep`` in the session's thread, which ends within tens of
+microseconds of its deadline; asyncio's timers wake up to a millisecond late,
+10-20 % of a 5 ms service time.) It counts, itself:
 connections opened, the 421s it gave, the most sessions open at once, the
 copies each recipient got (a recipient is delivered when the 250 after the
 final dot is written) with the time of each delivery, and how long messages
-actually held their session.
+actually held their session and the median gap between a 250 after the final
+dot and the next MAIL on the same session (the client's turn-around).
 
 ``submission`` is a port-587 submission service on the same asyncio streams:
 EHLO offers STARTTLS and nothing else until TLS is up (certificate and key from
@@ -47,8 +50,10 @@ import base64
 import collections
 import contextlib
 import json
+import socket
 import ssl
 import sys
+import threading
 import time
 from typing import Any
 
@@ -58,11 +63,18 @@ EHLO = b"250-localhost\r\n250-8BITMIME\r\n250 ENHANCEDSTATUSCODES\r\n"
 
 
 class Throttle:
-    """The throttling server's state and per-connection protocol."""
+    """The throttling server: its state, and one thread per connection.
+
+    Blocking sockets and a thread per session, not asyncio: a thread's
+    ``time.sleep`` ends within a few tens of microseconds of its deadline, where
+    an event loop's timer wakes up to a millisecond late, which would make the
+    server, not the client, miss the ideal rate.
+    """
 
     def __init__(self, limit: int, service_s: float) -> None:
         self.limit = limit
         self.service_s = service_s
+        self.lock = threading.Lock()
         self.active = 0
         self.max_active = 0
         self.connections = 0
@@ -73,81 +85,118 @@ class Throttle:
         self.delivered_at: list[float] = []
         self.held_s = 0.0
         self.messages = 0
+        self.gaps_s: list[float] = []
         self.started = time.monotonic()
+        self.listener = socket.create_server((HOST, 0), backlog=1000)
 
-    async def session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        if self.active >= self.limit:
-            self.refused += 1
-            writer.write(R421)
-            await _close(writer)
+    @property
+    def port(self) -> int:
+        return int(self.listener.getsockname()[1])
+
+    def serve(self) -> None:
+        """Accept connections until the listening socket is closed."""
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            threading.Thread(target=self.session, args=(conn,), daemon=True).start()
+
+    def close(self) -> None:
+        # shutdown() wakes the thread blocked in accept(); close() alone does not.
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
+        self.listener.close()
+
+    def session(self, conn: socket.socket) -> None:
+        with self.lock:
+            self.connections += 1
+            refuse = self.active >= self.limit
+            if refuse:
+                self.refused += 1
+            else:
+                self.active += 1
+                self.sessions += 1
+                self.max_active = max(self.max_active, self.active)
+        if refuse:
+            with contextlib.suppress(OSError):
+                conn.sendall(R421)
+            conn.close()
             return
-        self.active += 1
-        self.sessions += 1
-        self.max_active = max(self.max_active, self.active)
         counted = True
         rcpts: list[str] = []
-        mail_at = 0.0
-        loop = asyncio.get_running_loop()
+        mail_at = replied_at = 0.0
+        reader = conn.makefile("rb")
         try:
-            writer.write(b"220 localhost ESMTP benchmark\r\n")
-            while line := await reader.readline():
-                self.commands += 1
+            conn.sendall(b"220 localhost ESMTP benchmark\r\n")
+            while line := reader.readline():
+                with self.lock:
+                    self.commands += 1
                 verb = line[:4].upper()
                 if verb in (b"EHLO", b"HELO"):
-                    writer.write(EHLO if verb == b"EHLO" else b"250 localhost\r\n")
+                    reply = EHLO if verb == b"EHLO" else b"250 localhost\r\n"
                 elif verb == b"MAIL":
                     rcpts = []
                     mail_at = time.monotonic()
-                    writer.write(b"250 2.1.0 OK\r\n")
+                    if replied_at:
+                        self.gaps_s.append(mail_at - replied_at)
+                    reply = b"250 2.1.0 OK\r\n"
                 elif verb == b"RCPT":
                     addr = line[line.index(b":") + 1 :].strip().split(b" ")[0].strip(b"<>")
                     rcpts.append(addr.decode("utf-8", "replace"))
-                    writer.write(b"250 2.1.5 OK\r\n")
+                    reply = b"250 2.1.5 OK\r\n"
                 elif verb == b"DATA":
-                    writer.write(b"354 End data with <CR><LF>.<CR><LF>\r\n")
-                    while (body := await reader.readline()) not in (b".\r\n", b""):
+                    conn.sendall(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+                    while (body := reader.readline()) not in (b".\r\n", b""):
                         pass
                     if not body:
                         break  # lost inside DATA: not delivered
-                    wait = mail_at + self.service_s - time.monotonic()
-                    if wait > 0:
-                        await loop.run_in_executor(None, time.sleep, wait)
+                    if (wait := mail_at + self.service_s - time.monotonic()) > 0:
+                        time.sleep(wait)
                     now = time.monotonic()
-                    self.held_s += now - mail_at
-                    self.messages += 1
-                    self.copies.update(rcpts)
-                    self.delivered_at.extend(now - self.started for _ in rcpts)
+                    with self.lock:
+                        self.held_s += now - mail_at
+                        self.messages += 1
+                        self.copies.update(rcpts)
+                        self.delivered_at.extend(now - self.started for _ in rcpts)
                     rcpts = []
-                    writer.write(b"250 2.0.0 Message accepted\r\n")
+                    reply = b"250 2.0.0 Message accepted\r\n"
+                    replied_at = now
                 elif verb in (b"RSET", b"NOOP"):
                     rcpts = [] if verb == b"RSET" else rcpts
-                    writer.write(b"250 2.0.0 OK\r\n")
+                    reply = b"250 2.0.0 OK\r\n"
                 elif verb == b"QUIT":
                     # The slot is free before the client reads 221, as in a real MTA
                     # whose process count drops when the session ends.
-                    self.active -= 1
+                    with self.lock:
+                        self.active -= 1
                     counted = False
-                    writer.write(b"221 2.0.0 Bye\r\n")
+                    conn.sendall(b"221 2.0.0 Bye\r\n")
                     break
                 else:
-                    writer.write(b"500 5.5.2 Unknown command\r\n")
-                await writer.drain()
-        except (ConnectionError, ValueError):
+                    reply = b"500 5.5.2 Unknown command\r\n"
+                conn.sendall(reply)
+        except (OSError, ValueError):
             pass
         finally:
             if counted:
-                self.active -= 1
-            await _close(writer)
+                with self.lock:
+                    self.active -= 1
+            reader.close()
+            conn.close()
 
     def stats(self) -> dict[str, Any]:
-        return {
-            "connections": self.connections, "sessions": self.sessions, "refused_421": self.refused,
-            "max_active": self.max_active, "commands": self.commands,
-            "delivered": sum(self.copies.values()), "copies": dict(self.copies),
-            "held_ms": self.held_s / self.messages * 1000 if self.messages else None,
-            "delivered_at": self.delivered_at,
-        }
+        with self.lock:
+            gaps = sorted(self.gaps_s)
+            return {
+                "connections": self.connections, "sessions": self.sessions, "refused_421": self.refused,
+                "max_active": self.max_active, "commands": self.commands,
+                "delivered": sum(self.copies.values()), "copies": dict(self.copies),
+                "held_ms": self.held_s / self.messages * 1000 if self.messages else None,
+                "gap_ms": gaps[len(gaps) // 2] * 1000 if gaps else None,
+                "delivered_at": list(self.delivered_at),
+            }
 
 
 SUBMISSION_EHLO_PLAIN = b"250-localhost\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250 STARTTLS\r\n"
@@ -332,8 +381,13 @@ async def main(argv: list[str] | None = None) -> None:
         state = Submission(args.rtt_ms / 1000, tls, args.user, args.password)
         server = await asyncio.start_server(state.session, HOST, 0, backlog=1000)
     elif args.mode == "throttle":
-        state = Throttle(args.limit, args.service_ms / 1000)
-        server = await asyncio.start_server(state.session, HOST, 0, backlog=1000)
+        throttle = Throttle(args.limit, args.service_ms / 1000)
+        threading.Thread(target=throttle.serve, daemon=True).start()
+        print(f"PORT {throttle.port}", flush=True)
+        await _stdin_closed()
+        throttle.close()
+        print(json.dumps(throttle.stats()), flush=True)
+        return
     else:
         from aiosmtpd.smtp import SMTP
 

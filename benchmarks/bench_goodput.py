@@ -139,6 +139,7 @@ def measure_one(name: str, args: argparse.Namespace, service_ms: float) -> dict[
         "max_active": server["max_active"], "lost": len(expected - copies.keys()),
         "duplicated": sum(1 for c in copies.values() if c > 1), "unexpected": len(copies.keys() - expected),
         "missed": client["missed"], "cap_moves": client["cap_moves"], "held_ms": server["held_ms"],
+        "gap_ms": server["gap_ms"],
     }
 
 
@@ -165,7 +166,7 @@ def measure(args: argparse.Namespace, service_ms: float) -> Table:
             print(f"  goodput {service_ms:g} ms run {run_ + 1}/{args.runs} {name:<10} "
                   f"{s['rate']:>6.0f} msg/s "
                   f"(steady {s['steady_rate']:.0f}) 421s={s['refused_421']} conns={s['connections']} "
-                  f"lost={s['lost']} dup={s['duplicated']} held={s['held_ms']:.2f} ms "
+                  f"lost={s['lost']} dup={s['duplicated']} held={s['held_ms']:.2f} ms gap={s['gap_ms']} "
                   f"caps={_moves(s['cap_moves'])}", file=sys.stderr)
     t = Table(
         f"Goodput under throttling: {args.n:,} messages, server allows K={args.limit} sessions, "
