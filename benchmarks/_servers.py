@@ -31,9 +31,11 @@ EHLO offers STARTTLS and nothing else until TLS is up (certificate and key from
 ``--cert``/``--key``), AUTH PLAIN only over TLS (``--user``/``--password``),
 MAIL refused with 530 before TLS and AUTH, as Postfix with
 ``smtpd_tls_auth_only`` and ``smtpd_sasl_auth_enable``. Every reply goes out
-``--rtt-ms`` after the command that asked for it, which is what a client sees
-from a server one round trip away (the client waits for each reply before its
-next command: smtplib, aiosmtplib and smtpretry do not pipeline). The two
+``--rtt-ms`` after the bytes of the command that asked for it came in, which
+is what a client sees from a server one round trip away: a client that waits
+for each reply (smtplib, aiosmtplib) pays a round trip per command, one that
+pipelines (RFC 2920; EHLO after TLS offers PIPELINING) pays one for MAIL, RCPT
+and DATA together, as on a network (``ArrivalClock``). The two
 handshakes a real network adds are charged too: the greeting goes out two round
 trips after the accept (TCP's SYN/SYN-ACK, then the greeting), and the first
 reply after the TLS handshake one more round trip late (TLS 1.3 takes one). It
@@ -205,6 +207,37 @@ SUBMISSION_EHLO_TLS = (
 )
 
 
+class ArrivalClock:
+    """When the bytes of each line a session reads came in from the network.
+
+    A client that pipelines (RFC 2920) sends MAIL, RCPT and DATA in one
+    segment: on a network all three replies come back one round trip after
+    that segment, not one round trip after the server got round to reading
+    each line. The clock wraps the reader's ``feed_data`` to stamp every chunk
+    as it arrives; ``arrived(n)`` consumes ``n`` bytes (one line) and returns
+    the time its last byte came in.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        self.chunks: collections.deque[tuple[int, float]] = collections.deque()  # (end offset, time)
+        self.fed = 0
+        self.read = 0
+        feed = reader.feed_data
+
+        def stamped(data: bytes) -> None:
+            self.fed += len(data)
+            self.chunks.append((self.fed, time.monotonic()))
+            feed(data)
+
+        reader.feed_data = stamped  # type: ignore[method-assign]
+
+    def arrived(self, n: int) -> float:
+        self.read += n
+        while len(self.chunks) > 1 and self.chunks[0][0] < self.read:
+            self.chunks.popleft()
+        return self.chunks[0][1] if self.chunks else time.monotonic()
+
+
 class Submission:
     """A submission server one round trip away: STARTTLS and AUTH PLAIN required."""
 
@@ -240,6 +273,7 @@ class Submission:
         self.active += 1
         self.max_active = max(self.max_active, self.active)
         self.writers.add(writer)
+        clock = ArrivalClock(reader)
         tls = authed = False
         after_handshake = 0
         rcpts = 0
@@ -251,7 +285,7 @@ class Submission:
 
             await say(b"220 localhost ESMTP submission benchmark\r\n", extra_rtts=1)
             while line := await reader.readline():
-                arrived = time.monotonic()
+                arrived = clock.arrived(len(line))
                 verb = line[:4].upper()
                 late, after_handshake = after_handshake, 0
                 if verb == b"EHLO":
@@ -272,8 +306,9 @@ class Submission:
                         answer = parts[2]
                     else:
                         await say(b"334 \r\n", late)
-                        answer = (await reader.readline()).strip()
-                        arrived = time.monotonic()
+                        answer = await reader.readline()
+                        arrived = clock.arrived(len(answer))
+                        answer = answer.strip()
                     try:
                         ok = base64.b64decode(answer, validate=True) == self.credentials
                     except ValueError:
@@ -298,10 +333,10 @@ class Submission:
                 elif verb == b"DATA":
                     await say(b"354 End data with <CR><LF>.<CR><LF>\r\n", late)
                     while (body := await reader.readline()) not in (b".\r\n", b""):
-                        pass
+                        clock.arrived(len(body))
                     if not body:
                         break
-                    arrived = time.monotonic()  # the reply answers the final dot
+                    arrived = clock.arrived(len(body))  # the reply answers the final dot
                     self.transactions += 1
                     self.delivered += rcpts
                     rcpts = 0
