@@ -69,6 +69,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-n", type=int, default=600, help="overhead, submission: timed messages per run")
     p.add_argument("--sink", choices=["auto", "smtp-sink", "aiosmtpd"], default="auto")
     p.add_argument("--goodput-n", type=int, default=2400, help="goodput: messages per client")
+    p.add_argument("--goodput-runs", type=int, default=3, help="goodput: runs (medians reported)")
     p.add_argument("--service-ms", type=float, nargs="+", default=[5.0, 20.0],
                    help="goodput: server time per message, one table each")
     p.add_argument("--backoff-base", type=float, default=None,
@@ -98,8 +99,8 @@ def collect(args: argparse.Namespace) -> list[tuple[str, list[Table], float]]:
                                          "--rtt-ms", str(args.rtt_ms), "--tls-n", str(args.tls_n)])
         elif section == "goodput":
             extra = [] if args.backoff_base is None else ["--backoff-base", str(args.backoff_base)]
-            tables = bench_goodput.run(["--n", str(args.goodput_n), "--service-ms",
-                                        *map(str, args.service_ms), *extra])
+            tables = bench_goodput.run(["--n", str(args.goodput_n), "--runs", str(args.goodput_runs),
+                                        "--service-ms", *map(str, args.service_ms), *extra])
         elif section == "classify":
             tables = bench_classify.run(["--seconds", str(args.classify_seconds)])
         elif section == "queue":
