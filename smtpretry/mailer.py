@@ -371,6 +371,7 @@ class _Run:
                 return self.retry()
             session = got
             reusable = True
+            released = False
             try:
                 todo = self.pending
                 while todo:
@@ -381,6 +382,15 @@ class _Run:
                         stale_allowance -= 1
                         break
                     reused = False
+                    if completed and reusable and _all_accepted(evidence.values()):
+                        # Nothing is left for this session to do: hand it back
+                        # before deciding and logging, so that a send waiting
+                        # for it starts its transaction meanwhile.
+                        released = True
+                        await self.sessions.release(session, reusable=True)
+                        self.settle(evidence, opened_at)
+                        self.pool.succeeded()
+                        return self.retry()
                     self.settle(evidence, opened_at)
                     if completed:
                         self.pool.succeeded()
@@ -390,7 +400,8 @@ class _Run:
                 else:
                     return self.retry()
             finally:
-                await self.sessions.release(session, reusable=reusable)
+                if not released:
+                    await self.sessions.release(session, reusable=reusable)
 
     async def _transaction(self, session: Session, todo: list[str]) -> tuple[dict[str, Evidence], bool, bool]:
         env = self.envelope
@@ -523,6 +534,11 @@ class _Run:
             duration_s=time.monotonic() - self.started,
         )
         return result
+
+
+def _all_accepted(evidence: Iterable[Evidence]) -> bool:
+    """Every recipient's evidence is a 2xx reply: the message went to all of them."""
+    return all(isinstance(e, Reply) and 200 <= e.code < 300 for e in evidence)
 
 
 def _stale(evidence: Iterable[Evidence]) -> bool:

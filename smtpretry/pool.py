@@ -244,6 +244,7 @@ class Limiter:
         self._closed_at = float("-inf")
         self._tickets = 0
         self._raised = False  # the cap rose since the last wake-up: more than one waiter may go
+        self.waiting = 0  # sends blocked in take()
 
     def wake(self) -> None:
         """Wake the waiters that what just changed (one session or one slot)
@@ -286,6 +287,7 @@ class Limiter:
                         if other is not pool and other.retire_one_idle():
                             break
                     poll_s = self.slots.poll_s
+                    self.waiting += 1
                     try:
                         if poll_s is None:
                             await self.cond.wait()
@@ -299,6 +301,8 @@ class Limiter:
                         # A wake-up meant for this send must not be lost with it.
                         self.wake()
                         raise
+                    finally:
+                        self.waiting -= 1
             finally:
                 if not taken:
                     await self.slots.withdraw(ticket)
@@ -474,7 +478,13 @@ class DestinationPool:
         async with self.limiter.cond:
             self._idle.append(session)
             self.limiter.wake()
+            handed_over = self.limiter.waiting > 0
         self._schedule_reap()
+        if handed_over:
+            # Let the send just woken take the session and start its transaction
+            # now: the server idles until it does, while the caller's own
+            # bookkeeping (decisions, the log, the result) can wait a moment.
+            await asyncio.sleep(0)
 
     async def _retire(self, session: Session) -> None:
         await session.quit()

@@ -1,0 +1,49 @@
+"""DestinationPool against a real aiosmtpd server on 127.0.0.1: how a session
+passes from one send to the next."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+from smtpretry import Limits, Mailer
+from smtpretry.events import get_logger
+from smtpretry.pool import DestinationPool
+from smtpretry.transport import Endpoint, Session, TLSMode
+from tests.servers import ScriptedHandler, serve
+
+MESSAGE = b"Subject: queued behind a cap\r\n\r\nbody\r\n"
+
+
+async def test_a_released_session_goes_to_the_waiting_send_before_release_returns() -> None:
+    async with serve(ScriptedHandler()) as port:
+        endpoint = Endpoint(host="127.0.0.1", port=port, tls=TLSMode.NONE, local_hostname="localhost")
+        pool = DestinationPool(endpoint, Limits(max_connections=1), get_logger())
+        try:
+            first, reused, _ = await pool.acquire()
+            assert isinstance(first, Session) and not reused
+            waiting = asyncio.create_task(pool.acquire())
+            for _ in range(5):
+                await asyncio.sleep(0)
+            assert not waiting.done()  # the cap is 1: it waits for the session
+            await pool.release(first, reusable=True)
+            # The waiting send has the session already: the releasing send's own
+            # bookkeeping, which follows the release, no longer delays it.
+            assert waiting.done()
+            second, reused, _ = waiting.result()
+            assert second is first and reused
+            await pool.release(second, reusable=True)
+        finally:
+            await pool.close()
+
+
+async def test_sends_queued_behind_a_cap_of_one_each_deliver_once_in_turn() -> None:
+    handler = ScriptedHandler()
+    async with serve(handler) as port:
+        async with Mailer("127.0.0.1", port, tls="none", limits=Limits(max_connections=1)) as m:
+            results = await asyncio.gather(*(
+                m.send(MESSAGE, sender="a@example.org", recipients=[f"r{i}@example.com"]) for i in range(20)
+            ))
+    assert all(r.delivered == [f"r{i}@example.com"] for i, r in enumerate(results))
+    assert handler.copies == Counter({f"r{i}@example.com": 1 for i in range(20)})
+    assert handler.max_active == 1 and handler.sessions_total == 1
