@@ -56,7 +56,16 @@ class DeliveryError(SMTPRetryError):
 
 
 class QueueError(SMTPRetryError):
-    """The deferred queue cannot be opened or written."""
+    """The deferred queue cannot be opened or written.
+
+    Raised by a send whose deferred recipients could not be written, ``.result``
+    is that send's :class:`~smtpretry.SendResult`: what happened to every
+    recipient, the deferred ones (not saved) included. Otherwise it is ``None``.
+    """
+
+    def __init__(self, message: str, result: SendResult | None = None) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 class BackendError(QueueError):

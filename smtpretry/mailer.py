@@ -267,7 +267,9 @@ class Mailer:
         ``sessions`` replaces this Mailer's pool as the source of sessions
         (the smtplib facade passes the connection its caller holds).
 
-        :raises QueueError: the queue could not be written.
+        :raises QueueError: the queue could not be written; its ``result`` is
+            this send's :class:`SendResult` (the deferred recipients in it
+            were not saved).
         """
         run = _Run(self, envelope, states or {}, sessions)
         last = await run_attempts(self.policy, run.attempt, on_retry=run.before_sleep)
@@ -279,7 +281,11 @@ class Mailer:
                 self.queue_destination, envelope, result, states=states or {},
                 max_lifetime=self.policy.max_lifetime, now=self._clock(),
             )
-            queue_id = await self.queue.put(entry)
+            try:
+                queue_id = await self.queue.put(entry)
+            except QueueError as exc:
+                exc.result = result  # the caller still learns every recipient's outcome
+                raise
             events.message_queued(
                 run.log, queue_id=queue_id, recipients=list(result.deferred),
                 next_attempt_at=entry.next_attempt_at, queue=self.queue.url,

@@ -107,6 +107,20 @@ async def test_a_deferred_recipient_is_queued_then_delivered_once_when_due(tmp_p
     assert handler.copies == Counter({"ok@example.com": 1, "full@x": 1})
 
 
+async def test_a_queue_that_cannot_be_written_raises_with_every_recipients_outcome(tmp_path: Path) -> None:
+    db = tmp_path / "queue.db"
+    db.write_bytes(b"this is not an SQLite database, " * 64)
+    handler = ScriptedHandler(rcpt={"full@x": [R422_OVER_QUOTA]})
+    async with serve(handler) as port, mailer(port, queue=f"sqlite://{db}") as m:
+        with pytest.raises(QueueError, match="not a queue database") as caught:
+            await m.send(message("ok@example.com", "full@x"))
+    result = caught.value.result
+    assert result is not None and result.queue_id is None
+    assert result.delivered == ["ok@example.com"] and list(result.deferred) == ["full@x"]
+    assert result.deferred["full@x"].reply is not None and result.deferred["full@x"].reply.code == 422
+    assert handler.copies == Counter({"ok@example.com": 1})
+
+
 async def test_deferred_again_takes_the_next_step_and_keeps_one_entry(tmp_path: Path) -> None:
     handler = ScriptedHandler(rcpt={"full@x": [R422_OVER_QUOTA, R422_OVER_QUOTA]})
     clock = Clock()
