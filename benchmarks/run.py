@@ -1,7 +1,7 @@
 """Run every benchmark and write one Markdown report to stdout and benchmarks/results.md.
 
-    .venv/bin/python -m benchmarks.run                 # a few minutes on 2 cores
-    .venv/bin/python -m benchmarks.run --big           # queue 10k+100k entries, log 1M events
+    .venv/bin/python -m benchmarks.run                 # about 10 minutes on 2 cores
+    .venv/bin/python -m benchmarks.run --quick         # queue 10k entries, log 100k events
     .venv/bin/python -m benchmarks.run --only overhead goodput --n 20000
 
 Progress goes to stderr. Sections: ``overhead`` (bench_overhead.py: the loopback
@@ -75,10 +75,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--backoff-base", type=float, default=None,
                    help="goodput: Mailer RetryPolicy.backoff_base")
     p.add_argument("--classify-seconds", type=float, default=1.0)
-    p.add_argument("--queue-sizes", type=int, nargs="+", default=[10_000])
+    p.add_argument("--queue-sizes", type=int, nargs="+", default=[10_000, 100_000])
     p.add_argument("--queue-sample", type=int, default=500)
-    p.add_argument("--log-events", type=int, nargs="+", default=[100_000])
-    p.add_argument("--big", action="store_true", help="queue 10k and 100k entries, log 1M events")
+    p.add_argument("--log-events", type=int, nargs="+", default=[1_000_000])
+    p.add_argument("--quick", action="store_true",
+                   help="queue 10k entries, log 100k events (instead of 10k and 100k, 1M)")
     p.add_argument("--output", type=Path, default=RESULTS, help="where the Markdown goes (besides stdout)")
     return p
 
@@ -86,8 +87,8 @@ def parser() -> argparse.ArgumentParser:
 def collect(args: argparse.Namespace) -> list[tuple[str, list[Table], float]]:
     from benchmarks import bench_classify, bench_goodput, bench_overhead
 
-    if args.big:
-        args.queue_sizes, args.log_events = [10_000, 100_000], [1_000_000]
+    if args.quick:
+        args.queue_sizes, args.log_events = [10_000], [100_000]
     out: list[tuple[str, list[Table], float]] = []
     for section in args.only:
         print(f"== {section}", file=sys.stderr)
