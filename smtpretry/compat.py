@@ -261,6 +261,7 @@ def _raise_for(ev: Evidence, what: str) -> None:
 
 
 _FIX_EOLS = re.compile(r"(?:\r\n|\n|\r(?!\n))")
+_LEADING_DOT = re.compile(rb"(?m)^\.")  # smtplib's _quote_periods
 
 
 class SMTP:
@@ -443,7 +444,7 @@ class SMTP:
         """End the session; the connection is kept for reuse when healthy."""
         res: _Reply = (221, b"2.0.0 Bye")
         if self._session is not None and self._dirty:
-            res = self.docmd("RSET")
+            self._rset()  # a transaction begun by hand: the pooled connection goes back clean
         self.ehlo_resp = self.helo_resp = None
         self.esmtp_features = {}
         self.does_esmtp = False
@@ -541,6 +542,40 @@ class SMTP:
 
     def rcpt(self, recip: str, options: Sequence[str] = ()) -> _Reply:
         return self.docmd("RCPT", f"TO:{smtplib.quoteaddr(recip)}" + "".join(" " + o for o in options))
+
+    def data(self, msg: str | bytes) -> _Reply:
+        """DATA, then ``msg``, dot-stuffed and ended as smtplib does: the step
+        after :meth:`mail` and :meth:`rcpt`. Like them it goes once, on the
+        connection held, and is not retried (:meth:`sendmail` is).
+
+        :raises smtplib.SMTPDataError: the server did not answer DATA with 354.
+        :raises smtplib.SMTPServerDisconnected: the connection was lost; after
+            the message went out whole, the server may have it.
+        """
+        code, repl = self.docmd("DATA")
+        if code != 354:
+            raise smtplib.SMTPDataError(code, repl)
+        session = self._session
+        if session is None or not session.connected:
+            raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+        if isinstance(msg, str):
+            msg = _FIX_EOLS.sub("\r\n", msg).encode("ascii")
+        q = _LEADING_DOT.sub(b"..", msg)
+        if q[-2:] != b"\r\n":
+            q += b"\r\n"
+        q += b".\r\n"
+        if self.debuglevel > 0:
+            self._print_debug("data:", repr(q))
+        ev = _portal.run(session.send_body(q))
+        self._dirty = False  # the final reply, whatever it says, ends the transaction
+        if isinstance(ev, TransportFailure):
+            self.close()
+            raise smtplib.SMTPServerDisconnected(f"Connection unexpectedly closed: {ev}")
+        if self.debuglevel > 0:
+            self._print_debug(f"reply: retcode ({ev.code}); Msg: {ev.text!a}")
+        if ev.code == 421:
+            self.close()
+        return ev.code, _bytes(ev.text)
 
     # -- TLS and AUTH: recorded, so a reconnect replays them ------------------------------------
 

@@ -413,6 +413,12 @@ class Session:
             return _failure(exc, phase)
         return self._answered(response, phase)
 
+    async def send_body(self, data: bytes) -> Evidence:
+        """After a 354: send the message (already dot-stuffed and ending in
+        CRLF.CRLF) and read the reply to the final dot. A connection lost
+        before that reply is :attr:`FailureKind.AMBIGUOUS` (RFC 1047)."""
+        return await self._send_body(data)
+
     async def _send_body(self, data: bytes) -> Evidence:
         protocol = self._client.protocol
         if protocol is None:

@@ -75,6 +75,36 @@ def test_sendmail_returns_refused_recipients_like_smtplib() -> None:
     assert handler.copies == Counter({"ok@example.com": 1})
 
 
+def low_level_send(smtp_module: object, port: int) -> tuple[tuple[int, bytes], ...]:
+    """MAIL, RCPT and DATA by hand, as some smtplib programs do."""
+    body = "Subject: by hand\n\n.a line that starts with a dot\n..and two\nlast line"
+    with smtp_module.SMTP("127.0.0.1", port) as s:  # type: ignore[attr-defined]
+        s.ehlo()
+        return (s.mail("me@example.org"), s.rcpt("you@example.com"), s.data(body))
+
+
+def test_mail_rcpt_data_by_hand_send_what_smtplib_sends() -> None:
+    ours, theirs = ScriptedHandler(), ScriptedHandler()
+    with serve_threaded(ours) as port:
+        replies = low_level_send(smtpretry, port)
+    with serve_threaded(theirs) as port:
+        expected = low_level_send(smtplib, port)
+    assert [code for code, _ in replies] == [code for code, _ in expected] == [250, 250, 250]
+    assert ours.received == theirs.received  # sender, recipients and bytes, dots unstuffed
+    assert ours.received[0][2].splitlines()[2:4] == [b".a line that starts with a dot", b"..and two"]
+
+
+def test_data_refused_raises_smtplibs_data_error() -> None:
+    handler = ScriptedHandler(rcpt=[R550_UNKNOWN])
+    with serve_threaded(handler) as port, smtpretry.SMTP("127.0.0.1", port) as s:
+        s.mail("me@example.org")
+        assert s.rcpt("nobody@example.com")[0] == 550
+        with pytest.raises(smtplib.SMTPDataError) as caught:
+            s.data("Subject: x\n\nbody")
+    assert caught.value.smtp_code == 503  # no valid recipients: aiosmtpd refuses DATA
+    assert handler.copies == Counter()
+
+
 def test_a_421_to_one_rcpt_is_retried_and_only_pending_recipients_are_sent_again() -> None:
     handler = ScriptedHandler(rcpt={"b@example.com": [R421_TOO_MANY]})
     with serve_threaded(handler) as port, smtpretry.SMTP("127.0.0.1", port) as s:
