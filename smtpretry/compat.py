@@ -457,7 +457,10 @@ class SMTP:
         session = self._live()
         if self.debuglevel > 0:
             self._print_debug("send:", repr(b" ".join(args) + b"\r\n"))
-        ev = _portal.run(session.command(phase, *args))
+        return self._answer(_portal.run(session.command(phase, *args)))
+
+    def _answer(self, ev: Evidence) -> _Reply:
+        """A command's evidence as smtplib returns it; a lost connection raises."""
         if isinstance(ev, TransportFailure):
             self.close()
             raise smtplib.SMTPServerDisconnected(f"Connection unexpectedly closed: {ev}")
@@ -568,14 +571,7 @@ class SMTP:
             self._print_debug("data:", repr(q))
         ev = _portal.run(session.send_body(q))
         self._dirty = False  # the final reply, whatever it says, ends the transaction
-        if isinstance(ev, TransportFailure):
-            self.close()
-            raise smtplib.SMTPServerDisconnected(f"Connection unexpectedly closed: {ev}")
-        if self.debuglevel > 0:
-            self._print_debug(f"reply: retcode ({ev.code}); Msg: {ev.text!a}")
-        if ev.code == 421:
-            self.close()
-        return ev.code, _bytes(ev.text)
+        return self._answer(ev)
 
     # -- TLS and AUTH: recorded, so a reconnect replays them ------------------------------------
 
