@@ -381,7 +381,14 @@ class _Run:
             try:
                 todo = self.pending
                 while todo:
-                    evidence, reusable, completed = await self._transaction(session, todo)
+                    try:
+                        evidence, reusable, completed = await self._transaction(session, todo)
+                    except BaseException:
+                        # Cut short (the send was cancelled): the session is in the
+                        # middle of a command, fit neither for reuse nor for QUIT.
+                        reusable = False
+                        session.abort()
+                        raise
                     if reused and stale_allowance and _stale(evidence.values()):
                         # The server closed this idle connection meanwhile: not
                         # an attempt, just a dead socket. Take another session.

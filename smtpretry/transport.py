@@ -462,6 +462,11 @@ class Session:
     def close(self) -> None:
         self._client.close()
 
+    def abort(self) -> None:
+        """Close at once, without QUIT: for a session cut short in the middle
+        of a command (its send was cancelled), which is fit for nothing else."""
+        self._abort()
+
     def _abort(self) -> None:
         """Close after a timeout or an error on our side: the server has not
         closed its end, and may count the connection for a moment more."""

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
+import pytest
+
 from smtpretry import Limits, Mailer
 from smtpretry.events import get_logger
 from smtpretry.pool import DestinationPool
@@ -47,3 +49,31 @@ async def test_sends_queued_behind_a_cap_of_one_each_deliver_once_in_turn() -> N
     assert all(r.delivered == [f"r{i}@example.com"] for i, r in enumerate(results))
     assert handler.copies == Counter({f"r{i}@example.com": 1 for i in range(20)})
     assert handler.max_active == 1 and handler.sessions_total == 1
+
+
+async def test_a_send_cancelled_mid_transaction_does_not_leave_its_connection_for_the_next() -> None:
+    arrived, let_go = asyncio.Event(), asyncio.Event()
+
+    class Hanging(ScriptedHandler):
+        async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+            if not arrived.is_set():
+                arrived.set()
+                await let_go.wait()  # the first message hangs after its final dot
+            return await super().handle_DATA(server, session, envelope)
+
+    handler = Hanging()
+    async with serve(handler) as port:
+        async with Mailer("127.0.0.1", port, tls="none", limits=Limits(max_connections=1)) as m:
+            first = asyncio.create_task(
+                m.send(MESSAGE, sender="a@example.org", recipients=["one@example.com"])
+            )
+            await asyncio.wait_for(arrived.wait(), 5)
+            first.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await first
+            # The connection, stuck in the middle of DATA, was closed, not pooled.
+            assert m.pool.active == 0 and not m.pool.has_idle()
+            result = await m.send(MESSAGE, sender="a@example.org", recipients=["two@example.com"])
+            let_go.set()
+    assert result.delivered == ["two@example.com"]
+    assert handler.sessions_total == 2  # the second send opened a connection of its own
