@@ -131,6 +131,9 @@ class Mailer:
             queue = config.queue_url
         self.queue: Queue | None = open_queue(queue) if isinstance(queue, str) else queue
         self._owns_queue = isinstance(queue, str)
+        self.profile: str | None = None
+        """The ``[profiles.NAME]`` this Mailer was made from (:meth:`from_profile`):
+        queue entries record it, so the runner connects with that profile again."""
 
     @classmethod
     def from_profile(cls, config: Config, name: str, **kwargs: Any) -> Mailer:
@@ -141,11 +144,13 @@ class Mailer:
         :raises ConfigError: no such profile.
         """
         p = config.profile(name)
-        return cls(
+        mailer = cls(
             p.host, p.port, username=p.username, password=p.password, tls=p.tls, timeout=p.timeout,
             local_hostname=p.local_hostname, allow_plaintext_auth=p.allow_plaintext_auth,
             config=config, **kwargs,
         )
+        mailer.profile = name
+        return mailer
 
     @property
     def destination(self) -> str:
@@ -296,7 +301,7 @@ class Mailer:
     @property
     def queue_destination(self) -> Destination:
         """This Mailer's destination as queue entries record it (no credentials)."""
-        return Destination(self.endpoint.host, self.endpoint.port, self.endpoint.tls.value)
+        return Destination(self.endpoint.host, self.endpoint.port, self.endpoint.tls.value, self.profile)
 
     async def run_queue(self, *, once: bool = False, **runner: Any) -> QueueRunStats:
         """Deliver this destination's due queue entries with this Mailer: all

@@ -236,6 +236,37 @@ def test_send_with_a_profile_from_the_config_file(tmp_path: Path, monkeypatch: p
     assert handler.logins == ["app"] and handler.copies["b@example.com"] == 1
 
 
+def test_a_recipient_deferred_under_a_profile_is_resent_by_the_queue_as_that_profile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two profiles for one relay, with different accounts: the entry must say which.
+    handler = ScriptedHandler(auth={"first": "pw1", "second": "pw2"},
+                              rcpt={"b@example.com": [R422_OVER_QUOTA]})
+    monkeypatch.setenv("FIRST_PASSWORD", "pw1")
+    monkeypatch.setenv("SECOND_PASSWORD", "pw2")
+    eml = tmp_path / "m.eml"
+    eml.write_bytes(b"From: a@example.org\r\nTo: b@example.com\r\nSubject: x\r\n\r\nhi\r\n")
+    queue = f"sqlite:///{tmp_path / 'q.db'}"
+    with serve_threaded(handler) as port:
+        config = tmp_path / "smtpretry.toml"
+        config.write_text("".join(
+            f'[profiles.{name}]\nhost = "127.0.0.1"\nport = {port}\ntls = "none"\n'
+            f'username = "{name}"\npassword_env = "{name.upper()}_PASSWORD"\n'
+            for name in ("first", "second")
+        ))
+        sent = CliRunner().invoke(cli, ["send", "--config", str(config), "--profile", "second",
+                                        "--queue", queue, str(eml)])
+        assert sent.exit_code == 0, sent.output
+        assert sent.stdout.startswith("deferred b@example.com until ")
+        listed = json.loads(CliRunner().invoke(cli, ["queue", "list", "--queue", queue, "--json"]).stdout)
+        assert listed[0]["destination"]["profile"] == "second"
+        CliRunner().invoke(cli, ["queue", "retry", "--all", "--queue", queue])
+        ran = CliRunner().invoke(cli, ["queue", "run", "--once", "--config", str(config), "--queue", queue])
+        assert ran.exit_code == 0, ran.output
+    assert handler.logins == ["second", "second"]  # the resend logged in as the same profile
+    assert handler.copies["b@example.com"] == 1
+
+
 def test_version() -> None:
     result = _invoke(["--version"])
     assert result.exit_code == 0
