@@ -78,8 +78,12 @@ class RetryPolicy:
         for i, step in enumerate(self.defer_schedule):
             _positive(f"defer_schedule[{i}]", step)
         _positive("max_lifetime", self.max_lifetime)
-        if not isinstance(self.delivery, Delivery):
-            raise ConfigError(f"delivery: expected 'at_least_once' or 'at_most_once', got {self.delivery!r}")
+        try:  # the enum, or its value as a string ("at_most_once")
+            object.__setattr__(self, "delivery", Delivery(self.delivery))
+        except ValueError:
+            raise ConfigError(
+                f"delivery: expected 'at_least_once' or 'at_most_once', got {self.delivery!r}"
+            ) from None
 
     def backoff(self, attempt: int, rng: random.Random) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from smtpretry import ConfigError, Delivery, load_config
+from smtpretry import ConfigError, Delivery, RetryPolicy, load_config
 from smtpretry.config import parse_duration
 
 EXAMPLE = """
@@ -169,6 +169,13 @@ def test_durations(value: object, seconds: float) -> None:
 def test_bad_durations(value: object) -> None:
     with pytest.raises(ConfigError):
         parse_duration(value)
+
+
+def test_delivery_takes_the_enum_or_its_name_and_refuses_anything_else() -> None:
+    assert RetryPolicy(delivery="at_most_once").delivery is Delivery.AT_MOST_ONCE  # type: ignore[arg-type]
+    assert RetryPolicy(delivery=Delivery.AT_MOST_ONCE).delivery is Delivery.AT_MOST_ONCE
+    with pytest.raises(ConfigError, match="delivery: expected 'at_least_once' or 'at_most_once', got 'once'"):
+        RetryPolicy(delivery="once")  # type: ignore[arg-type]
 
 
 def test_host_and_port_rule_wins_over_the_host_rule(tmp_path: Path) -> None:
