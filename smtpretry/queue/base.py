@@ -112,7 +112,10 @@ class QueueEntry:
     earliest of the recipients' (never later than ``expires_at``);
     ``expires_at`` is ``created_at`` plus ``RetryPolicy.max_lifetime``.
     ``owner`` and ``lease_until`` tell which runner holds it, until when.
-    Times are epoch seconds.
+    ``interrupted`` is set on an entry :meth:`Queue.claim` returns when its
+    previous lease ran out instead of ending in an update or a release: the
+    runner that held it stopped (killed, or stalled past its lease) and may
+    have been sending it. Times are epoch seconds.
 
     .. versionadded:: 0.2
     """
@@ -130,6 +133,7 @@ class QueueEntry:
     owner: str | None = None
     lease_until: float = 0.0
     data: bytes | None = None
+    interrupted: bool = False
 
     def envelope(self) -> Envelope:
         """The envelope to send again: the pending recipients due at any time.
@@ -201,7 +205,8 @@ class Queue(Protocol):
         """Lease up to ``limit`` entries due at ``now`` (``next_attempt_at <= now``
         and not leased by anyone), earliest first, to ``owner`` until
         ``now + lease_s``; with ``destination`` (a ``Destination.key``) only
-        entries for it. The entries come with their message bytes."""
+        entries for it. The entries come with their message bytes, and with
+        ``interrupted`` set where the previous lease ran out unreleased."""
         ...
 
     async def renew(self, ids: Collection[str], /, *, owner: str, now: float, lease_s: float) -> set[str]:

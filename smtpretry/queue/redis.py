@@ -68,19 +68,23 @@ _HEAD = ("meta", "recipients", "attempts", "created_at", "next_attempt_at", "exp
          "lease_until")
 
 # KEYS[1]: a due zset. ARGV: now, lease_until, owner, limit, entry key prefix.
-# Walks due entries earliest first, leasing those whose lease has passed.
+# Walks due entries earliest first, leasing those whose lease has passed. Returns
+# id, then '1' if the entry still had an owner (its lease ran out unreleased) else '0'.
 _CLAIM = """
 local now, limit = tonumber(ARGV[1]), tonumber(ARGV[4])
-local out, offset = {}, 0
-while #out < limit do
+local out, n, offset = {}, 0, 0
+while n < limit do
   local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', offset, 200)
   if #ids == 0 then break end
   for _, id in ipairs(ids) do
     local e = ARGV[5] .. id
-    if tonumber(redis.call('HGET', e, 'lease_until') or '0') <= now then
+    local lease = redis.call('HMGET', e, 'lease_until', 'owner')
+    if tonumber(lease[1] or '0') <= now then
       redis.call('HSET', e, 'owner', ARGV[3], 'lease_until', ARGV[2])
       out[#out + 1] = id
-      if #out >= limit then break end
+      out[#out + 1] = ((lease[2] or '') ~= '') and '1' or '0'
+      n = n + 1
+      if n >= limit then break end
     end
   end
   offset = offset + #ids
@@ -277,19 +281,22 @@ class RedisQueue:
             return []
         r = await self._redis()
         try:
-            ids = [i.decode() for i in await r.eval(
+            flat = [i.decode() for i in await r.eval(
                 _CLAIM, 1, self._due(destination), repr(now), repr(now + lease_s), owner, limit,
                 f"{self.prefix}:e:",
             )]
-            if not ids:
+            if not flat:
                 return []
+            ids = flat[0::2]
+            interrupted = {i for i, flag in zip(ids, flat[1::2], strict=True) if flag == "1"}
             async with r.pipeline(transaction=False) as pipe:
                 for entry_id in ids:
                     pipe.hmget(self._e(entry_id), *_HEAD, "data")
                 rows = await pipe.execute()
         except RedisError as exc:
             raise self._error(exc) from None
-        return [self._entry(i, row[:8], row[8]) for i, row in zip(ids, rows, strict=True) if row[0]]
+        return [dataclasses.replace(self._entry(i, row[:8], row[8]), interrupted=i in interrupted)
+                for i, row in zip(ids, rows, strict=True) if row[0]]
 
     async def _owned(self, ids: Collection[str], owner: str, lease_until: str) -> set[str]:
         if not ids:

@@ -11,7 +11,12 @@ Leases are short (30 s by default) and renewed while a send runs, so two
 runners never send the same entry at once, and a runner killed outright
 (SIGKILL, power loss) loses nothing: its entries are due again when their
 lease runs out. What such a runner had in flight may be sent twice, which is
-the at-least-once guarantee.
+the at-least-once guarantee. Under ``Delivery.AT_MOST_ONCE`` (the policy of
+the entry's Mailer) it is never sent again: an entry whose lease ran out
+unreleased (``QueueEntry.interrupted``) has its due recipients taken as
+delivered (``message_delivered`` with ``assumed=True``), as the engine does
+after a lost final reply, and a runner stopped while sending leaves such
+entries leased rather than due at once.
 
 Credentials are never in the queue: ``mailer_factory(destination)`` builds
 the :class:`~smtpretry.Mailer` for an entry's destination from the caller's
@@ -33,6 +38,7 @@ from typing import TYPE_CHECKING
 
 from .. import events
 from ..events import Logger
+from ..policy import Delivery
 from .base import Destination, Queue, QueueEntry, open_queue, pending_from_outcome
 
 if TYPE_CHECKING:
@@ -121,6 +127,7 @@ class QueueRunner:
         self._close_mailers = close_mailers
         self._mailers: dict[Destination, Mailer] = {}
         self._held: set[str] = set()
+        self._at_most_once_sending: set[str] = set()  # held entries a send under at-most-once began
 
     def _log(self, entry: QueueEntry) -> Logger:
         base = self._logger if self._logger is not None else events.get_logger()
@@ -172,7 +179,9 @@ class QueueRunner:
                     tasks.discard(task)
                     task.result()  # a queue that cannot be written stops the run
         finally:
-            unfinished = list(self._held)
+            # An at-most-once send cut short may have reached the server: its entry
+            # stays leased and comes back interrupted, never to be sent again.
+            unfinished = list(self._held - self._at_most_once_sending)
             renewer.cancel()
             for task in tasks:
                 task.cancel()
@@ -183,6 +192,7 @@ class QueueRunner:
                 with contextlib.suppress(Exception):
                     await self.queue.release(unfinished, owner=self.owner)
             self._held.clear()
+            self._at_most_once_sending.clear()
             if self._close_mailers:
                 for mailer in self._mailers.values():
                     await mailer.close()
@@ -210,6 +220,7 @@ class QueueRunner:
             await self._attempt(entry, stats)
         finally:
             self._held.discard(entry.id)
+            self._at_most_once_sending.discard(entry.id)
         stats.entries += 1
         if self._on_progress is not None:
             self._on_progress(stats)
@@ -226,9 +237,13 @@ class QueueRunner:
         if not due:
             await self.queue.release([entry.id], owner=self.owner)
             return
-        result = await self._mailer(entry.destination).deliver(
-            entry.envelope_for(list(due)), states=due, enqueue=False
-        )
+        mailer = self._mailer(entry.destination)
+        if mailer.policy.delivery is Delivery.AT_MOST_ONCE:
+            if entry.interrupted:
+                await self._assume_sent(entry, list(due), mailer, stats)
+                return
+            self._at_most_once_sending.add(entry.id)
+        result = await mailer.deliver(entry.envelope_for(list(due)), states=due, enqueue=False)
         deferred = [pending_from_outcome(o, due[r]) for r, o in result.deferred.items()]
         await self.queue.update(
             entry.id, owner=self.owner, remove=[*result.delivered, *result.failed], defer=deferred,
@@ -242,6 +257,17 @@ class QueueRunner:
         stats.possible_duplicates += len(result.possible_duplicates)
         if expired:
             await self._expired(entry.restricted(expired))
+
+    async def _assume_sent(self, entry: QueueEntry, due: list[str], mailer: Mailer,
+                           stats: QueueRunStats) -> None:
+        """At most once: the runner that held ``entry`` stopped while it may
+        have been sending it, so its due recipients are never sent again."""
+        await self.queue.update(entry.id, owner=self.owner, remove=due, defer=(), now=self._clock())
+        stats.delivered += len(due)
+        events.message_delivered(
+            self._log(entry).bind(queue_id=entry.id), recipients=due, attempt=0, reply=None,
+            assumed=True, connections_active=mailer.pool.active, connections_cap=mailer.pool.cap.current,
+        )
 
     async def _expired(self, entry: QueueEntry) -> None:
         events.message_expired(

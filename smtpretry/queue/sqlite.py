@@ -298,11 +298,15 @@ class SQLiteQueue:
             where = "destination = ? AND " + where
             args.insert(0, destination)
         with self._transaction(conn):
-            ids = [r[0] for r in conn.execute(
-                f"SELECT id FROM entries WHERE {where} ORDER BY next_attempt_at LIMIT ?", (*args, limit)
-            )]
-            if not ids:
+            found = conn.execute(
+                f"SELECT id, owner FROM entries WHERE {where} ORDER BY next_attempt_at LIMIT ?",
+                (*args, limit),
+            ).fetchall()
+            if not found:
                 return []
+            ids = [r[0] for r in found]
+            # An update or a release clears the owner: one still set lost its lease.
+            interrupted = {r[0] for r in found if r[1] is not None}
             marks = ",".join("?" * len(ids))
             conn.execute(
                 f"UPDATE entries SET owner = ?, lease_until = ? WHERE id IN ({marks})",
@@ -312,7 +316,8 @@ class SQLiteQueue:
                 f"SELECT {_COLUMNS}, data FROM entries WHERE id IN ({marks}) ORDER BY next_attempt_at",
                 ids,
             ).fetchall()
-        return [self._entry(row, row[15]) for row in rows]
+        return [dataclasses.replace(e, interrupted=True) if e.id in interrupted else e
+                for e in (self._entry(row, row[15]) for row in rows)]
 
     async def renew(self, ids: Collection[str], /, *, owner: str, now: float, lease_s: float) -> set[str]:
         if not ids:

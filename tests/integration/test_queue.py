@@ -8,6 +8,7 @@ Leases are made short through the runner's own parameters.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import sys
 import textwrap
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from smtpretry import Mailer, QueueError, RetryPolicy
+from smtpretry import Delivery, Mailer, QueueError, RetryPolicy
 from smtpretry.envelope import build_envelope
 from smtpretry.queue import Destination, PendingRecipient, QueueEntry, QueueRunner
 from smtpretry.queue.base import entry_key
@@ -230,7 +231,7 @@ _RUNNER = textwrap.dedent("""
     from smtpretry.queue import QueueRunner
 
     url, port = sys.argv[1], int(sys.argv[2])
-    policy = RetryPolicy(backoff_base=0.001, backoff_cap=0.005, max_attempts=3)
+    policy = RetryPolicy(backoff_base=0.001, backoff_cap=0.005, max_attempts=3, delivery=sys.argv[4])
     runner = QueueRunner(
         url, lambda d: Mailer(d.host, d.port, tls=d.tls, policy=policy),
         concurrency=int(sys.argv[3]), lease_s=0.5, poll_interval_s=0.05,
@@ -258,7 +259,7 @@ async def test_a_runner_killed_with_sigkill_loses_nothing(tmp_path: Path) -> Non
         await seed.close()
 
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", _RUNNER, url, str(port), str(concurrency),
+            sys.executable, "-c", _RUNNER, url, str(port), str(concurrency), "at_least_once",
         )
         try:
             async with asyncio.timeout(15):
@@ -282,3 +283,91 @@ async def test_a_runner_killed_with_sigkill_loses_nothing(tmp_path: Path) -> Non
     assert set(handler.copies) == {f"r{i}@example.com" for i in range(total)}  # nobody lost
     duplicates = sum(n - 1 for n in handler.copies.values())
     assert duplicates <= concurrency  # only what was in flight at the kill
+
+
+@pytest.mark.parametrize("delivery", [Delivery.AT_LEAST_ONCE, Delivery.AT_MOST_ONCE])
+async def test_an_entry_a_dead_runner_held_is_sent_again_only_at_least_once(
+    tmp_path: Path, delivery: Delivery
+) -> None:
+    handler = ScriptedHandler()
+    clock = Clock()
+    queue = SQLiteQueue(tmp_path / "q.db")
+    policy = dataclasses.replace(FAST, delivery=delivery)
+    async with serve(handler) as port:
+        entry_id = await queue.put(due_entries(port, 1, NOW)[0])
+        await queue.claim(owner="dead-runner", now=NOW, lease_s=30, limit=1)  # ...and it was killed
+        clock.now = NOW + 31
+        with capture_logs() as logs:
+            runner = QueueRunner(queue, lambda d: mailer(d.port, policy=policy), clock=clock)
+            stats = await runner.run(once=True)
+    assert await queue.entries() == [] and stats.delivered == 1
+    assumed = [(e["recipients"], e["queue_id"]) for e in logs
+               if e["event"] == "smtpretry.message_delivered" and e["assumed"]]
+    if delivery is Delivery.AT_LEAST_ONCE:
+        assert handler.copies == Counter({"r0@example.com": 1}) and assumed == []
+    else:  # the dead runner may have sent it: never again, and the log says it was assumed
+        assert handler.copies == Counter() and assumed == [(["r0@example.com"], entry_id)]
+    await queue.close()
+
+
+async def test_a_runner_killed_with_sigkill_under_at_most_once_never_duplicates(tmp_path: Path) -> None:
+    total, concurrency = 300, 8
+    handler = SlowHandler()
+    db = tmp_path / "q.db"
+    async with serve(handler) as port:
+        seed = SQLiteQueue(db)
+        await seed.put_many(due_entries(port, total, time.time() - 1))
+        await seed.close()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _RUNNER, f"sqlite://{db}", str(port), str(concurrency), "at_most_once",
+        )
+        try:
+            async with asyncio.timeout(15):
+                while handler.copies.total() < 100:
+                    await asyncio.sleep(0.002)
+        finally:
+            proc.kill()
+            await proc.wait()
+        await asyncio.sleep(0.6)  # its leases (0.5 s) run out
+        queue = SQLiteQueue(db)
+        policy = dataclasses.replace(FAST, delivery=Delivery.AT_MOST_ONCE)
+        with capture_logs() as logs:
+            await QueueRunner(queue, lambda d: mailer(d.port, policy=policy), concurrency=concurrency,
+                              lease_s=0.5).run(once=True)
+        assert await queue.entries() == []
+        await queue.close()
+    assert max(handler.copies.values()) == 1  # nobody twice
+    assumed = {r for e in logs if e["event"] == "smtpretry.message_delivered" and e["assumed"]
+               for r in e["recipients"]}
+    assert 0 < len(assumed) <= concurrency  # only what the killed runner held
+    assert set(handler.copies) | assumed == {f"r{i}@example.com" for i in range(total)}
+
+
+@pytest.mark.parametrize("delivery", [Delivery.AT_LEAST_ONCE, Delivery.AT_MOST_ONCE])
+async def test_a_runner_stopped_mid_send_gives_the_entry_back_only_at_least_once(
+    tmp_path: Path, delivery: Delivery
+) -> None:
+    arrived, let_go = asyncio.Event(), asyncio.Event()
+
+    class Hanging(ScriptedHandler):
+        async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+            arrived.set()
+            await let_go.wait()  # the runner is stopped while the server holds the message
+            return "451 4.3.0 Try again later"
+
+    queue = SQLiteQueue(tmp_path / "q.db")
+    policy = dataclasses.replace(FAST, delivery=delivery)
+    async with serve(Hanging()) as port:
+        await queue.put(due_entries(port, 1, time.time() - 1)[0])
+        runner = QueueRunner(queue, lambda d: mailer(d.port, policy=policy), lease_s=30)
+        task = asyncio.create_task(runner.run(once=True))
+        await asyncio.wait_for(arrived.wait(), 5)
+        task.cancel()  # Ctrl-C
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        stats = await queue.stats(now=time.time())
+        let_go.set()
+    # At least once: due again at once. At most once: the server may have it, so the
+    # entry stays leased and comes back interrupted, never to be sent again.
+    assert (stats.due, stats.leased) == ((1, 0) if delivery is Delivery.AT_LEAST_ONCE else (0, 1))
+    await queue.close()

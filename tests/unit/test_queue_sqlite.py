@@ -159,6 +159,21 @@ async def test_claim_takes_due_entries_earliest_first_and_leases_them(make_queue
     await other.close()
 
 
+async def test_a_claim_says_when_the_previous_lease_ran_out_unreleased(make_queue: MakeQueue) -> None:
+    q = make_queue()
+    a = await q.put(entry("a"))
+    b = await q.put(entry("b", rcpt("b@example.com")))
+    first = await q.claim(owner="r1", now=NOW, lease_s=5, limit=10)
+    assert [e.interrupted for e in first] == [False, False]  # never held before
+    await q.release([b], owner="r1")  # r1 gives b back; a it keeps, and dies
+    again = await q.claim(owner="r2", now=NOW + 6, lease_s=5, limit=10)
+    assert {e.id: e.interrupted for e in again} == {a: True, b: False}
+    await q.update(a, owner="r2", remove=(), defer=[rcpt("a@example.com", NOW + 7)], now=NOW + 6)
+    after_update = await q.claim(owner="r3", now=NOW + 20, lease_s=5, limit=10)
+    assert {e.id: e.interrupted for e in after_update} == {a: False, b: True}  # r2 never let b go
+    await q.close()
+
+
 async def test_claim_for_one_destination(make_queue: MakeQueue) -> None:
     q = make_queue()
     await q.put(entry("x"))
