@@ -13,6 +13,7 @@ the stop condition fires. Every decision is logged (``events.py``).
 from __future__ import annotations
 
 import dataclasses
+import os
 import random
 import ssl
 import time
@@ -357,7 +358,9 @@ class _Run:
         self.sessions: SessionSource = sessions if sessions is not None else mailer.pool
         self.envelope = envelope
         self.data = encode_data(envelope.data)
-        self.log = mailer._log(message_id=envelope.message_id)
+        # One id per send: the events of this deliver() call, told apart from an earlier or
+        # later send of the same message (a queue resend, a reused Message-ID).
+        self.log = mailer._log(message_id=envelope.message_id, send_id=os.urandom(6).hex())
         self.states = {r: known.get(r) or RecipientState(r) for r in envelope.recipients}
         self.outcomes: dict[str, Outcome] = {}
         self.retries: dict[str, Retry] = {}

@@ -25,7 +25,7 @@ from .render import STYLES, clock, describe, line
 from .report import render_report
 from .summary import STATUSES, DestinationStats, Summary, summarize
 from .tail import follow
-from .trace import as_json, select
+from .trace import as_json, group_sends, select
 
 __all__ = ["logs_group"]
 
@@ -149,12 +149,16 @@ def summary_command(files: tuple[str, ...], as_json_: bool, since: str | None, u
 @logs_group.command("trace")
 @click.option("--message-id", "message_id", metavar="ID", help="The Message-ID, with or without <>.")
 @click.option("--recipient", metavar="ADDR", help="A recipient address.")
-@click.option("--json", "as_json_", is_flag=True, help="Print the records as JSON lines.")
+@click.option("--json", "as_json_", is_flag=True,
+              help="Print the records as JSON lines, in time order, each with its send_id if it has one.")
 @click.argument("files", nargs=-1, required=True, metavar="FILE...")
 def trace_command(
     message_id: str | None, recipient: str | None, as_json_: bool, files: tuple[str, ...]
 ) -> None:
-    """The whole story of one message or recipient, in time order, across files."""
+    """The whole story of one message or recipient, in time order, across files.
+
+    Where the log has send_id, the story is grouped by send: a message deferred and sent
+    again from the queue shows as two sends."""
     if (message_id is None) == (recipient is None):
         fail("give one of --message-id ID or --recipient ADDR")
     paths = _inputs(files)
@@ -170,7 +174,12 @@ def trace_command(
     if not story:
         console.print(f"No records for {wanted} in {stats.records} records.")
         return
-    table = Table(title=f"Story of {wanted}", title_justify="left")
+    groups = group_sends(story)
+    counted = sum(g.send_id is not None for g in groups)
+    # A log written before send_id has no sends to tell apart: one list, as it always read.
+    split = counted > 0
+    title = f"Story of {wanted}" + (f", {counted} send{'s' if counted != 1 else ''}" if split else "")
+    table = Table(title=title, title_justify="left")
     table.add_column("time (UTC)", no_wrap=True)
     table.add_column("+s", justify="right")
     table.add_column("event")
@@ -180,14 +189,31 @@ def trace_command(
     table.add_column("what happened")
     table.add_column("from", style="dim")
     start = next((r.ts for r in story if r.ts is not None), None)
-    for r in story:
-        style = STYLES.get(r.event, "")
-        since = "" if r.ts is None or start is None else f"{r.ts - start:.3f}"
-        table.add_row(
-            clock(r.ts, date=True), since, Text(r.event.removeprefix("smtpretry."), style=style),
-            r.destination, ", ".join(r.recipients), str(r.get("attempt", "")),
-            Text(describe(r), style=style), f"{os.path.basename(r.source)}:{r.line}",
-        )
+    if split:
+        start = min((g.start for g in groups if g.start is not None), default=start)
+
+    def offset(ts: float | None) -> str:
+        return "" if ts is None or start is None else f"{ts - start:.3f}"
+
+    number = 0
+    for index, group in enumerate(groups):
+        if split:
+            if index:
+                table.add_section()
+            if group.send_id is not None:
+                number += 1
+                label, heading = f"send {number} of {counted}", f"send_id {group.send_id} starts"
+            else:
+                label, heading = "no send_id", "records that name no send"
+            table.add_row(clock(group.start, date=True), offset(group.start), Text(label, style="bold"),
+                          group.destination, "", "", Text(heading, style="bold"), "")
+        for r in group.records:
+            style = STYLES.get(r.event, "")
+            table.add_row(
+                clock(r.ts, date=True), offset(r.ts), Text(r.event.removeprefix("smtpretry."), style=style),
+                r.destination, ", ".join(r.recipients), str(r.get("attempt", "")),
+                Text(describe(r), style=style), f"{os.path.basename(r.source)}:{r.line}",
+            )
     console.print(table)
 
 

@@ -66,7 +66,7 @@ class Record:
     """One decision from the log.
 
     ``fields`` is the JSON object as written (``event``, ``schema_version``, ``timestamp``,
-    the bound ``destination`` and ``message_id``, and the event's keys). ``ts`` is the
+    the bound ``destination``, ``message_id`` and ``send_id``, and the event's keys). ``ts`` is the
     ``timestamp`` key as epoch seconds (None when absent or unreadable). ``source`` and
     ``line`` say where it was read, ``seq`` is its position in the whole stream.
     """
@@ -94,6 +94,13 @@ class Record:
     def message_id(self) -> str | None:
         value = self.fields.get("message_id")
         return value if isinstance(value, str) else None
+
+    @property
+    def send_id(self) -> str | None:
+        """The send (one ``deliver()`` call) the event belongs to; None in logs written
+        before ``send_id``, and on events that are not part of a send."""
+        value = self.fields.get("send_id")
+        return value if isinstance(value, str) and value else None
 
     @property
     def recipients(self) -> list[str]:

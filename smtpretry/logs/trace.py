@@ -7,6 +7,11 @@ restart keeps its Message-ID). A recipient's story is every event naming it in
 ``recipient`` or ``recipients``. Cap changes name neither (they belong to the destination),
 so they are not part of a story.
 
+A story can hold several sends: a message deferred and sent again by the queue runner, or a
+Message-ID an application reuses. Every event of one send (one ``deliver()`` call) carries
+the same ``send_id``; :func:`group_sends` splits a story along it. Logs written before
+``send_id`` existed have none, and their story stays one list.
+
 Only the matching records are kept, so memory follows the story, not the log.
 """
 
@@ -14,12 +19,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from .. import events as ev
 from .parse import Record
 
-__all__ = ["as_json", "normalize_message_id", "select"]
+__all__ = ["Send", "as_json", "group_sends", "normalize_message_id", "select"]
 
 
 def normalize_message_id(value: str) -> str:
@@ -58,3 +64,64 @@ def select(records: Iterable[Record], *, message_id: str | None = None,
 def as_json(r: Record) -> dict[str, Any]:
     """The record as written, plus where it was read (``_source``: ``file:line``)."""
     return {**r.fields, "_source": f"{r.source}:{r.line}"}
+
+
+@dataclass(slots=True)
+class Send:
+    """The records of one send within a story, in story order.
+
+    ``send_id`` is None for records that name no send: those of a log written before
+    ``send_id``, or a queue runner's ``message_expired``. ``start`` is when the send began as
+    far as the log tells: its first record, or earlier when its ``send_completed`` says how
+    long it took (epoch seconds; None without timestamps).
+    """
+
+    send_id: str | None
+    records: list[Record] = field(default_factory=list)
+    start: float | None = None
+
+    @property
+    def destination(self) -> str:
+        return self.records[0].destination if self.records else "?"
+
+
+def _earlier(a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    return a if b is None else min(a, b)
+
+
+def group_sends(story: list[Record]) -> list[Send]:
+    """``story`` (as :func:`select` returns it) split into its sends, ordered by start.
+
+    Records with the same ``send_id`` form one :class:`Send`, even when two sends of a reused
+    Message-ID ran at the same time. Consecutive records without one form a :class:`Send`
+    whose ``send_id`` is None, so a story from a log without ``send_id`` is a single such
+    group, in the order it came.
+    """
+    groups: list[Send] = []
+    by_id: dict[str, Send] = {}
+    loose: Send | None = None  # the run of records without send_id being collected
+    for r in story:
+        sid = r.send_id
+        group: Send
+        if sid is None:
+            if loose is None:
+                loose = Send(None)
+                groups.append(loose)
+            group = loose
+        else:
+            loose = None
+            if sid not in by_id:
+                by_id[sid] = Send(sid)
+                groups.append(by_id[sid])
+            group = by_id[sid]
+        group.records.append(r)
+        group.start = _earlier(group.start, r.ts)
+        if r.event == ev.SEND_COMPLETED and r.ts is not None:
+            took = r.get("duration_s")
+            if isinstance(took, (int, float)) and not isinstance(took, bool):
+                group.start = _earlier(group.start, r.ts - float(took))
+    order = {id(g): i for i, g in enumerate(groups)}
+    groups.sort(key=lambda g: (g.start is None, g.start if g.start is not None else math.inf, order[id(g)]))
+    return groups
