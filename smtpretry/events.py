@@ -27,6 +27,7 @@ from .classify import Classification
 from .reply import Evidence, Reply
 
 __all__ = [
+    "BACKEND_LOST",
     "CAP_LOWERED",
     "CAP_RAISED",
     "CONNECTION_LOST",
@@ -41,6 +42,7 @@ __all__ = [
     "RETRY_SCHEDULED",
     "SCHEMA_VERSION",
     "SEND_COMPLETED",
+    "LEASE_LOST",
     "HashRecipients",
     "Logger",
     "configure_logging",
@@ -62,6 +64,8 @@ RATE_RAISED = "smtpretry.rate_raised"
 SEND_COMPLETED = "smtpretry.send_completed"
 QUEUED = "smtpretry.message_queued"
 EXPIRED = "smtpretry.message_expired"
+LEASE_LOST = "smtpretry.lease_lost"
+BACKEND_LOST = "smtpretry.backend_lost"
 
 EVENTS: tuple[str, ...] = (
     MESSAGE_DELIVERED,
@@ -76,6 +80,8 @@ EVENTS: tuple[str, ...] = (
     SEND_COMPLETED,
     QUEUED,
     EXPIRED,
+    LEASE_LOST,
+    BACKEND_LOST,
 )
 
 LOGGER_NAME = "smtpretry"
@@ -360,3 +366,19 @@ def message_expired(
         EXPIRED, schema_version=SCHEMA_VERSION, queue_id=queue_id, recipients=list(recipients),
         created_at=round(created_at, 3), expires_at=round(expires_at, 3),
     )
+
+
+# -- the shared backend (redis_limiter) -----------------------------------------------------
+
+
+def lease_lost(log: Logger, *, leases: int, lease_s: float) -> None:
+    """Slot leases ran out before this process renewed them (it stalled longer
+    than ``lease_s``): for that moment the shared cap did not count them."""
+    log.warning(LEASE_LOST, schema_version=SCHEMA_VERSION, leases=leases, lease_s=lease_s)
+
+
+def backend_lost(log: Logger, *, backend: str, doing: str, error: str) -> None:
+    """The shared backend did not answer while this process was ``doing``
+    something it then skipped (a renewal, a give-back, a cap move)."""
+    log.warning(BACKEND_LOST, schema_version=SCHEMA_VERSION, backend=backend, doing=doing,
+                error=error)

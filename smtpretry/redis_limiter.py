@@ -75,6 +75,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, WatchError
 
+from . import events
 from .errors import BackendError
 from .events import Logger
 from .policy import Limits
@@ -86,6 +87,8 @@ CONNECT_TIMEOUT_S = 2.0
 """Seconds to wait for a TCP connection to Redis before :class:`BackendError`."""
 COMMAND_TIMEOUT_S = 5.0
 """Seconds to wait for a Redis reply before :class:`BackendError`."""
+TROUBLE_EVERY_S = 30.0
+"""At most one ``smtpretry.backend_lost`` event per limiter in this many seconds."""
 
 
 def redacted(url: str) -> str:
@@ -222,6 +225,7 @@ class RedisSlots:
         self, url: str, name: str, limits: Limits, *, lease_s: float = 30.0,
         renew_s: float | None = None, poll_s: float = 0.005, ticket_ttl_s: float = 2.0,
         owner: str | None = None, prefix: str = "smtpretry:limit", rng: random.Random | None = None,
+        log: Logger | None = None,
     ) -> None:
         if lease_s <= 0 or poll_s <= 0 or ticket_ttl_s <= poll_s:
             raise ValueError("lease_s, poll_s: expected seconds > 0; ticket_ttl_s: more than poll_s")
@@ -249,6 +253,8 @@ class RedisSlots:
         self._success_task: asyncio.Task[None] | None = None
         self.leases_lost = 0
         """Leases found expired at renewal (the process stalled longer than ``lease_s``)."""
+        self._log = log if log is not None else events.get_logger(destination=name)
+        self._trouble_at = float("-inf")
 
     # -- the Slots protocol ----------------------------------------------------------------------
 
@@ -293,16 +299,20 @@ class RedisSlots:
         if wait_ticket not in self._waiting:
             return
         self._waiting.discard(wait_ticket)
-        with contextlib.suppress(RedisError):  # it expires after ticket_ttl_s anyway
+        try:
             async with self._redis().pipeline(transaction=True) as pipe:
                 await pipe.zrem(self._keys[1], wait_ticket).zrem(self._keys[2], wait_ticket).execute()
+        except RedisError as exc:  # it expires after ticket_ttl_s anyway
+            self._unreachable("withdraw a waiting ticket", exc)
 
     async def give_back(self) -> None:
         if not self._held:
             return
         token = self._held.pop()
-        with contextlib.suppress(RedisError):  # unreachable: the lease runs out instead
+        try:
             await self._redis().zrem(self._keys[0], token)
+        except RedisError as exc:  # the lease runs out instead
+            self._unreachable("give back a slot", exc)
 
     def lower(self, opened_at: float, open_now: int | None, lingering: bool, report: CapReport) -> None:
         age = time.monotonic() - opened_at
@@ -368,15 +378,20 @@ class RedisSlots:
             if not self._held and not self._waiting:
                 self._others_waiting = 0
                 continue
-            with contextlib.suppress(RedisError):  # Redis down: the next tick tries again
+            try:
                 lost, current, waiting = await self._redis().eval(
                     _RENEW, 4, self._keys[0], self._keys[1], self._keys[2], self._keys[4],
                     int(self.lease_s * 1000), *self._held,
                 )
+            except RedisError as exc:  # Redis down: the next tick tries again
+                self._unreachable("renew leases", exc)
+                continue
+            if int(lost):
                 self.leases_lost += int(lost)
-                if int(current) > 0:
-                    self._cap.current = int(current)
-                self._others_waiting = int(waiting) - len(self._waiting)
+                events.lease_lost(self._log, leases=int(lost), lease_s=self.lease_s)
+            if int(current) > 0:
+                self._cap.current = int(current)
+            self._others_waiting = int(waiting) - len(self._waiting)
 
     async def _move(
         self, change: Callable[[AdaptiveCap, float, int], int | None], report: CapReport,
@@ -405,8 +420,17 @@ class RedisSlots:
                         return None
                     report(previous, new)
                     return previous, new
-        except RedisError:
+        except RedisError as exc:
+            self._unreachable("move the shared cap", exc)
             return None
+
+    def _unreachable(self, doing: str, exc: RedisError) -> None:
+        """Log that the backend did not answer, at most once per ``TROUBLE_EVERY_S``."""
+        now = time.monotonic()
+        if now - self._trouble_at >= TROUBLE_EVERY_S:
+            self._trouble_at = now
+            events.backend_lost(self._log, backend=redacted(self.url), doing=doing,
+                                       error=f"{type(exc).__name__}: {exc}")
 
     async def _fold_successes(self, report: CapReport) -> None:
         while self._successes:
@@ -439,4 +463,5 @@ def redis_limiter(
 
     .. versionadded:: 0.3
     """
+    slots.setdefault("log", log.bind(destination=name))
     return Limiter(name, limits, log, slots=RedisSlots(url, name, limits, **slots))

@@ -24,7 +24,13 @@ LABELS = {
     ev.CONNECTION_LOST: "LOST",
     ev.CAP_LOWERED: "CAP DOWN",
     ev.CAP_RAISED: "CAP UP",
+    ev.RATE_LOWERED: "RATE DOWN",
+    ev.RATE_RAISED: "RATE UP",
     ev.SEND_COMPLETED: "DONE",
+    ev.QUEUED: "QUEUED",
+    ev.EXPIRED: "EXPIRED",
+    ev.LEASE_LOST: "LEASE",
+    ev.BACKEND_LOST: "BACKEND",
 }
 
 STYLES = {
@@ -35,7 +41,13 @@ STYLES = {
     ev.CONNECTION_LOST: "yellow",
     ev.CAP_LOWERED: "dark_orange",
     ev.CAP_RAISED: "cyan",
+    ev.RATE_LOWERED: "dark_orange",
+    ev.RATE_RAISED: "cyan",
     ev.SEND_COMPLETED: "blue",
+    ev.QUEUED: "magenta",
+    ev.EXPIRED: "bold red",
+    ev.LEASE_LOST: "bold yellow",
+    ev.BACKEND_LOST: "bold yellow",
 }
 
 
@@ -88,9 +100,7 @@ def describe(r: Record) -> str:
     if e == ev.RETRY_SCHEDULED:
         return f"retry in {f.get('delay_s')} s after {_reply(f)} [{_verdict(f)}]"
     if e == ev.RECIPIENT_DEFERRED:
-        at = f.get("next_attempt_at")
-        when = clock(float(at), date=True) if isinstance(at, (int, float)) else "?"
-        return f"deferred until {when} after {_reply(f)} [{_verdict(f)}]"
+        return f"deferred until {_when(f.get('next_attempt_at'))} after {_reply(f)} [{_verdict(f)}]"
     if e == ev.RECIPIENT_FAILED:
         why = " (expired)" if f.get("expired") else ""
         return f"failed{why} after {_reply(f)} [{_verdict(f)}]"
@@ -102,10 +112,27 @@ def describe(r: Record) -> str:
         return (f"connection cap {f.get('previous_cap')} -> {f.get('connections_cap')} "
                 f"(configured {f.get('configured_cap')}, {f.get('connections_active')} open)"
                 + (f" after {cause}" if cause else ""))
+    if e in (ev.RATE_LOWERED, ev.RATE_RAISED):
+        cause = _reply(f)
+        return (f"pace {f.get('previous')} -> {f.get('messages_per_minute')} messages/minute "
+                f"(configured {f.get('configured')})" + (f" after {cause}" if cause else ""))
     if e == ev.SEND_COMPLETED:
         return (f"send completed: {f.get('delivered')} delivered, {f.get('deferred')} deferred, "
                 f"{f.get('failed')} failed in {f.get('attempts')} attempt(s), {f.get('duration_s')} s")
+    if e == ev.QUEUED:
+        return f"queued as {f.get('queue_id')}, next attempt {_when(f.get('next_attempt_at'))}"
+    if e == ev.EXPIRED:
+        return f"expired from the queue ({f.get('queue_id')}), past {_when(f.get('expires_at'))}"
+    if e == ev.LEASE_LOST:
+        return (f"{f.get('leases')} connection slot lease(s) ran out before renewal "
+                f"(the process stalled over {f.get('lease_s')} s)")
+    if e == ev.BACKEND_LOST:
+        return f"backend {f.get('backend')} unreachable, could not {f.get('doing')}: {f.get('error')}"
     return e
+
+
+def _when(at: object) -> str:
+    return clock(float(at), date=True) if isinstance(at, (int, float)) and not isinstance(at, bool) else "?"
 
 
 def line(r: Record, *, date: bool = False) -> Text:

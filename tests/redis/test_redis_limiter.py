@@ -202,28 +202,51 @@ async def test_redis_down_new_connections_fail_fast_and_sends_in_progress_finish
             return await super().handle_DATA(srv, session, envelope)
 
     handler = Gated()
-    try:
-        async with serve(handler) as port:
-            limits = Limits(max_connections=2, idle_timeout=0)  # no reuse: every send needs a slot
-            limiter = redis_limiter(server.url, f"127.0.0.1:{port}", limits, get_logger(), lease_s=1.0)
-            async with Mailer("127.0.0.1", port, tls="none", policy=FAST, limits=limits,
-                              limiter=limiter) as m:
-                in_progress = asyncio.create_task(m.send(message("first@example.com", 0)))
-                await entered.wait()
-                server.stop()  # Redis goes away while a send holds a connection
-                gate.set()
-                assert (await in_progress).delivered == ["first@example.com"]
-                sessions = handler.sessions_total
-                started = time.monotonic()
-                with pytest.raises(BackendError, match=r"backend redis://127\.0\.0\.1:\d+/0: no slot for"):
-                    await m.send(message("second@example.com", 1))
-                assert time.monotonic() - started < 5  # fails fast, does not wait for Redis
-                assert handler.sessions_total == sessions  # no connection opened outside the cap
-                await limiter.close()
-    finally:
-        server.stop()
+    with capture_logs() as logs:
+        try:
+            async with serve(handler) as port:
+                limits = Limits(max_connections=2, idle_timeout=0)  # no reuse: every send needs a slot
+                limiter = redis_limiter(server.url, f"127.0.0.1:{port}", limits, get_logger(), lease_s=1.0)
+                async with Mailer("127.0.0.1", port, tls="none", policy=FAST, limits=limits,
+                                  limiter=limiter) as m:
+                    in_progress = asyncio.create_task(m.send(message("first@example.com", 0)))
+                    await entered.wait()
+                    server.stop()  # Redis goes away while a send holds a connection
+                    gate.set()
+                    assert (await in_progress).delivered == ["first@example.com"]
+                    sessions = handler.sessions_total
+                    started = time.monotonic()
+                    refused = r"backend redis://127\.0\.0\.1:\d+/0: no slot for"
+                    with pytest.raises(BackendError, match=refused):
+                        await m.send(message("second@example.com", 1))
+                    assert time.monotonic() - started < 5  # fails fast, does not wait for Redis
+                    assert handler.sessions_total == sessions  # no connection opened outside the cap
+                    await limiter.close()
+        finally:
+            server.stop()
     assert isinstance(BackendError("x"), QueueError)
     assert handler.copies == Counter({"first@example.com": 1})
+    # The slot the first send held could not be given back (or, first, renewed): said
+    # once, not at every failed try.
+    [trouble] = [e for e in logs if e["event"] == "smtpretry.backend_lost"]
+    assert trouble["doing"] in ("give back a slot", "renew leases")
+    assert (trouble["backend"], trouble["destination"]) == (server.url, f"127.0.0.1:{port}")
+
+
+async def test_a_lease_that_ran_out_before_its_renewal_is_logged(redis_url: str) -> None:
+    slots = RedisSlots(redis_url, "lease-test", Limits(max_connections=2), lease_s=1.0, renew_s=0.05)
+    probe = client_for(redis_url)
+    with capture_logs() as logs:
+        assert await slots.try_take(1)
+        # As if this process had stalled past its lease: another worker's script dropped it.
+        probe.delete("smtpretry:limit:lease-test:slots")
+        async with asyncio.timeout(5):
+            while slots.leases_lost == 0:
+                await asyncio.sleep(0.02)
+        await slots.close()
+    lost = [e for e in logs if e["event"] == "smtpretry.lease_lost"]
+    assert [(e["leases"], e["lease_s"], e["destination"]) for e in lost][:1] == [(1, 1.0, "lease-test")]
+    probe.close()
 
 
 def test_bad_parameters_are_refused() -> None:

@@ -1,0 +1,44 @@
+"""Every event the library writes reads as a sentence in `logs tail` and `logs trace`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from smtpretry import events as ev
+from smtpretry.logs import Record
+from smtpretry.logs.render import LABELS, STYLES, describe
+
+TS = 1_800_000_000.0
+
+
+def record(event: str, **fields: Any) -> Record:
+    return Record(event, {"event": event, "schema_version": 1, "destination": "mx.example.net:25", **fields},
+                  TS, "app.log", 1, 0)
+
+
+def test_every_event_has_a_label_and_a_colour() -> None:
+    assert set(LABELS) == set(ev.EVENTS)
+    assert set(STYLES) == set(ev.EVENTS)
+
+
+@pytest.mark.parametrize(("event", "fields", "sentence"), [
+    (ev.RATE_LOWERED, {"messages_per_minute": 30.0, "previous": 60.0, "configured": 60.0, "code": 421,
+                       "enhanced": "4.7.0", "text": "Too many messages, slow down"},
+     "pace 60.0 -> 30.0 messages/minute (configured 60.0) after 421 4.7.0 Too many messages, slow down"),
+    (ev.RATE_RAISED, {"messages_per_minute": 36.0, "previous": 30.0, "configured": 60.0},
+     "pace 30.0 -> 36.0 messages/minute (configured 60.0)"),
+    (ev.QUEUED, {"queue_id": "q1", "recipients": ["a@x"], "next_attempt_at": TS + 300, "queue": "sqlite:///q"},
+     "queued as q1, next attempt 2027-01-15 08:05:00.000"),
+    (ev.EXPIRED, {"queue_id": "q1", "recipients": ["a@x"], "created_at": TS, "expires_at": TS + 86400},
+     "expired from the queue (q1), past 2027-01-16 08:00:00.000"),
+    (ev.LEASE_LOST, {"leases": 2, "lease_s": 30.0},
+     "2 connection slot lease(s) ran out before renewal (the process stalled over 30.0 s)"),
+    (ev.BACKEND_LOST, {"backend": "redis://:***@127.0.0.1:6379/0", "doing": "move the shared cap",
+                              "error": "ConnectionError: refused"},
+     "backend redis://:***@127.0.0.1:6379/0 unreachable, could not move the shared cap: "
+     "ConnectionError: refused"),
+])
+def test_events_beyond_the_send_read_as_sentences(event: str, fields: dict[str, Any], sentence: str) -> None:
+    assert describe(record(event, **fields)) == sentence
