@@ -97,6 +97,9 @@ def _summary_tables(s: Summary, console: Console) -> None:
     table.add_column("cap ↓/↑", justify="right")
     table.add_column("cap\ncfg/min/last", justify="right")
     table.add_column("to delivery s\np50 / p95 / max", justify="right")
+    paced = s.total.pace_lowered + s.total.pace_raised > 0  # max_messages_per_minute moved somewhere
+    if paced:
+        table.add_column("pace ↓/↑\nmin/last per min", justify="right")
     rows: list[tuple[str, DestinationStats]] = sorted(s.destinations.items())
     if len(rows) > 1:
         rows.append(("all", s.total))
@@ -104,10 +107,14 @@ def _summary_tables(s: Summary, console: Console) -> None:
         q = d.delivery_time
         cap = "" if d is s.total else "/".join("–" if v is None else str(v)
                                               for v in (d.cap_configured, d.cap_min, d.cap_last))
+        pace = [f"{d.pace_lowered}/{d.pace_raised}"]
+        if d is not s.total and d.pace_last is not None:
+            pace.append(f"{d.pace_min:g}/{d.pace_last:g}")
         table.add_row(
             name, _counts(d.messages), _counts(d.recipients), str(d.replies_421), str(d.retries),
             f"{d.backoff_s:.3f}", f"{d.cap_lowered}/{d.cap_raised}", cap,
             f"{_seconds(q.quantile(0.5))} / {_seconds(q.quantile(0.95))} / {_seconds(q.maximum)}",
+            *(["\n".join(pace)] if paced else []),
         )
     console.print(table)
     cats = Table(title="Per category (recipients that met it, by how they ended)", title_justify="left")

@@ -314,6 +314,8 @@ def _kpis(summary: Summary) -> str:
         (f"{t.backoff_s:.2f} s", "backoff time"),
         (f"{t.cap_lowered}↓ {t.cap_raised}↑", "cap changes"),
     ]
+    if t.pace_lowered or t.pace_raised:
+        items.append((f"{t.pace_lowered}↓ {t.pace_raised}↑", "pace changes"))
     return '<div class="kpis">' + "".join(
         f'<div class="kpi"><b>{_e(v)}</b><span>{_e(label)}</span></div>' for v, label in items
     ) + "</div>"

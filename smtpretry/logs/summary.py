@@ -34,7 +34,7 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 from .. import events as ev
 from .parse import ReadStats, Record
@@ -127,6 +127,11 @@ class DestinationStats:
     cap_configured: int | None = None
     cap_min: int | None = None
     cap_last: int | None = None
+    pace_lowered: int = 0
+    pace_raised: int = 0
+    pace_configured: float | None = None
+    pace_min: float | None = None
+    pace_last: float | None = None
     connections_lost: int = 0
     possible_duplicates: int = 0
     assumed_delivered: int = 0
@@ -149,6 +154,13 @@ class DestinationStats:
                 "configured": self.cap_configured,
                 "min": self.cap_min,
                 "last": self.cap_last,
+            },
+            "pace": {  # messages per minute (max_messages_per_minute), from rate_lowered/raised
+                "lowered": self.pace_lowered,
+                "raised": self.pace_raised,
+                "configured": self.pace_configured,
+                "min": self.pace_min,
+                "last": self.pace_last,
             },
             "connections_lost": self.connections_lost,
             "possible_duplicates": self.possible_duplicates,
@@ -426,6 +438,9 @@ class _Summarizer:
         if event == ev.CAP_LOWERED or event == ev.CAP_RAISED:
             self.cap_changed(r, d, ts)
             return
+        if event == ev.RATE_LOWERED or event == ev.RATE_RAISED:
+            self.pace_changed(r, d)
+            return
         if event not in _HANDLED:
             return
         m = self.msg(r)
@@ -462,6 +477,22 @@ class _Summarizer:
             # The first news of the cap is a change: it stood at previous_cap until then.
             self.cap(d, previous, d.first_ts)
         self.cap(d, r.get("connections_cap"), ts)
+
+    def pace_changed(self, r: Record, d: DestinationStats) -> None:
+        """A ``rate_lowered``/``rate_raised``: count it, and follow the pace (records
+        come in time order, so the last one read is the pace now)."""
+        lowered = r.event == ev.RATE_LOWERED
+        for target in (d, self.summary.total):
+            if lowered:
+                target.pace_lowered += 1
+            else:
+                target.pace_raised += 1
+        configured, new = r.get("configured"), r.get("messages_per_minute")
+        if _number(configured):
+            d.pace_configured = float(configured)
+        if _number(new):
+            d.pace_last = float(new)
+            d.pace_min = d.pace_last if d.pace_min is None else min(d.pace_min, d.pace_last)
 
     def delivered(self, r: Record, m: _Msg, d: DestinationStats, b: Bucket | None, ts: float | None) -> None:
         assumed = r.get("assumed") is True
@@ -587,3 +618,7 @@ def summarize(records: Iterable[Record], *, stats: ReadStats | None = None, sinc
     for record in records:
         folder.feed(record)
     return folder.finish()
+
+
+def _number(value: object) -> TypeGuard[int | float]:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
