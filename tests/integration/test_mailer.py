@@ -10,7 +10,6 @@ import asyncio
 import random
 import ssl
 from collections import Counter
-from email.message import EmailMessage
 
 import pytest
 from structlog.testing import capture_logs
@@ -26,6 +25,7 @@ from smtpretry import (
     RetryPolicy,
     Status,
 )
+from tests.messages import message
 from tests.servers import (
     ACCEPT_DROP,
     DROP,
@@ -44,16 +44,6 @@ from tests.servers import (
 
 FAST = RetryPolicy(backoff_base=0.001, backoff_cap=0.005, max_attempts=6)
 NOW = 1_800_000_000.0
-
-
-def message(*to: str, msgid: str = "<m1@test>", body: str = "hello\n") -> EmailMessage:
-    msg = EmailMessage()
-    msg["From"] = "sender@example.org"
-    msg["To"] = ", ".join(to)
-    msg["Subject"] = "test"
-    msg["Message-ID"] = msgid
-    msg.set_content(body)
-    return msg
 
 
 def mailer(port: int, **kw: object) -> Mailer:

@@ -11,28 +11,18 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
-from email.message import EmailMessage
 
 import pytest
 from structlog.testing import capture_logs
 
 from smtpretry import Category, Limits, Mailer, MessageError, Phase, RetryPolicy, SendResult
+from tests.messages import message
 from tests.mta.postfix import DOMAIN, PostfixInstance
 
 pytestmark = pytest.mark.mta
 
 POLICY = RetryPolicy(backoff_base=0.01, backoff_cap=0.2, max_attempts=60)
 NOW = 1_800_000_000.0
-
-
-def message(*to: str, msgid: str, body: str = "hello\n") -> EmailMessage:
-    msg = EmailMessage()
-    msg["From"] = "sender@example.org"
-    msg["To"] = ", ".join(to)
-    msg["Subject"] = "test"
-    msg["Message-ID"] = msgid
-    msg.set_content(body)
-    return msg
 
 
 def mailer(postfix: PostfixInstance, **kw: object) -> Mailer:
