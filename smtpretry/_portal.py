@@ -23,7 +23,7 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, Generic, TypeVar
 
-__all__ = ["loop", "run", "submit"]
+__all__ = ["loop", "run", "running_here", "settle_background", "submit"]
 
 T = TypeVar("T")
 
@@ -116,3 +116,14 @@ def submit(coro: Coroutine[Any, Any, Any]) -> None:
     """Start ``coro`` on the portal loop and return at once (its result and
     errors are not awaited: for clean-up such as returning a connection)."""
     _current().call_soon_threadsafe(_start_background, coro)
+
+
+def running_here() -> bool:
+    """Whether the portal loop runs in this process (not only in a parent we were forked from)."""
+    return _loop is not None and _pid == os.getpid()
+
+
+async def settle_background() -> None:  # on the portal loop
+    """Wait for the clean-up submitted so far (connections on their way back to a pool)."""
+    while _background:
+        await asyncio.gather(*list(_background), return_exceptions=True)

@@ -19,6 +19,8 @@ the last connection to that host said.
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import base64
 import contextlib
 import dataclasses
@@ -68,6 +70,9 @@ class _Key:
     source_address: tuple[str, int] | None
 
 
+EXIT_TIMEOUT_S = 5.0
+"""At interpreter exit, how long closing the pooled connections may take, at most."""
+
 _SECRET = hashlib.sha256(repr(id(object())).encode() + socket.gethostname().encode()).digest()
 _mailers: dict[tuple[int, _Key], Mailer] = {}
 _registry_lock = threading.Lock()
@@ -75,6 +80,32 @@ _limiters: dict[tuple[int, str], Limiter] = {}
 # What the last connection to (host, port, implicit TLS, upgraded by STARTTLS) said at the
 # greeting and to EHLO: connect() and ehlo() answer from it while no connection is held.
 _greetings: dict[tuple[str, int, bool, bool], tuple[Reply, Reply | None, dict[str, str]]] = {}
+
+
+def _close_at_exit() -> None:
+    """At interpreter exit: QUIT the connections the pools keep and give back what
+    the limiters hold, so that a shared cap's slots (Redis) are free for other
+    processes at once, not when their leases run out. Bounded by ``EXIT_TIMEOUT_S``."""
+    if not _mailers or not _portal.running_here():
+        return
+    mailers, limiters = list(_mailers.values()), list(_limiters.values())
+
+    async def close_all() -> None:
+        await _portal.settle_background()  # connections quit() sent back to their pool
+        for mailer in mailers:
+            await mailer.close()
+        for limiter in limiters:
+            await limiter.close()
+
+    async def bounded() -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(close_all(), EXIT_TIMEOUT_S)
+
+    with contextlib.suppress(Exception):
+        _portal.run(bounded())
+
+
+atexit.register(_close_at_exit)
 
 
 def _remember(session: Session) -> None:

@@ -386,6 +386,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
 
 
 _lock = threading.Lock()
+_first_load = threading.Lock()
 _active: Config | None = None
 
 
@@ -433,6 +434,10 @@ def configure(
 def active_config() -> Config:
     """The process-wide configuration: what :func:`configure` set, else the
     file named by ``SMTPRETRY_CONFIG`` (read once), else the defaults."""
-    with _lock:
-        current = _active
-    return current if current is not None else configure()
+    current = _active
+    if current is not None:
+        return current
+    # The first call loads SMTPRETRY_CONFIG: once, even when many threads make their
+    # first facade call at once (each its own Config would mean pools of its own).
+    with _first_load:
+        return _active if _active is not None else configure()

@@ -4,19 +4,29 @@ its own limiter) against a destination on 127.0.0.1, configured by a TOML file w
 
     python tests/redis/worker.py send CONFIG PORT COUNT CONCURRENCY TAG [LEASE_S]
     python tests/redis/worker.py run CONFIG PORT
+    python tests/redis/worker.py facade PORT COUNT THREADS TAG [hold]
 
 ``send`` sends COUNT one-recipient messages (``TAG-i@example.com``), CONCURRENCY at a
 time, and prints one JSON line: delivered/deferred/failed counts, the cap this process
 last saw, and the cap events it logged. With LEASE_S the limiter is built explicitly
 (``redis_limiter(..., lease_s=LEASE_S)``) instead of from the configuration.
 ``run`` delivers the queue's due entries once and prints the runner's stats.
+``facade`` runs unchanged smtplib code (``import smtpretry as smtplib``) in THREADS
+threads, each sending COUNT messages, one ``SMTP`` object and one recipient
+(``TAG-t-i@example.com``) per message; the configuration comes only from the file the
+``SMTPRETRY_CONFIG`` environment variable names (read on the first facade call). It
+prints its pid and what was delivered, deferred, refused or raised. With ``hold`` it
+prints ``ready`` and waits for a line on its standard input before it sends, and for
+another one before it exits.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
+import threading
 import time
 from email.message import EmailMessage
 from typing import Any
@@ -86,7 +96,54 @@ async def run(config_path: str, port: int) -> dict[str, Any]:
     return {"entries": stats.entries, "delivered": stats.delivered, "deferred": stats.deferred}
 
 
+def facade(port: int, count: int, threads: int, tag: str) -> dict[str, Any]:
+    import smtpretry as smtplib  # the one change smtplib code makes; SMTPRETRY_CONFIG does the rest
+
+    lock = threading.Lock()
+    delivered: list[str] = []
+    deferred: list[str] = []
+    refused: dict[str, str] = {}
+    errors: list[str] = []
+    started = time.monotonic()
+
+    def one_thread(t: int) -> None:
+        for i in range(count):
+            to = f"{tag}-{t}-{i}@example.com"
+            body = f"From: worker@example.org\r\nTo: {to}\r\nSubject: facade {i}\r\n\r\nhello\r\n"
+            try:
+                with smtplib.SMTP("127.0.0.1", port) as s:
+                    r = s.sendmail("worker@example.org", [to], body)
+                    result = s.last_result  # not smtplib's: tells delivered from queued
+            except Exception as exc:  # noqa: BLE001 - reported to the test
+                with lock:
+                    errors.append(f"{to}: {type(exc).__name__}: {exc}")
+                continue
+            with lock:
+                refused.update({k: f"{code} {text!r}" for k, (code, text) in r.items()})
+                if result is not None:
+                    delivered.extend(result.delivered)
+                    deferred.extend(result.deferred)
+
+    workers = [threading.Thread(target=one_thread, args=(t,)) for t in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return {"pid": os.getpid(), "delivered": len(delivered), "deferred": deferred,
+            "refused": refused, "errors": errors, "seconds": time.monotonic() - started}
+
+
 def main(argv: list[str]) -> None:
+    if argv[0] == "facade":
+        hold = argv[5:] == ["hold"]
+        if hold:
+            print("ready", flush=True)
+            sys.stdin.readline()
+        out = facade(int(argv[1]), int(argv[2]), int(argv[3]), argv[4])
+        print(json.dumps(out), flush=True)
+        if hold:
+            sys.stdin.readline()
+        return
     mode, config_path, port = argv[0], argv[1], int(argv[2])
     if mode == "send":
         lease = float(argv[6]) if len(argv) > 6 else None
