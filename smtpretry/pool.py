@@ -318,6 +318,13 @@ class Limiter:
             await self.slots.give_back()
             self.wake()
 
+    def retire_idle(self) -> None:
+        """Close every idle session under this limit in the background: someone
+        elsewhere (another process) waits for the slots they hold."""
+        for pool in self._pools:
+            while pool.retire_one_idle():
+                pass
+
     def keep_idle(self) -> bool:
         """Whether a released session may stay open for reuse: not above the
         cap, and nobody elsewhere waiting for a slot."""

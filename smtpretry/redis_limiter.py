@@ -244,6 +244,9 @@ class RedisSlots:
         self._held: list[str] = []
         self._waiting: set[str] = set()
         self._others_waiting = 0
+        self.on_contended: Callable[[], None] | None = None
+        """Called when a renewal finds another process waiting for a slot: the
+        limiter closes its idle sessions, whose slots that process needs."""
         self._serial = 0
         self._client: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -392,6 +395,8 @@ class RedisSlots:
             if int(current) > 0:
                 self._cap.current = int(current)
             self._others_waiting = int(waiting) - len(self._waiting)
+            if self._others_waiting > 0 and self.on_contended is not None:
+                self.on_contended()
 
     async def _move(
         self, change: Callable[[AdaptiveCap, float, int], int | None], report: CapReport,
@@ -464,4 +469,7 @@ def redis_limiter(
     .. versionadded:: 0.3
     """
     slots.setdefault("log", log.bind(destination=name))
-    return Limiter(name, limits, log, slots=RedisSlots(url, name, limits, **slots))
+    shared = RedisSlots(url, name, limits, **slots)
+    limiter = Limiter(name, limits, log, slots=shared)
+    shared.on_contended = limiter.retire_idle
+    return limiter

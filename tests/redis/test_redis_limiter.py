@@ -252,3 +252,26 @@ async def test_a_lease_that_ran_out_before_its_renewal_is_logged(redis_url: str)
 def test_bad_parameters_are_refused() -> None:
     with pytest.raises(ValueError, match="lease_s"):
         RedisSlots("redis://127.0.0.1:1/0", "x", Limits(), lease_s=0)
+
+
+async def test_an_idle_connection_gives_its_slot_to_another_process_that_waits(redis_url: str) -> None:
+    # Two limiters on one key are two processes; cap 1, and idle connections kept for a minute.
+    handler = ScriptedHandler()
+    async with serve(handler) as port:
+        key, limits = f"127.0.0.1:{port}", Limits(max_connections=1, idle_timeout=60)
+
+        def mailer() -> Mailer:
+            limiter = redis_limiter(redis_url, key, limits, get_logger(), lease_s=3.0, renew_s=0.05)
+            return Mailer("127.0.0.1", port, tls="none", policy=FAST, limits=limits, limiter=limiter)
+
+        async with mailer() as first, mailer() as second:
+            assert (await first.send(message("a@example.com", 0))).ok
+            assert first.pool.has_idle()  # kept for reuse, holding the only slot
+            # Without the hand-over this waits for first's idle_timeout (a minute).
+            async with asyncio.timeout(10):
+                assert (await second.send(message("b@example.com", 1))).ok
+            assert not first.pool.has_idle()
+            for m in (first, second):
+                await m.pool.limiter.close()
+    assert handler.copies == Counter({"a@example.com": 1, "b@example.com": 1})
+    assert handler.max_active == 1
