@@ -2,9 +2,8 @@
 
     .venv/bin/python -m benchmarks.bench_classify [--seconds 1.0] [--repeat 5]
 
-The corpus is ``shared/data/replies_public.tsv``, found as the unit tests find it
-(``$SMTPRETRY_REPLIES_TSV``, else ``shared/data/replies_public.tsv`` in a parent
-directory of this file). Three measurements, each the best of ``--repeat``
+The corpus is the project's copy, ``tests/data/replies_public.tsv``, as the unit
+tests read it. Three measurements, each the best of ``--repeat``
 passes of about ``--seconds``:
 
 - ``classify_reply(text)``: parse the raw reply line, then walk the rule table;
@@ -16,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -27,18 +25,12 @@ if __package__ in (None, ""):
 
 from benchmarks._common import Table, machine_line  # noqa: E402
 
-_TSV = Path("shared", "data", "replies_public.tsv")
+_TSV = Path(__file__).resolve().parents[1] / "tests" / "data" / "replies_public.tsv"
 
 
 def find_tsv() -> Path:
-    """Same lookup as tests/unit/test_classify.py."""
-    env = os.environ.get("SMTPRETRY_REPLIES_TSV")
-    if env:
-        return Path(env)
-    for parent in Path(__file__).resolve().parents:
-        if (parent / _TSV).is_file():
-            return parent / _TSV
-    raise FileNotFoundError(f"{_TSV} not found above {Path(__file__).parent}; set SMTPRETRY_REPLIES_TSV")
+    """The project's copy of the reply corpus, as tests/unit/test_classify.py reads it."""
+    return _TSV
 
 
 def load_replies(path: Path) -> list[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import os
 import re
 from dataclasses import FrozenInstanceError
 from pathlib import Path
@@ -25,22 +24,13 @@ from smtpretry.classify import (
 )
 from smtpretry.reply import EnhancedCode, Phase, Reply, parse_reply
 
-_TSV = Path("shared", "data", "replies_public.tsv")
+_TSV = Path(__file__).resolve().parents[1] / "data" / "replies_public.tsv"
+"""The project's own copy of the public reply corpus (tests/data/README.md says where it
+comes from); the tests read only this copy, so a clone with nothing beside it tests itself."""
 
 
 def _find_tsv() -> Path:
-    """$SMTPRETRY_REPLIES_TSV, else shared/data/replies_public.tsv in a parent
-    directory of this file (the repo and shared/ are siblings, locally and in CI)."""
-    env = os.environ.get("SMTPRETRY_REPLIES_TSV")
-    if env:
-        return Path(env)
-    for parent in Path(__file__).resolve().parents:
-        if (parent / _TSV).is_file():
-            return parent / _TSV
-    pytest.fail(
-        f"{_TSV} not found above {Path(__file__).parent}; set SMTPRETRY_REPLIES_TSV",
-        pytrace=False,
-    )
+    return _TSV
 
 
 class Row(NamedTuple):
