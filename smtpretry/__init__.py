@@ -33,6 +33,7 @@ from .classify import RULES, Action, Category, Classification, Rule, classify, c
 from .compat import SMTP, SMTP_SSL, SMTPHandler
 from .config import Config, Profile, Settings, configure, load_config
 from .decide import Decision, Defer, Fail, Ok, RecipientState, Retry, decide
+from .endpoint import Endpoint, TLSMode
 from .envelope import Envelope, build_envelope
 from .errors import (
     BackendError,
@@ -48,7 +49,6 @@ from .mailer import Mailer
 from .policy import Delivery, Limits, RetryPolicy
 from .reply import EnhancedCode, FailureKind, Phase, Reply, TransportFailure, parse_reply
 from .result import Outcome, SendResult, Status
-from .transport import TLSMode
 
 __version__ = "0.1.0"
 
@@ -86,6 +86,7 @@ __all__ = [
     "Delivery",
     "DeliveryError",
     "EnhancedCode",
+    "Endpoint",
     "Envelope",
     "Fail",
     "FailureKind",

@@ -40,13 +40,15 @@ from typing import Any, Self
 
 from . import _portal
 from .config import Config, active_config
+from .endpoint import Endpoint, TLSMode, is_loopback
+from .endpoint import local_hostname as _local_hostname
 from .envelope import build_envelope
 from .events import get_logger
 from .mailer import Mailer
 from .pool import Limiter
 from .reply import Evidence, FailureKind, Phase, Reply, TransportFailure
 from .result import SendResult, Status
-from .transport import Endpoint, Session, TLSMode, _local_hostname, is_loopback
+from .transport import Session
 
 __all__ = ["SMTP", "SMTPHandler", "SMTP_SSL", "refused_error"]
 

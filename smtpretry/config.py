@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .endpoint import TLSMode
 from .errors import ConfigError
 from .policy import Delivery, Limits, RetryPolicy
-from .transport import TLSMode
 
 __all__ = [
     "Config",

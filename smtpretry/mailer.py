@@ -37,6 +37,7 @@ from .decide import (
     decide,
     give_up,
 )
+from .endpoint import Endpoint, TLSMode
 from .envelope import Envelope, build_envelope
 from .errors import QueueError
 from .events import Logger
@@ -45,7 +46,7 @@ from .pool import DestinationPool, Limiter, SessionSource
 from .queue.base import Destination, Queue, entry_from_result, open_queue
 from .reply import Evidence, FailureKind, Phase, Reply, TransportFailure
 from .result import Outcome, SendResult, Status
-from .transport import Endpoint, Session, TLSMode, encode_data
+from .transport import Session, encode_data
 
 if TYPE_CHECKING:
     from .queue.runner import QueueRunStats

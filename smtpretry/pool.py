@@ -28,10 +28,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from . import events
+from .endpoint import Endpoint
 from .events import Logger
 from .policy import Limits
 from .reply import Evidence, Reply
-from .transport import Endpoint, Session, open_session
+from .transport import Session, open_session
 
 __all__ = ["AdaptiveCap", "CapReport", "DestinationPool", "Limiter", "LocalSlots", "SessionSource", "Slots"]
 

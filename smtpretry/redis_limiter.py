@@ -66,16 +66,13 @@ import random
 import secrets
 import socket
 import time
-import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, WatchError
 
 from . import events
+from ._redis import backend_error, connect, redacted
 from .errors import BackendError
 from .events import Logger
 from .policy import Limits
@@ -83,39 +80,8 @@ from .pool import AdaptiveCap, CapReport, Limiter
 
 __all__ = ["BackendError", "RedisSlots", "connect", "redacted", "redis_limiter"]
 
-CONNECT_TIMEOUT_S = 2.0
-"""Seconds to wait for a TCP connection to Redis before :class:`BackendError`."""
-COMMAND_TIMEOUT_S = 5.0
-"""Seconds to wait for a Redis reply before :class:`BackendError`."""
 TROUBLE_EVERY_S = 30.0
 """At most one ``smtpretry.backend_lost`` event per limiter in this many seconds."""
-
-
-def redacted(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
-
-
-def connect(url: str) -> Any:
-    """A ``redis.asyncio.Redis`` client for ``url`` that fails fast: short
-    timeouts, one immediate retry (a pooled connection broken by a Redis
-    restart), no backoff. Typed ``Any``: redis-py types each command as a
-    union of its sync and async results."""
-    try:
-        return aioredis.Redis.from_url(
-            url, socket_connect_timeout=CONNECT_TIMEOUT_S, socket_timeout=COMMAND_TIMEOUT_S,
-            retry=Retry(NoBackoff(), 1),
-        )
-    except ValueError as exc:
-        raise BackendError(f"backend {redacted(url)!r}: {exc}") from None
-
-
-def backend_error(url: str, exc: BaseException, doing: str) -> BackendError:
-    return BackendError(f"backend {redacted(url)}: {doing}: {type(exc).__name__}: {exc}")
 
 
 # ARGV: token ticket lease_ms ticket_ttl_ms configured recovery probe_after adaptive key_ttl_s

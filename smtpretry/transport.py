@@ -20,99 +20,22 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import ipaddress
 import re
-import socket
 import ssl
 import time
-from dataclasses import dataclass, field
-from enum import StrEnum
-from functools import cache, lru_cache
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import aiosmtplib
 from aiosmtplib.response import SMTPResponse
 
-from .errors import ConfigError
+from .endpoint import Endpoint, TLSMode, is_loopback, local_hostname
 from .reply import Evidence, FailureKind, Phase, Reply, TransportFailure
 
 __all__ = ["Endpoint", "Session", "TLSMode", "Transaction", "is_loopback", "open_session"]
 
-
-class TLSMode(StrEnum):
-    """How the connection is protected: ``starttls`` upgrades a plain
-    connection (and refuses to go on if the server cannot), ``implicit`` speaks
-    TLS from the first byte (port 465), ``none`` never encrypts."""
-
-    STARTTLS = "starttls"
-    IMPLICIT = "implicit"
-    NONE = "none"
-
-
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and addresses in 127.0.0.0/8 or ::1."""
-    if host.lower() in ("localhost", "localhost."):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-@cache
-def _local_hostname() -> str:
-    # Looked up once per process: socket.getfqdn() can take seconds when DNS
-    # is slow, and smtplib would repeat it on every connection.
-    name = socket.getfqdn()
-    return name if name and "." in name else "localhost"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Endpoint:
-    """Where and how to connect. The password is never shown in ``repr``.
-
-    :raises ConfigError: for AUTH over a plaintext connection to a host that is
-        not on loopback, unless ``allow_plaintext_auth``.
-    """
-
-    host: str
-    port: int
-    tls: TLSMode = TLSMode.STARTTLS
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    timeout: float = 60.0
-    tls_context: ssl.SSLContext | None = field(default=None, repr=False, compare=False)
-    local_hostname: str | None = None
-    source_address: tuple[str, int] | None = None
-    allow_plaintext_auth: bool = False
-    pipelining: bool = True
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.port, int) or not 0 < self.port < 65536:
-            raise ConfigError(f"port: expected an integer 1..65535, got {self.port!r}")
-        try:
-            object.__setattr__(self, "tls", TLSMode(self.tls))
-        except ValueError:
-            raise ConfigError(f"tls: expected starttls, implicit or none, got {self.tls!r}") from None
-        if self.timeout <= 0:
-            raise ConfigError(f"timeout: expected seconds > 0, got {self.timeout!r}")
-        if (self.username is None) != (self.password is None):
-            raise ConfigError("username and password: give both or neither")
-        if (
-            self.username is not None
-            and self.tls is TLSMode.NONE
-            and not is_loopback(self.host)
-            and not self.allow_plaintext_auth
-        ):
-            raise ConfigError(
-                f"tls: refusing to send a password in clear to {self.host}; use tls='starttls' "
-                "or 'implicit', or set allow_plaintext_auth=True"
-            )
-
-    @property
-    def destination(self) -> str:
-        """The name a destination goes by in logs and limits: ``host:port``."""
-        return f"{self.host}:{self.port}"
+_local_hostname = local_hostname  # the name this module gave it before endpoint.py
 
 
 def _failure(exc: BaseException, phase: Phase) -> Evidence:
@@ -516,11 +439,11 @@ async def open_session(
     if tls_context is None and endpoint.tls is not TLSMode.NONE:
         tls_context = ssl.create_default_context()
     client = aiosmtplib.SMTP(
-        hostname=endpoint.host,
+        hostname=endpoint.connect_to,
         port=endpoint.port,
         timeout=endpoint.timeout,
         source_address=endpoint.source_address,
-        local_hostname=endpoint.local_hostname or _local_hostname(),
+        local_hostname=endpoint.local_hostname or local_hostname(),
         use_tls=endpoint.tls is TLSMode.IMPLICIT,
         start_tls=False,
         tls_context=tls_context if endpoint.tls is TLSMode.IMPLICIT else None,

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from .._redis import redacted
 from ..decide import RecipientState
 from ..envelope import Envelope
 from ..errors import QueueError
@@ -370,23 +371,13 @@ def open_queue(url: str | os.PathLike[str] | None = None, /) -> Queue:
         return SQLiteQueue(Path(path).expanduser(), busy_timeout=timeout)
     if scheme in ("redis", "rediss"):
         if not parts.hostname and not parts.path.strip("/"):
-            raise QueueError(f"queue URL {_redacted(text)!r}: expected redis://host:port/db")
+            raise QueueError(f"queue URL {redacted(text)!r}: expected redis://host:port/db")
         try:
             from .redis import RedisQueue
         except ImportError:
             raise QueueError(
-                f"queue URL {_redacted(text)!r}: the Redis backend needs the redis extra "
+                f"queue URL {redacted(text)!r}: the Redis backend needs the redis extra "
                 "(pip install 'smtpretry[redis]')"
             ) from None
         return RedisQueue(text)
-    raise QueueError(f"queue URL {_redacted(text)!r}: unknown scheme {scheme!r} (expected sqlite)")
-
-
-def _redacted(url: str) -> str:
-    """The URL without a password, for messages."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+    raise QueueError(f"queue URL {redacted(text)!r}: unknown scheme {scheme!r} (expected sqlite)")

@@ -55,8 +55,8 @@ from typing import Any
 
 from redis.exceptions import RedisError, WatchError
 
+from .._redis import backend_error, connect, redacted
 from ..errors import QueueError
-from ..redis_limiter import backend_error, connect, redacted
 from .base import Destination, PendingRecipient, QueueEntry, QueueStats
 from .crypto import KEY_ENV, MessageCipher
 
