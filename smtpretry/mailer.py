@@ -46,6 +46,7 @@ from .pool import DestinationPool, Limiter, SessionSource
 from .queue.base import Destination, Queue, entry_from_result, open_queue
 from .reply import Evidence, FailureKind, Phase, Reply, TransportFailure
 from .result import Outcome, SendResult, Status
+from .transaction import TransactionState
 from .transport import Session, encode_data
 
 if TYPE_CHECKING:
@@ -416,7 +417,11 @@ class _Run:
                     self.settle(evidence, opened_at)
                     if completed:
                         self.pool.succeeded()
-                    todo = [r for r, d in self.retries.items() if d.delay_s == 0] if reusable else []
+                    # Recipients the server had no room for go in the next transaction on
+                    # this connection, but only after one that delivered: a server that
+                    # takes nobody would otherwise be asked again and again.
+                    again = reusable and completed
+                    todo = [r for r, d in self.retries.items() if d.delay_s == 0] if again else []
                     for r in todo:
                         del self.retries[r]
                 else:
@@ -448,9 +453,19 @@ class _Run:
             smtputf8 = False
             if not todo:
                 return refused, True, False
+        options = [b"SIZE=%d" % len(self.data)] if limit is not None else []
+        if env.eightbit and session.supports("8bitmime"):
+            options.append(b"BODY=8BITMIME")
+        if smtputf8:
+            options.append(b"SMTPUTF8")
+        state = TransactionState(
+            sender=env.sender, recipients=todo, data=self.data, mail_options=options,
+            encoding="utf-8" if smtputf8 else "ascii", pipelining=session.pipelining,
+            reset=session.needs_reset,
+        )
         await self.pool.limiter.pace()
-        tr = await session.transaction(env.sender, todo, self.data, smtputf8=smtputf8, eightbit=env.eightbit)
-        return {**refused, **tr.evidence}, tr.reusable, tr.completed
+        tr = await session.run(state)
+        return {**refused, **tr.evidence}, tr.reusable and session.in_step, tr.completed
 
     # -- decisions -----------------------------------------------------------
 

@@ -446,7 +446,7 @@ class DestinationPool:
         while True:
             while self._idle:
                 session = self._idle.pop()
-                if session.connected and self._fresh(session):
+                if session.in_step and self._fresh(session):
                     return session, True, session.opened_at
                 # Close a stale session before opening a new one, so the
                 # server never sees more than the cap at once.
@@ -474,7 +474,7 @@ class DestinationPool:
         """Keep ``session`` for the next transaction, or close it and free its slot."""
         keep = (
             reusable
-            and session.connected
+            and session.in_step
             and session.transactions < self.limits.max_messages_per_connection
             and self.limiter.keep_idle()
             and self.limits.idle_timeout > 0
@@ -519,7 +519,7 @@ class DestinationPool:
 
     def _reap(self) -> None:
         self._reaper = None
-        for s in [s for s in self._idle if not (s.connected and self._fresh(s))]:
+        for s in [s for s in self._idle if not (s.in_step and self._fresh(s))]:
             self._idle.remove(s)
             self._idle.insert(0, s)
             self.retire_one_idle()

@@ -45,6 +45,16 @@ class Outcome:
         return len(self.history)
 
     @property
+    def assumed(self) -> bool:
+        """Delivered by assumption, not by a reply: the connection was lost
+        after the final dot and the policy is at-most-once (RFC 1047), or a
+        queue runner found the entry interrupted. The server may not have it.
+
+        .. versionadded:: 0.4
+        """
+        return self.status is Status.DELIVERED and self.failure is not None
+
+    @property
     def reply(self) -> Reply | None:
         """The last reply from the server, or ``None`` if the last attempt got none."""
         last = self.history[-1].evidence if self.history else None

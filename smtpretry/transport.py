@@ -1,10 +1,16 @@
 """One SMTP session over aiosmtplib, with every answer turned into a value.
 
-This is the only module that imports aiosmtplib. It opens a session (greeting,
-EHLO, STARTTLS, EHLO, AUTH) and runs transactions (MAIL, RCPT..., DATA, the
-message, the final dot). Every server answer becomes a :class:`Reply`, every
-refused, timed-out or dropped connection a :class:`TransportFailure`; nothing
-here raises for what a server says.
+This is the only module that imports aiosmtplib (its private names are
+fenced in ``_wire.py``). It keeps I/O only: it opens a session (greeting,
+EHLO, STARTTLS, EHLO, AUTH), and it moves the bytes of a transaction whose
+rules live in ``transaction.py``: :meth:`Session.run` hands a
+:class:`~smtpretry.transaction.TransactionState` every reply, with one of two
+short drivers (one command at a time, or a pipelined group, RFC 2920). Every
+server answer becomes a :class:`Reply`, every refused, timed-out or dropped
+connection a :class:`TransportFailure`; nothing here raises for what a server
+says. A reply that comes when none was asked for, or that does not fit the
+phase it answers (a ``250`` greeting, a ``250`` to STARTTLS), is a failure of
+that phase (``transaction.expect``), and the connection is closed.
 
 Two aiosmtplib facts shape it:
 
@@ -23,17 +29,17 @@ import contextlib
 import re
 import ssl
 import time
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
 
 import aiosmtplib
 from aiosmtplib.response import SMTPResponse
 
+from . import _wire
 from .endpoint import Endpoint, TLSMode, is_loopback, local_hostname
 from .reply import Evidence, FailureKind, Phase, Reply, TransportFailure
+from .transaction import Command, Transaction, TransactionState, ends_session, expect
 
-__all__ = ["Endpoint", "Session", "TLSMode", "Transaction", "is_loopback", "open_session"]
+__all__ = ["Endpoint", "Session", "TLSMode", "Transaction", "encode_data", "is_loopback", "open_session"]
 
 _local_hostname = local_hostname  # the name this module gave it before endpoint.py
 
@@ -82,27 +88,21 @@ def encode_data(message: bytes) -> bytes:
     return _LEADING_DOT.sub(b"..", body) + b".\r\n"
 
 
-@dataclass(slots=True)
-class Transaction:
-    """What one MAIL..DATA transaction did: the evidence for each recipient
-    (its RCPT reply if refused, else the DATA or final reply, or the failure),
-    which recipients the server took (``accepted``, delivered only when
-    ``completed``) and whether the session can carry another transaction."""
-
-    evidence: dict[str, Evidence]
-    accepted: list[str]
-    completed: bool
-    final: Reply | None
-    reusable: bool
+def _out_of_step(wire: _wire.Wire, phase: Phase) -> TransportFailure:
+    return TransportFailure(
+        FailureKind.PROTOCOL, phase, f"a reply nobody asked for: {wire.describe_stray()!r}"
+    )
 
 
 class Session:
     """One open, greeted (and if asked, encrypted and authenticated) SMTP connection."""
 
     def __init__(
-        self, client: aiosmtplib.SMTP, endpoint: Endpoint, opened_at: float, greeting: Reply
+        self, client: aiosmtplib.SMTP, endpoint: Endpoint, opened_at: float, greeting: Reply,
+        wire: _wire.Wire | None = None,
     ) -> None:
         self._client = client
+        self._wire = wire if wire is not None else _wire.Wire(client.protocol)  # type: ignore[arg-type]
         self.endpoint = endpoint
         self.opened_at = opened_at
         self.greeting = greeting
@@ -114,6 +114,19 @@ class Session:
     @property
     def connected(self) -> bool:
         return self._client.is_connected
+
+    @property
+    def in_step(self) -> bool:
+        """Connected, and no reply has come that nobody asked for (none waits
+        unread either): fit to carry another command. A pooled session is
+        checked before it is used again."""
+        return self._client.is_connected and self._wire.clean
+
+    @property
+    def pipelining(self) -> bool:
+        """Whether transactions go as pipelined groups: the endpoint allows it,
+        the server offers PIPELINING, and this aiosmtplib can do it."""
+        return self.endpoint.pipelining and self._wire.active and self.supports("pipelining")
 
     @property
     def size_limit(self) -> int | None:
@@ -150,25 +163,23 @@ class Session:
         return _reply(response, Phase.EHLO)
 
     async def starttls(self, context: ssl.SSLContext) -> Evidence:
-        """Upgrade this session to TLS, then EHLO again (RFC 3207)."""
-        try:
-            response = await self._client.starttls(tls_context=context, server_hostname=self.endpoint.host)
-        except aiosmtplib.SMTPResponseException as exc:
-            return Reply.build(exc.code, exc.message, Phase.STARTTLS)
-        except (*_RECOVERABLE, ssl.SSLError) as exc:
-            self._abort()
-            return _failure(exc, Phase.STARTTLS)
+        """Upgrade this session to TLS, then EHLO again (RFC 3207). A reply
+        other than 220, or a handshake that fails, is a TLS failure."""
+        started = await _starttls(self._client, context, self.endpoint.host)
+        if not _started(started):
+            return started
         stop = await _ehlo(self._client)
-        return stop if stop is not None else _reply(response, Phase.STARTTLS)
+        return stop if stop is not None else started
 
     async def login(self, username: str, password: str) -> Evidence:
         return await _login(self._client, username, password)
 
     async def command(self, phase: Phase, *args: bytes) -> Evidence:
-        """Send one command and read its reply; a 421 or a lost connection closes the session."""
-        return await self._command(phase, *args)
-
-    async def _command(self, phase: Phase, *args: bytes) -> Evidence:
+        """Send one command and read its reply, as the server gave it; a 421
+        or a lost connection closes the session."""
+        if not self._wire.clean:
+            self._abort()
+            return _out_of_step(self._wire, phase)
         try:
             response = await self._client.execute_command(*args)
         except _RECOVERABLE as exc:
@@ -183,201 +194,95 @@ class Session:
             self.close()
         return reply
 
-    async def transaction(
-        self, sender: str, recipients: list[str], data: bytes, *, smtputf8: bool = False,
-        eightbit: bool = False,
-    ) -> Transaction:
-        """Run MAIL, RCPT for each recipient, DATA and the message.
+    # -- transactions: the rules are TransactionState's, the bytes are moved here --------------
 
-        ``data`` is already encoded with :func:`encode_data`. A recipient is
-        ``accepted`` when its RCPT got 250/251; it is delivered only if the
-        transaction ``completed`` with a 250 after the final dot.
-        """
+    async def run(self, state: TransactionState) -> Transaction:
+        """Drive ``state`` to its end over this connection and return the
+        :class:`Transaction`. Afterwards ``needs_reset`` is the state's, and a
+        connection that is gone, out of step or spent is closed."""
         self.transactions += 1
         self.last_used = time.monotonic()
-        evidence: dict[str, Evidence] = {}
+        drive = self._drive_group if state.pipelined else self._drive_one
+        while commands := state.commands():
+            await drive(state, commands)
+        tr = state.result()
+        self.needs_reset = tr.needs_reset
+        if not tr.reusable or not self.in_step:
+            self._abort()
+        return tr
 
-        def everyone(e: Evidence, who: list[str]) -> Transaction:
-            for r in who:
-                evidence[r] = e
-            return Transaction(evidence, [], False, None, self._after_abort(e))
+    async def _drive_one(self, state: TransactionState, commands: list[Command]) -> None:
+        """One command, its reply."""
+        for command in commands:
+            state.receive(await self._exchange(command))
 
-        if self.needs_reset:
-            reset = await self._command(Phase.RSET, b"RSET")
-            if not (isinstance(reset, Reply) and reset.code == 250):
-                return everyone(reset, recipients)
-            self.needs_reset = False
-
-        options = [b"SIZE=%d" % len(data)] if self.size_limit is not None else []
-        if eightbit and self.supports("8bitmime"):
-            options.append(b"BODY=8BITMIME")
-        if smtputf8:
-            options.append(b"SMTPUTF8")
-        encoding = "utf-8" if smtputf8 else "ascii"
-        if self.endpoint.pipelining and self.supports("pipelining"):
-            return await self._pipelined(
-                b" ".join([b"MAIL", b"FROM:<" + sender.encode(encoding) + b">", *options]) + b"\r\n",
-                recipients, [b"RCPT TO:<" + r.encode(encoding) + b">\r\n" for r in recipients], data,
-            )
-        mail = await self._command(Phase.MAIL, b"MAIL", b"FROM:<" + sender.encode(encoding) + b">", *options)
-        if not (isinstance(mail, Reply) and mail.code == 250):
-            return everyone(mail, recipients)
-
-        accepted: list[str] = []
-        for i, rcpt in enumerate(recipients):
-            reply = await self._command(Phase.RCPT, b"RCPT", b"TO:<" + rcpt.encode(encoding) + b">")
-            if isinstance(reply, Reply) and reply.code in (250, 251):
-                accepted.append(rcpt)
-                continue
-            evidence[rcpt] = reply
-            if isinstance(reply, TransportFailure) or reply.code == 421 or not self.connected:
-                # The session is gone: the recipients not yet named share its
-                # end, and the accepted ones are not delivered without DATA.
-                for r in [*recipients[i + 1 :], *accepted]:
-                    evidence[r] = reply
-                return Transaction(evidence, [], False, None, False)
-            if _too_many(reply):
-                # The server takes no more recipients in this transaction
-                # (RFC 5321 4.5.3.1.10): the rest go in the next one.
-                for r in recipients[i + 1 :]:
-                    evidence[r] = reply
-                break
-        if not accepted:
-            return Transaction(evidence, [], False, None, self._after_abort(None))
-
-        start = await self._command(Phase.DATA, b"DATA")
-        if not (isinstance(start, Reply) and start.code == 354):
-            for r in accepted:
-                evidence[r] = start
-            return Transaction(evidence, [], False, None, self._after_abort(start))
-
-        final = await self._send_body(data)
-        for r in accepted:
-            evidence[r] = final
-        if isinstance(final, Reply) and final.code == 250:
-            return Transaction(evidence, accepted, True, final, self.connected)
-        return Transaction(evidence, [], False, final if isinstance(final, Reply) else None,
-                           self.connected and isinstance(final, Reply) and final.code != 421)
-
-    async def _pipelined(
-        self, mail: bytes, recipients: list[str], rcpts: list[bytes], data: bytes
-    ) -> Transaction:
-        """RFC 2920: MAIL, every RCPT and DATA in one write, then the replies
-        in order; the message only after a 354. Saves a round trip per
-        recipient and two per message on a distant server."""
+    async def _drive_group(self, state: TransactionState, commands: list[Command]) -> None:
+        """RFC 2920: the commands in one write, then their replies in order,
+        until the state has what it needs."""
+        if len(commands) == 1:
+            state.receive(await self._exchange(commands[0]))
+            return
+        first = commands[0].phase
+        if not self._wire.clean:
+            state.receive(_out_of_step(self._wire, first))
+            return
         protocol = self._client.protocol
         if protocol is None:
-            lost = TransportFailure(FailureKind.DISCONNECTED, Phase.MAIL, "connection lost")
-            return Transaction(dict.fromkeys(recipients, lost), [], False, None, False)
-        # aiosmtplib drops bytes that arrive while no reply is awaited, and over
-        # TLS several replies can arrive in one read: while the group's replies
-        # come in, keep every byte in its buffer for _read() to take.
-        keep = _KeepReplies(protocol)
-        try:
-            return await self._pipelined_group(protocol, mail, recipients, rcpts, data)
-        finally:
-            keep.restore()
+            state.receive(TransportFailure(FailureKind.DISCONNECTED, first, "connection lost"))
+            return
+        with self._wire.group():
+            try:
+                protocol.write(b"".join(c.wire for c in commands))
+            except _RECOVERABLE as exc:
+                state.receive(self._lost(exc, first))
+                return
+            for command in commands:
+                state.receive(await self._read(command.phase))
+                if state.done:
+                    return
 
-    async def _pipelined_group(
-        self, protocol: Any, mail: bytes, recipients: list[str], rcpts: list[bytes], data: bytes
-    ) -> Transaction:
-        evidence: dict[str, Evidence] = {}
+    async def _exchange(self, command: Command) -> Evidence:
+        """Write one command (or the message) and read its reply."""
+        if not self._wire.clean:
+            return _out_of_step(self._wire, command.phase)
+        protocol = self._client.protocol
+        if protocol is None:
+            return TransportFailure(FailureKind.DISCONNECTED, command.phase, "connection lost")
         try:
-            protocol.write(mail + b"".join(rcpts) + b"DATA\r\n")
+            # write() does not yield, so the reply cannot arrive before
+            # read_response() is waiting for it.
+            protocol.write(command.wire)
         except _RECOVERABLE as exc:
-            self._abort()
-            lost = _failure(exc, Phase.MAIL)
-            return Transaction(dict.fromkeys(recipients, lost), [], False, None, False)
-        first = await self._read(Phase.MAIL)
-        gone: Evidence | None = first if _ends_session(first) else None
-        accepted: list[str] = []
-        for rcpt in recipients:
-            reply = gone or await self._read(Phase.RCPT)
-            if _ends_session(reply):
-                gone = gone or reply
-            elif isinstance(reply, Reply) and reply.code in (250, 251):
-                accepted.append(rcpt)
-                continue
-            evidence[rcpt] = reply
-        start = gone or await self._read(Phase.DATA)
-        if _ends_session(start) or gone is not None:
-            # The session ended: nobody is delivered without a completed DATA.
-            end = gone or start
-            return Transaction(dict.fromkeys(recipients, end), [], False, None, False)
-        if not (isinstance(first, Reply) and first.code == 250):
-            evidence = dict.fromkeys(recipients, first)
-            accepted = []
-        if accepted and isinstance(start, Reply) and start.code == 354:
-            final = await self._send_body(data)
-            evidence.update(dict.fromkeys(accepted, final))
-            if isinstance(final, Reply) and final.code == 250:
-                return Transaction(evidence, accepted, True, final, self.connected)
-            return Transaction(evidence, [], False, final if isinstance(final, Reply) else None,
-                               self.connected and isinstance(final, Reply) and final.code != 421)
-        if isinstance(start, Reply) and start.code == 354:
-            # DATA was accepted though no recipient was: end it empty (RFC 2920 3.1).
-            start = await self._send_body(b".\r\n")
-        else:
-            evidence.update(dict.fromkeys(accepted, start))
-        return Transaction(evidence, [], False, None, self._after_abort(start))
+            # Nothing went out: even for the message, this is not ambiguous.
+            return self._lost(exc, Phase.DATA if command.phase is Phase.DATA_END else command.phase)
+        return await self._read(command.phase)
 
     async def _read(self, phase: Phase) -> Evidence:
-        """The next reply of a pipelined group. Replies that came in one packet
-        wait in aiosmtplib's buffer: take those first."""
-        protocol = self._client.protocol
         try:
-            if protocol is None:
-                raise aiosmtplib.SMTPServerDisconnected("connection lost")
-            response = protocol._read_response_from_buffer() or await protocol.read_response(
-                timeout=self.endpoint.timeout
-            )
+            response = await self._wire.read(self.endpoint.timeout)
         except _RECOVERABLE as exc:
-            self._abort()
-            return _failure(exc, phase)
+            return self._lost(exc, phase)
         return self._answered(response, phase)
+
+    def _lost(self, exc: BaseException, phase: Phase) -> Evidence:
+        self._abort()
+        return _failure(exc, phase)
 
     async def send_body(self, data: bytes) -> Evidence:
         """After a 354: send the message (already dot-stuffed and ending in
         CRLF.CRLF) and read the reply to the final dot. A connection lost
         before that reply is :attr:`FailureKind.AMBIGUOUS` (RFC 1047)."""
-        return await self._send_body(data)
-
-    async def _send_body(self, data: bytes) -> Evidence:
-        protocol = self._client.protocol
-        if protocol is None:
-            return TransportFailure(FailureKind.DISCONNECTED, Phase.DATA, "lost before the message")
-        try:
-            # write() does not yield, so the reply cannot arrive before
-            # read_response() is waiting for it.
-            protocol.write(data)
-        except _RECOVERABLE as exc:
-            self._abort()
-            return TransportFailure(FailureKind.DISCONNECTED, Phase.DATA, str(exc))
-        try:
-            response = protocol._read_response_from_buffer() or await protocol.read_response(
-                timeout=self.endpoint.timeout
-            )
-        except _RECOVERABLE as exc:
-            self._abort()
-            failure = _failure(exc, Phase.DATA_END)
-            if isinstance(failure, TransportFailure) and failure.kind in (
-                FailureKind.DISCONNECTED, FailureKind.TIMEOUT, FailureKind.PROTOCOL
-            ):
-                # RFC 1047: the message was sent whole and no valid reply came
-                # back (none, or garbage): the server may have it.
-                return TransportFailure(FailureKind.AMBIGUOUS, Phase.DATA_END, failure.detail)
-            return failure
-        return self._answered(response, Phase.DATA_END)
-
-    def _after_abort(self, e: Evidence | None) -> bool:
-        """After a transaction that did not complete, the session needs RSET
-        before the next one; it is reusable only if still connected."""
-        self.needs_reset = True
-        return self.connected and not (isinstance(e, Reply) and e.code == 421)
+        ev = await self._exchange(Command(Phase.DATA_END, data))
+        if isinstance(ev, TransportFailure) and ev.phase is Phase.DATA_END and ev.kind in (
+            FailureKind.DISCONNECTED, FailureKind.TIMEOUT, FailureKind.PROTOCOL
+        ):
+            return TransportFailure(FailureKind.AMBIGUOUS, Phase.DATA_END, ev.detail)
+        return ev
 
     async def quit(self) -> None:
-        """Say QUIT and close; errors on the way out are of no interest."""
-        if self._client.is_connected:
+        """Say QUIT and close; errors on the way out are of no interest. A
+        session out of step gets no QUIT: its reply could not be paired."""
+        if self._client.is_connected and self._wire.clean:
             with contextlib.suppress(*_RECOVERABLE):
                 await self._client.quit(timeout=min(self.endpoint.timeout, 5.0))
         self.close()
@@ -397,44 +302,14 @@ class Session:
         self._client.close()
 
 
-class _KeepReplies:
-    """While installed on an aiosmtplib protocol, bytes that arrive when no
-    reply is awaited go to its buffer instead of being dropped."""
-
-    def __init__(self, protocol: Any) -> None:
-        self.protocol = protocol
-        self.original = protocol.data_received
-        protocol.data_received = self.data_received
-
-    def data_received(self, data: bytes) -> None:
-        p = self.protocol
-        waiter = p._response_waiter
-        if waiter is not None and (waiter.done() or not p._response_pending):
-            p._buffer.extend(data)
-            return
-        self.original(data)
-
-    def restore(self) -> None:
-        with contextlib.suppress(AttributeError):
-            del self.protocol.data_received  # the class's method again
-
-
-def _ends_session(e: Evidence) -> bool:
-    return isinstance(e, TransportFailure) or e.code == 421
-
-
-def _too_many(reply: Reply) -> bool:
-    return (reply.enhanced is not None and (reply.enhanced.subject, reply.enhanced.detail) == (5, 3)) or (
-        "too many recipients" in reply.text.lower()
-    )
-
-
 async def open_session(
     endpoint: Endpoint, *, opened_at: float | None = None
 ) -> Session | Evidence:
     """Connect, read the greeting, EHLO (HELO if EHLO is refused), STARTTLS and
     EHLO again when asked, and AUTH when credentials are given. Returns the
-    session, or the reply or failure that stopped it (the connection is closed)."""
+    session, or the reply or failure that stopped it (the connection is
+    closed). Each step accepts only its own reply (``transaction.expect``): a
+    greeting must be 220, EHLO 250, STARTTLS 220 and a real handshake, AUTH 235."""
     tls_context = endpoint.tls_context
     if tls_context is None and endpoint.tls is not TLSMode.NONE:
         tls_context = ssl.create_default_context()
@@ -453,12 +328,15 @@ async def open_session(
         try:
             greeting = _reply(await client.connect(), Phase.GREETING)
         except aiosmtplib.SMTPConnectResponseError as exc:
-            return Reply.build(exc.code, exc.message, Phase.GREETING)
+            greeting = Reply.build(exc.code, exc.message, Phase.GREETING)
+        said = expect(Phase.GREETING, greeting)
+        if not (isinstance(said, Reply) and said.code == 220):
+            client.close()
+            return said
+        wire = _wire.Wire(client.protocol)  # type: ignore[arg-type]
         phase = Phase.EHLO
         stop = await _ehlo(client)
-        if stop is not None:
-            return stop
-        if endpoint.tls is TLSMode.STARTTLS:
+        if stop is None and endpoint.tls is TLSMode.STARTTLS:
             phase = Phase.STARTTLS
             if not client.supports_extension("starttls"):
                 client.close()
@@ -466,25 +344,42 @@ async def open_session(
                     FailureKind.TLS, phase, "the server does not offer STARTTLS (tls='starttls' requires it)"
                 )
             assert tls_context is not None
-            try:
-                await client.starttls(tls_context=tls_context, server_hostname=endpoint.host)
-            except aiosmtplib.SMTPResponseException as exc:
-                client.close()
-                return Reply.build(exc.code, exc.message, phase)
+            started = await _starttls(client, tls_context, endpoint.host)
             phase = Phase.EHLO
-            stop = await _ehlo(client)
-            if stop is not None:
-                return stop
-        if endpoint.username is not None:
+            stop = await _ehlo(client) if _started(started) else started
+        if stop is None and endpoint.username is not None:
             phase = Phase.AUTH
             auth = await _login(client, endpoint.username, endpoint.password or "")
-            if not (isinstance(auth, Reply) and auth.code in (235, 503)):
-                client.close()
-                return auth
+            if not (isinstance(auth, Reply) and auth.code == 235):
+                stop = auth
+        if stop is None and not wire.clean:
+            stop = _out_of_step(wire, phase)
+        if stop is not None:
+            client.close()
+            return stop
     except (*_RECOVERABLE, ssl.SSLError) as exc:
         client.close()
         return _failure(exc, phase)
-    return Session(client, endpoint, time.monotonic() if opened_at is None else opened_at, greeting)
+    return Session(client, endpoint, time.monotonic() if opened_at is None else opened_at, greeting, wire)
+
+
+async def _starttls(client: aiosmtplib.SMTP, context: ssl.SSLContext, server_name: str) -> Evidence:
+    """STARTTLS and the handshake: the server's 220 when TLS runs, else what
+    stopped it (the connection is closed). A reply other than 220 (a 250, as a
+    man in the middle stripping TLS would send) is a TLS failure."""
+    try:
+        response = await client.starttls(tls_context=context, server_hostname=server_name)
+    except aiosmtplib.SMTPResponseException as exc:
+        client.close()
+        return expect(Phase.STARTTLS, Reply.build(exc.code, exc.message, Phase.STARTTLS))
+    except (*_RECOVERABLE, ssl.SSLError) as exc:
+        client.close()
+        return _failure(exc, Phase.STARTTLS)
+    return _reply(response, Phase.STARTTLS)
+
+
+def _started(evidence: Evidence) -> bool:
+    return isinstance(evidence, Reply) and evidence.code == 220
 
 
 def _redact(text: str, username: str, password: str) -> str:
@@ -514,8 +409,13 @@ async def _login(client: aiosmtplib.SMTP, username: str, password: str) -> Evide
         try:
             return _reply(await method(username, password), Phase.AUTH)
         except aiosmtplib.SMTPResponseException as exc:
-            last = Reply.build(exc.code, _redact(exc.message, username, password), Phase.AUTH)
-            if exc.code == 421 or not client.is_connected:
+            if exc.code < 0:  # not an SMTP reply at all
+                client.close()
+                return _failure(exc, Phase.AUTH)
+            # expect(): a 250 to AUTH is no login.
+            text = _redact(exc.message, username, password)
+            last = expect(Phase.AUTH, Reply.build(exc.code, text, Phase.AUTH))
+            if ends_session(last) or not client.is_connected:
                 client.close()
                 return last
         except _RECOVERABLE as exc:
@@ -537,4 +437,4 @@ async def _ehlo(client: aiosmtplib.SMTP) -> Evidence | None:
             except aiosmtplib.SMTPHeloError as exc2:
                 exc = exc2
         client.close()
-        return Reply.build(exc.code, exc.message, Phase.EHLO)
+        return expect(Phase.EHLO, Reply.build(exc.code, exc.message, Phase.EHLO))

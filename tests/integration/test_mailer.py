@@ -172,6 +172,19 @@ async def test_too_many_recipients_go_in_a_following_transaction_on_the_same_con
     assert handler.sessions_total == 1
 
 
+async def test_recipient_list_too_long_stops_naming_recipients_after_the_refusal() -> None:
+    # "452 Recipient list too long" has no enhanced code; the classifier calls it too many
+    # recipients, and the transaction obeys the classifier: it names nobody after it.
+    handler = ScriptedHandler(rcpt=["250 OK", "250 OK", "452 Recipient list too long"])
+    rcpts = [f"r{i}@example.com" for i in range(5)]
+    async with serve(handler) as port, mailer(port) as m:
+        result = await m.send(message(*rcpts))
+    named = [arg for cmd, arg in handler.commands if cmd == "RCPT"]
+    assert named == [f"<{r}>" for r in [*rcpts[:3], *rcpts[2:]]]
+    assert result.delivered == rcpts
+    assert handler.copies == Counter({r: 1 for r in rcpts})
+
+
 async def test_retries_that_run_out_defer_and_never_drop() -> None:
     handler = ScriptedHandler(mail=[R421_SHUTDOWN] * 10)
     policy = RetryPolicy(backoff_base=0.001, backoff_cap=0.002, max_attempts=3)
