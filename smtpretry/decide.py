@@ -23,9 +23,11 @@ __all__ = [
     "Ok",
     "RecipientState",
     "Retry",
+    "Signal",
     "classify_evidence",
     "decide",
     "give_up",
+    "signal",
 ]
 
 
@@ -109,6 +111,9 @@ _FAILURE_RULES: dict[FailureKind, Classification] = {
     FailureKind.UNSUPPORTED: Classification(
         Category.OTHER_PERMANENT, Action.FAIL, "needs an extension the server lacks"
     ),
+    FailureKind.BACKEND: Classification(
+        Category.SERVICE_UNAVAILABLE, Action.RETRY, "the shared backend gave no connection slot"
+    ),
     # RFC 1047: the server may have the message. At-least-once retries it.
     FailureKind.AMBIGUOUS: Classification(
         Category.SERVICE_UNAVAILABLE, Action.RETRY, "connection lost after the final dot"
@@ -127,6 +132,45 @@ def classify_evidence(evidence: Evidence) -> Classification:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """What one reply (or failure) says about the destination rather than
+    the recipient: computed once per reply by :func:`signal`, acted on by the
+    Mailer through its connection's limiter.
+
+    ``throttled``: the server throttles us (lower the connection cap; inside an
+    established session, the pace too). ``hold_off_s``: the server named a
+    wait; no new connection before it has passed. ``lost``: the connection was
+    lost or fell out of step (logged). ``possible_duplicate``: lost after the
+    final dot, so the server may have the message (RFC 1047).
+
+    .. versionadded:: 0.4
+    """
+
+    throttled: bool = False
+    hold_off_s: float | None = None
+    lost: bool = False
+    possible_duplicate: bool = False
+
+
+_QUIET = Signal()
+_LOST = frozenset(
+    {FailureKind.DISCONNECTED, FailureKind.TIMEOUT, FailureKind.AMBIGUOUS, FailureKind.PROTOCOL}
+)
+
+
+def signal(evidence: Evidence, c: Classification) -> Signal:
+    """The destination signal of ``evidence`` classified as ``c`` (pure)."""
+    if isinstance(evidence, TransportFailure):
+        if evidence.kind not in _LOST:
+            return _QUIET
+        return Signal(lost=True, possible_duplicate=evidence.kind is FailureKind.AMBIGUOUS)
+    hint = retry_after_hint(evidence.text) if c.action is Action.RETRY else None
+    if hint is None and c.category is not Category.THROTTLED:
+        return _QUIET
+    return Signal(throttled=c.category is Category.THROTTLED, hold_off_s=hint)
+
+
 def _defer(state: RecipientState, policy: RetryPolicy, now: float) -> Defer | Fail:
     at = now + policy.deferral(state.deferrals)
     first = state.first_attempt_at if state.first_attempt_at is not None else now
@@ -135,8 +179,15 @@ def _defer(state: RecipientState, policy: RetryPolicy, now: float) -> Defer | Fa
     return Defer(at)
 
 
-def decide(state: RecipientState, policy: RetryPolicy, *, now: float, rng: random.Random) -> Decision:
+def decide(
+    state: RecipientState, policy: RetryPolicy, *, now: float, rng: random.Random,
+    said: Signal | None = None,
+) -> Decision:
     """The decision for a recipient whose latest attempt is ``state.last``.
+
+    ``said`` is :func:`signal` of that attempt's evidence when the caller has
+    it already (a reply shared by many recipients is read once); otherwise it
+    is computed here.
 
     - ``ok`` -> :class:`Ok`; ``fail`` -> :class:`Fail`;
     - ``defer`` -> :class:`Defer` at ``now`` plus the policy's deferral step
@@ -169,7 +220,7 @@ def decide(state: RecipientState, policy: RetryPolicy, *, now: float, rng: rando
             if c.category is Category.TOO_MANY_RECIPIENTS:
                 return Retry(0.0)
             delay = policy.backoff(last.attempt, rng)
-            hint = retry_after_hint(evidence.text)
+            hint = (said if said is not None else signal(evidence, c)).hold_off_s
             return Retry(max(delay, hint) if hint is not None else delay)
     raise AssertionError(f"unhandled action {c.action!r}")
 

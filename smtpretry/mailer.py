@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Self, assert_never
 
 from . import events
 from ._retrying import run_attempts
-from .classify import Action, Category, Classification, retry_after_hint
+from .classify import Classification
 from .config import Config
 from .decide import (
     Attempt,
@@ -33,9 +33,11 @@ from .decide import (
     Ok,
     RecipientState,
     Retry,
+    Signal,
     classify_evidence,
     decide,
     give_up,
+    signal,
 )
 from .endpoint import Endpoint, TLSMode
 from .envelope import Envelope, build_envelope
@@ -203,9 +205,9 @@ class Mailer:
                 return None
             c = classify_evidence(got)
             state = state.record(Attempt(got, c, len(state.history) + 1, self._clock()))
-            observe(self.pool, log, got, c, recipients=[], attempt=len(state.history), opened_at=opened_at,
-                    established=False)
-            decision = decide(state, self.policy, now=self._clock(), rng=self._rng)
+            said = observe(self.pool, log, got, c, recipients=[], attempt=len(state.history),
+                           opened_at=opened_at, established=False)
+            decision = decide(state, self.policy, now=self._clock(), rng=self._rng, said=said)
             return decision if isinstance(decision, Retry) else None
 
         def before_sleep(delay_s: float) -> None:
@@ -280,7 +282,15 @@ class Mailer:
             were not saved).
         """
         run = _Run(self, envelope, states or {}, sessions)
-        last = await run_attempts(self.policy, run.attempt, on_retry=run.before_sleep)
+        try:
+            last = await run_attempts(self.policy, run.attempt, on_retry=run.before_sleep)
+        except QueueError as exc:
+            # The shared backend gave no connection slot (BackendError): nothing more can
+            # be sent now. The error carries what was done, so that a caller who tries
+            # again sends only what is still pending, never the recipients delivered.
+            run.interrupted(exc)
+            exc.result = run.finish()
+            raise
         if isinstance(last, Retry):
             run.give_up()
         result = run.finish()
@@ -328,24 +338,23 @@ class Mailer:
 
 def observe(
     pool: DestinationPool, log: Logger, ev: Evidence, c: Classification, *, recipients: list[str],
-    attempt: int, opened_at: float, established: bool = True,
-) -> None:
-    """What a reply says about the destination rather than the recipient:
-    a lost connection (logged), throttling (lower the cap), a named wait
-    (hold off new connections)."""
-    if isinstance(ev, TransportFailure):
-        if ev.kind in (FailureKind.DISCONNECTED, FailureKind.TIMEOUT, FailureKind.AMBIGUOUS,
-                       FailureKind.PROTOCOL):
-            events.connection_lost(
-                log, recipients=recipients, attempt=attempt, evidence=ev,
-                possible_duplicate=ev.kind is FailureKind.AMBIGUOUS,
-            )
-        return
-    if c.category is Category.THROTTLED:
+    attempt: int, opened_at: float, established: bool = True, said: Signal | None = None,
+) -> Signal:
+    """Act on what a reply says about the destination rather than the
+    recipient (:func:`~smtpretry.decide.signal`, computed here unless given):
+    a lost connection is logged, throttling lowers the cap, a named wait holds
+    off new connections. Returns the signal."""
+    said = said if said is not None else signal(ev, c)
+    if said.lost:
+        events.connection_lost(
+            log, recipients=recipients, attempt=attempt, evidence=ev,
+            possible_duplicate=said.possible_duplicate,
+        )
+    if said.throttled and isinstance(ev, Reply):
         pool.throttled(ev, opened_at, established=established)
-    hint = retry_after_hint(ev.text) if c.action is Action.RETRY else None
-    if hint is not None:
-        pool.limiter.hold_off(hint)
+    if said.hold_off_s is not None:
+        pool.limiter.hold_off(said.hold_off_s)
+    return said
 
 
 class _Run:
@@ -474,19 +483,19 @@ class _Run:
         now = self.mailer._clock()
         delivered: list[str] = []
         assumed: list[str] = []
-        seen: set[Evidence] = set()
+        read: dict[Evidence, tuple[Classification, Signal]] = {}
         for rcpt, ev in evidence.items():
-            c = classify_evidence(ev)
+            if ev not in read:  # one reply shared by many recipients is read once
+                c = classify_evidence(ev)
+                recipients = [r for r, e in evidence.items() if e == ev]
+                read[ev] = c, observe(self.pool, self.log, ev, c, recipients=recipients,
+                                      attempt=self.attempts, opened_at=opened_at, established=established)
+            c, said = read[ev]
             state = self.states[rcpt].record(Attempt(ev, c, self.attempts, now))
             self.states[rcpt] = state
-            if ev not in seen:
-                seen.add(ev)
-                recipients = [r for r, e in evidence.items() if e == ev]
-                observe(self.pool, self.log, ev, c, recipients=recipients, attempt=self.attempts,
-                        opened_at=opened_at, established=established)
-            if isinstance(ev, TransportFailure) and ev.kind is FailureKind.AMBIGUOUS:
+            if said.possible_duplicate:
                 self.duplicates.add(rcpt)
-            decision: Decision = decide(state, self.mailer.policy, now=now, rng=self.mailer._rng)
+            decision: Decision = decide(state, self.mailer.policy, now=now, rng=self.mailer._rng, said=said)
             match decision:
                 case Ok(assumed=was_assumed):
                     self._end(rcpt, Status.DELIVERED)
@@ -542,6 +551,17 @@ class _Run:
                 c=classify_evidence(ev), connections_active=self.pool.active,
                 connections_cap=self.pool.cap.current,
             )
+
+    def interrupted(self, exc: BaseException) -> None:
+        """The send cannot go on (no slot from the shared backend): every
+        recipient still pending gets that as its evidence and is deferred."""
+        stop = TransportFailure(FailureKind.BACKEND, Phase.CONNECT, str(exc))
+        now = self.mailer._clock()
+        for rcpt in self.pending:
+            self.states[rcpt] = self.states[rcpt].record(
+                Attempt(stop, classify_evidence(stop), max(self.attempts, 1), now)
+            )
+        self.give_up()
 
     def give_up(self) -> None:
         """Retries ran out: defer every recipient still pending."""

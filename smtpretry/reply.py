@@ -119,6 +119,7 @@ class FailureKind(StrEnum):
     AUTH = "auth"                  # credentials given, but no AUTH mechanism we can use
     SIZE = "size"                  # larger than the SIZE the server advertised (RFC 1870)
     UNSUPPORTED = "unsupported"    # needs an extension the server lacks (SMTPUTF8)
+    BACKEND = "backend"            # the shared backend (Redis) gave no connection slot
 
 
 @dataclass(frozen=True, slots=True)

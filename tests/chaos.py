@@ -189,7 +189,13 @@ class ChaosServer:
         fault = self._pick(rng, self.after_dot)
         if fault is None:
             self.copies.update(rcpts)
-            await self._write(rng, writer, (b"250 2.0.0 Ok: queued as CHAOS",))
+            try:
+                await self._write(rng, writer, (b"250 2.0.0 Ok: queued as CHAOS",))
+            except ConnectionError:
+                # The client gave up (timed out) before this reply could reach it: it
+                # cannot know the message was kept.
+                self.unconfirmed.update(rcpts)
+                raise
             return
         self.faults[fault] += 1
         if fault in (Fault.ACCEPT_DROP, Fault.ACCEPT_STALL, Fault.ACCEPT_GARBAGE):

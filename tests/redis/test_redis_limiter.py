@@ -233,6 +233,39 @@ async def test_redis_down_new_connections_fail_fast_and_sends_in_progress_finish
     assert (trouble["backend"], trouble["destination"]) == (server.url, f"127.0.0.1:{port}")
 
 
+async def test_a_backend_error_after_a_delivery_carries_what_was_delivered(tmp_path: Path) -> None:
+    # The first transaction takes a (too many recipients: the second goes next), the next
+    # MAIL is throttled with 421, and Redis is gone before the retry can have a slot.
+    server = RedisServer(require_redis(), tmp_path / "redis")
+    server.start()
+
+    class StopsRedis(ScriptedHandler):
+        async def handle_DATA(self, srv, session, envelope):  # type: ignore[no-untyped-def]
+            server.stop()
+            return await super().handle_DATA(srv, session, envelope)
+
+    handler = StopsRedis(rcpt=["250 OK", "452 4.5.3 Too many recipients"],
+                         mail=["250 OK", "421 4.7.0 Too many connections, try later"])
+    try:
+        async with serve(handler) as port:
+            limits = Limits(max_connections=2)
+            limiter = redis_limiter(server.url, f"127.0.0.1:{port}", limits, get_logger(), lease_s=1.0)
+            async with Mailer("127.0.0.1", port, tls="none", policy=FAST, limits=limits,
+                              limiter=limiter) as m:
+                with pytest.raises(BackendError) as raised:
+                    await m.send(message("a@example.com, b@example.com", 0))
+                await limiter.close()
+    finally:
+        server.stop()
+    result = raised.value.result
+    assert result is not None, "the error keeps what the send did"
+    assert result.delivered == ["a@example.com"]
+    deferred = result.deferred["b@example.com"]
+    assert deferred.failure is not None and deferred.failure.kind.value == "backend"
+    assert not deferred.possible_duplicate
+    assert handler.copies == Counter({"a@example.com": 1})
+
+
 async def test_a_lease_that_ran_out_before_its_renewal_is_logged(redis_url: str) -> None:
     slots = RedisSlots(redis_url, "lease-test", Limits(max_connections=2), lease_s=1.0, renew_s=0.05)
     probe = client_for(redis_url)
