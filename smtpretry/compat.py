@@ -45,7 +45,7 @@ from .endpoint import local_hostname as _local_hostname
 from .envelope import build_envelope
 from .events import get_logger
 from .mailer import Mailer
-from .pool import Limiter
+from .pool import Lease, Limiter, Refusal
 from .reply import Evidence, FailureKind, Phase, Reply, TransportFailure
 from .result import SendResult, Status
 from .transport import Session
@@ -208,28 +208,34 @@ def _new_mailer(key: tuple[int, _Key], e: Endpoint, config: Config) -> Mailer:
 
 class _Held:
     """The session source for one facade object: the connection it holds,
-    reopened through the shared pool (replaying its session) when lost."""
+    reopened through the shared pool (replaying its session) when lost. Each
+    lease names the limiter of the pool its connection came from, so a send's
+    pacing, throttling and successes count where the connection counts."""
 
     def __init__(self, owner: SMTP) -> None:
         self.owner = owner
 
-    async def acquire(self) -> tuple[Session | Evidence, bool, float]:
-        session = self.owner._session
+    async def lease(self) -> Lease | Refusal:
+        owner = self.owner
+        pool = owner._mailer_of(owner._session.endpoint if owner._session is not None
+                                else owner._require_intent()).pool
+        session = owner._session
         if session is not None and session.connected:
-            return session, True, session.opened_at
-        self.owner._session = None
-        got, reused, opened_at = await self.owner._mailer_of(self.owner._require_intent()).pool.acquire()
-        if isinstance(got, Session):
-            self.owner._session = got
-        return got, reused, opened_at
+            return Lease(session, True, session.opened_at, pool.limiter, self)
+        owner._session = None
+        got = await owner._mailer_of(owner._require_intent()).pool.lease()
+        if isinstance(got, Refusal):
+            return got
+        owner._session = got.session
+        return Lease(got.session, got.reused, got.opened_at, got.limiter, self)
 
-    async def release(self, session: Session, *, reusable: bool) -> None:
+    async def give_back(self, session: Session, *, reusable: bool) -> None:
         if reusable and session.connected:
             self.owner._session = session
             return
         if self.owner._session is session:
             self.owner._session = None
-        await self.owner._mailer_of(session.endpoint).pool.release(session, reusable=False)
+        await self.owner._mailer_of(session.endpoint).pool.give_back(session, reusable=False)
 
 
 # -- smtplib's exceptions from outcomes --------------------------------------------------------

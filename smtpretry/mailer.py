@@ -44,7 +44,7 @@ from .envelope import Envelope, build_envelope
 from .errors import QueueError
 from .events import Logger
 from .policy import Limits, RetryPolicy
-from .pool import DestinationPool, Limiter, SessionSource
+from .pool import DestinationPool, Lease, Limiter, Refusal, SessionSource
 from .queue.base import Destination, Queue, entry_from_result, open_queue
 from .reply import Evidence, FailureKind, Phase, Reply, TransportFailure
 from .result import Outcome, SendResult, Status
@@ -197,16 +197,20 @@ class Mailer:
         log = self._log()
         state = RecipientState("")
         got: Session | Evidence | None = None
+        limiter = self.pool.limiter
 
         async def attempt() -> Retry | None:
-            nonlocal got, state
-            got, _, opened_at = await source.acquire()
-            if isinstance(got, Session):
+            nonlocal got, state, limiter
+            leased = await source.lease()
+            limiter = leased.limiter
+            if isinstance(leased, Lease):
+                got = leased.session
                 return None
+            got = leased.evidence
             c = classify_evidence(got)
             state = state.record(Attempt(got, c, len(state.history) + 1, self._clock()))
-            said = observe(self.pool, log, got, c, recipients=[], attempt=len(state.history),
-                           opened_at=opened_at, established=False)
+            said = observe(limiter, log, got, c, recipients=[], attempt=len(state.history),
+                           opened_at=leased.opened_at, established=False)
             decision = decide(state, self.policy, now=self._clock(), rng=self._rng, said=said)
             return decision if isinstance(decision, Retry) else None
 
@@ -215,8 +219,8 @@ class Mailer:
             assert last is not None
             events.retry_scheduled(
                 log, recipients=[], attempt=len(state.history), delay_s=delay_s,
-                evidence=last.evidence, c=last.classification, connections_active=self.pool.active,
-                connections_cap=self.pool.cap.current,
+                evidence=last.evidence, c=last.classification, connections_active=limiter.open,
+                connections_cap=limiter.cap.current,
             )
 
         await run_attempts(self.policy, attempt, on_retry=before_sleep)
@@ -337,7 +341,7 @@ class Mailer:
 
 
 def observe(
-    pool: DestinationPool, log: Logger, ev: Evidence, c: Classification, *, recipients: list[str],
+    limiter: Limiter, log: Logger, ev: Evidence, c: Classification, *, recipients: list[str],
     attempt: int, opened_at: float, established: bool = True, said: Signal | None = None,
 ) -> Signal:
     """Act on what a reply says about the destination rather than the
@@ -351,9 +355,9 @@ def observe(
             possible_duplicate=said.possible_duplicate,
         )
     if said.throttled and isinstance(ev, Reply):
-        pool.throttled(ev, opened_at, established=established)
+        limiter.throttled(ev, opened_at, established=established)
     if said.hold_off_s is not None:
-        pool.limiter.hold_off(said.hold_off_s)
+        limiter.hold_off(said.hold_off_s)
     return said
 
 
@@ -365,8 +369,9 @@ class _Run:
         sessions: SessionSource | None = None,
     ) -> None:
         self.mailer = mailer
-        self.pool = mailer.pool
         self.sessions: SessionSource = sessions if sessions is not None else mailer.pool
+        self.limiter: Limiter = mailer.pool.limiter
+        """The limiter of the latest connection: its cap and pace are this send's."""
         self.envelope = envelope
         self.data = encode_data(envelope.data)
         # One id per send: the events of this deliver() call, told apart from an earlier or
@@ -383,30 +388,29 @@ class _Run:
     def pending(self) -> list[str]:
         return [r for r in self.envelope.recipients if r not in self.outcomes]
 
-    # -- one attempt: one session, as many transactions as it takes --------
+    # -- one attempt: one connection, as many transactions as it takes --------
 
     async def attempt(self) -> Retry | None:
         self.attempts += 1
         self.retries.clear()
         stale_allowance = 2
         while True:
-            got, reused, opened_at = await self.sessions.acquire()
-            if not isinstance(got, Session):
-                self.settle({r: got for r in self.pending}, opened_at, established=False)
+            leased = await self.sessions.lease()
+            self.limiter = leased.limiter
+            if isinstance(leased, Refusal):
+                self.settle({r: leased.evidence for r in self.pending}, leased.opened_at, established=False)
                 return self.retry()
-            session = got
-            reusable = True
-            released = False
+            lease, reused, reusable = leased, leased.reused, True
             try:
                 todo = self.pending
                 while todo:
                     try:
-                        evidence, reusable, completed = await self._transaction(session, todo)
+                        evidence, reusable, completed = await self._transaction(lease.session, todo)
                     except BaseException:
                         # Cut short (the send was cancelled): the session is in the
                         # middle of a command, fit neither for reuse nor for QUIT.
                         reusable = False
-                        session.abort()
+                        lease.session.abort()
                         raise
                     if reused and stale_allowance and _stale(evidence.values()):
                         # The server closed this idle connection meanwhile: not
@@ -418,14 +422,13 @@ class _Run:
                         # Nothing is left for this session to do: hand it back
                         # before deciding and logging, so that a send waiting
                         # for it starts its transaction meanwhile.
-                        released = True
-                        await self.sessions.release(session, reusable=True)
-                        self.settle(evidence, opened_at)
-                        self.pool.succeeded()
+                        await lease.release(reusable=True)
+                        self.settle(evidence, lease.opened_at)
+                        lease.limiter.succeeded()
                         return self.retry()
-                    self.settle(evidence, opened_at)
+                    self.settle(evidence, lease.opened_at)
                     if completed:
-                        self.pool.succeeded()
+                        lease.limiter.succeeded()
                     # Recipients the server had no room for go in the next transaction on
                     # this connection, but only after one that delivered: a server that
                     # takes nobody would otherwise be asked again and again.
@@ -436,8 +439,7 @@ class _Run:
                 else:
                     return self.retry()
             finally:
-                if not released:
-                    await self.sessions.release(session, reusable=reusable)
+                await lease.release(reusable=reusable)
 
     async def _transaction(self, session: Session, todo: list[str]) -> tuple[dict[str, Evidence], bool, bool]:
         env = self.envelope
@@ -472,7 +474,7 @@ class _Run:
             encoding="utf-8" if smtputf8 else "ascii", pipelining=session.pipelining,
             reset=session.needs_reset,
         )
-        await self.pool.limiter.pace()
+        await self.limiter.pace()
         tr = await session.run(state)
         return {**refused, **tr.evidence}, tr.reusable and session.in_step, tr.completed
 
@@ -488,7 +490,7 @@ class _Run:
             if ev not in read:  # one reply shared by many recipients is read once
                 c = classify_evidence(ev)
                 recipients = [r for r, e in evidence.items() if e == ev]
-                read[ev] = c, observe(self.pool, self.log, ev, c, recipients=recipients,
+                read[ev] = c, observe(self.limiter, self.log, ev, c, recipients=recipients,
                                       attempt=self.attempts, opened_at=opened_at, established=established)
             c, said = read[ev]
             state = self.states[rcpt].record(Attempt(ev, c, self.attempts, now))
@@ -518,9 +520,8 @@ class _Run:
                 events.message_delivered(
                     self.log, recipients=group, attempt=self.attempts,
                     reply=final if isinstance(final, Reply) else None, assumed=was_assumed,
-                    connections_active=self.pool.active, connections_cap=self.pool.cap.current,
+                    connections_active=self.limiter.open, connections_cap=self.limiter.cap.current,
                 )
-
 
     def _end(self, rcpt: str, status: Status, *, next_attempt_at: float | None = None,
              expired: bool = False) -> None:
@@ -548,8 +549,8 @@ class _Run:
         for ev, rcpts in groups.items():
             events.retry_scheduled(
                 self.log, recipients=rcpts, attempt=self.attempts, delay_s=delay, evidence=ev,
-                c=classify_evidence(ev), connections_active=self.pool.active,
-                connections_cap=self.pool.cap.current,
+                c=classify_evidence(ev), connections_active=self.limiter.open,
+                connections_cap=self.limiter.cap.current,
             )
 
     def interrupted(self, exc: BaseException) -> None:

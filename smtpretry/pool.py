@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from . import events
@@ -34,7 +34,17 @@ from .policy import Limits
 from .reply import Evidence, Reply
 from .transport import Session, open_session
 
-__all__ = ["AdaptiveCap", "CapReport", "DestinationPool", "Limiter", "LocalSlots", "SessionSource", "Slots"]
+__all__ = [
+    "AdaptiveCap",
+    "CapReport",
+    "DestinationPool",
+    "Lease",
+    "Limiter",
+    "LocalSlots",
+    "Refusal",
+    "SessionSource",
+    "Slots",
+]
 
 ABORT_GRACE_S = 0.02
 """Seconds a slot stays taken after we cut a connection, before it is reused."""
@@ -401,12 +411,65 @@ async def _socket_closed() -> None:
     await asyncio.sleep(0)
 
 
-class SessionSource(Protocol):
-    """Where a send takes its sessions from: a :class:`DestinationPool`, or
-    the one connection an smtplib-style caller holds."""
+@dataclass(frozen=True, slots=True, eq=False)
+class Lease:
+    """A connection lent to one send: the session, whether it was reused,
+    when it was opened (monotonic seconds), and the :class:`Limiter` it counts
+    against. Pacing, throttling and successes of the send go through that
+    limiter, so one send has one source of connections and signals.
 
-    async def acquire(self) -> tuple[Session | Evidence, bool, float]: ...
-    async def release(self, session: Session, *, reusable: bool) -> None: ...
+    ``release(reusable=...)`` gives it back (kept for reuse, or closed);
+    releasing twice does nothing. As an async context manager it is released
+    on exit, reusable unless the block raised.
+
+    .. versionadded:: 0.4
+    """
+
+    session: Session
+    reused: bool
+    opened_at: float
+    limiter: Limiter
+    source: SessionSource = field(repr=False)
+    _released: list[bool] = field(default_factory=lambda: [False], repr=False)
+
+    async def release(self, *, reusable: bool) -> None:
+        if self._released[0]:
+            return
+        self._released[0] = True
+        await self.source.give_back(self.session, reusable=reusable)
+
+    async def __aenter__(self) -> Lease:
+        return self
+
+    async def __aexit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is not None:
+            self.session.abort()  # cut short in the middle of something: fit for nothing else
+        await self.release(reusable=exc_type is None)
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """No connection: the reply or failure that kept one from opening (its
+    slot already given back), when the opening began, and the limiter it was
+    counted against.
+
+    .. versionadded:: 0.4
+    """
+
+    evidence: Evidence
+    opened_at: float
+    limiter: Limiter
+
+
+class SessionSource(Protocol):
+    """Where a send takes its connections from: a :class:`DestinationPool`,
+    or the one connection an smtplib-style caller holds.
+
+    .. versionadded:: 0.4
+    """
+
+    async def lease(self) -> Lease | Refusal: ...
+    async def give_back(self, session: Session, *, reusable: bool) -> None: ...
 
 
 class DestinationPool:
@@ -439,15 +502,15 @@ class DestinationPool:
     def has_idle(self) -> bool:
         return bool(self._idle)
 
-    async def acquire(self) -> tuple[Session | Evidence, bool, float]:
-        """A session, whether it was reused and when it was opened (monotonic
-        seconds); or the reply or failure that kept a new one from opening
-        (its slot is already given back) and when the opening began."""
+    async def lease(self) -> Lease | Refusal:
+        """An idle session if there is one, else a new one when the limiter
+        gives a slot (waiting for one meanwhile), as a :class:`Lease`; or the
+        :class:`Refusal` of the server or the network when it would not open."""
         while True:
             while self._idle:
                 session = self._idle.pop()
                 if session.in_step and self._fresh(session):
-                    return session, True, session.opened_at
+                    return Lease(session, True, session.opened_at, self.limiter, self)
                 # Close a stale session before opening a new one, so the
                 # server never sees more than the cap at once.
                 await self._retire(session)
@@ -465,13 +528,30 @@ class DestinationPool:
         if not isinstance(opened, Session):
             await _socket_closed()
             await self.limiter.give_back(lingers=False)
-        return opened, False, started
+            return Refusal(opened, started, self.limiter)
+        return Lease(opened, False, started, self.limiter, self)
+
+    async def acquire(self) -> tuple[Session | Evidence, bool, float]:
+        """:meth:`lease` as a tuple (session or evidence, reused, opened at).
+
+        .. deprecated:: 0.4
+           Use :meth:`lease`, whose :class:`Lease` also names its limiter.
+        """
+        got = await self.lease()
+        if isinstance(got, Refusal):
+            return got.evidence, False, got.opened_at
+        return got.session, got.reused, got.opened_at
 
     def _fresh(self, session: Session) -> bool:
         return time.monotonic() - session.last_used < self.limits.idle_timeout
 
     async def release(self, session: Session, *, reusable: bool) -> None:
         """Keep ``session`` for the next transaction, or close it and free its slot."""
+        await self.give_back(session, reusable=reusable)
+
+    async def give_back(self, session: Session, *, reusable: bool) -> None:
+        """Keep ``session`` for the next transaction, or close it and free its slot
+        (what :meth:`Lease.release` calls)."""
         keep = (
             reusable
             and session.in_step

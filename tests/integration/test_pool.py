@@ -77,3 +77,23 @@ async def test_a_send_cancelled_mid_transaction_does_not_leave_its_connection_fo
             let_go.set()
     assert result.delivered == ["two@example.com"]
     assert handler.sessions_total == 2  # the second send opened a connection of its own
+
+
+async def test_a_send_credits_its_signals_to_the_limiter_of_the_connection_it_used() -> None:
+    # A send whose connections come from another source (as the facade's held connection,
+    # or a router's pool per MX host, do) lowers that source's cap, not its own Mailer's.
+    from smtpretry import RetryPolicy, build_envelope
+    from tests.servers import R421_TOO_MANY
+
+    handler = ScriptedHandler(rcpt=[R421_TOO_MANY])
+    fast = RetryPolicy(backoff_base=0.001, backoff_cap=0.002)
+    async with serve(handler) as port:
+        lender = Mailer("127.0.0.1", port, tls="none", limits=Limits(max_connections=8))
+        borrower = Mailer("127.0.0.1", port, tls="none", limits=Limits(max_connections=8), policy=fast)
+        envelope = build_envelope(MESSAGE, "s@example.org", ["a@example.com"])
+        async with lender, borrower:
+            result = await borrower.deliver(envelope, sessions=lender.pool)
+    assert result.delivered == ["a@example.com"]
+    assert lender.pool.cap.current < 8, "the connection's limiter heard the throttling"
+    assert borrower.pool.cap.current == 8, "the borrowing Mailer's own limiter was not touched"
+    assert handler.copies == Counter({"a@example.com": 1})
