@@ -10,16 +10,19 @@ import subprocess
 import sys
 import textwrap
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
+import structlog
 from click.testing import CliRunner
 from structlog.testing import capture_logs
 
-from smtpretry import Mailer, RetryPolicy
+from smtpretry import Mailer, RetryPolicy, SendResult, configure_logging
 from smtpretry.logs.cli import logs_group
-from tests.servers import R421_TOO_MANY, R422_OVER_QUOTA, ScriptedHandler, serve
+from tests.messages import message
+from tests.servers import R250, R421_TOO_MANY, R422_OVER_QUOTA, ScriptedHandler, serve
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -224,3 +227,44 @@ def test_trace_shows_a_queue_resend_as_a_second_send(tmp_path: Path) -> None:
     # The first send's story (through its queueing) comes before the second heading.
     assert heads[0] < out.index("recipient_deferred") < out.index("message_queued") < heads[1]
     assert out.rindex("message_delivered") > heads[1] and out.count("send_completed") == 2
+
+
+# -- a second configure_logging() ---------------------------------------------------------------
+
+
+@pytest.fixture
+def logging_reset() -> Iterator[None]:
+    """This test configures logging in-process: afterwards, close its file and reset structlog."""
+    yield
+    configure_logging(level="none")  # closes the file the last call opened
+    structlog.reset_defaults()
+
+
+@pytest.mark.xfail(strict=True, reason="the Limiter binds its logger when it is built")
+async def test_sends_after_logging_is_reconfigured_return_and_log_to_the_new_file(
+    tmp_path: Path, logging_reset: None
+) -> None:
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    handler = ScriptedHandler(rcpt=[R250, R250, R421_TOO_MANY] * 8)  # 421 to every third RCPT
+    results: list[SendResult | BaseException] = []
+    async with serve(handler) as port, Mailer("127.0.0.1", port, tls="none", policy=FAST) as m:
+        configure_logging(json=True, file=first)
+        results.append(await m.send(message("r0@example.com", msgid="<m0@test>")))
+        configure_logging(json=True, file=second)
+        for i in range(1, 8):
+            try:
+                results.append(await m.send(message(f"r{i}@example.com", msgid=f"<m{i}@test>")))
+            except Exception as exc:  # what the defect did: the send raised
+                results.append(exc)
+    assert [type(r).__name__ for r in results] == ["SendResult"] * 8
+    delivered = [r.delivered for r in results if isinstance(r, SendResult)]
+    assert delivered == [[f"r{i}@example.com"] for i in range(8)]
+    # At the server: each recipient got its one copy.
+    assert handler.copies == Counter({f"r{i}@example.com": 1 for i in range(8)})
+    written = [json.loads(line) for line in second.read_text().splitlines()]
+    # Everything after the second call is in the second file, the cap's moves included.
+    assert {r["message_id"] for r in written if "message_id" in r} == {f"<m{i}@test>" for i in range(1, 8)}
+    assert "smtpretry.cap_lowered" in {r["event"] for r in written}
+    assert sum(r["event"] == "smtpretry.send_completed" for r in written) == 7
+    before = [json.loads(line) for line in first.read_text().splitlines()]
+    assert {r.get("message_id") for r in before if r["event"] == "smtpretry.send_completed"} == {"<m0@test>"}
