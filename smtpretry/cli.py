@@ -36,9 +36,9 @@ from rich.text import Text
 
 from . import __version__, events
 from ._clierror import fail
+from ._logging import Logger, configure_logging, get_logger
 from .demo import DemoServer, rcpt_reply
 from .errors import ConfigError, MessageError, QueueError
-from .events import Logger
 from .mailer import Mailer
 from .policy import Limits, RetryPolicy
 from .result import Outcome, SendResult, Status
@@ -140,7 +140,7 @@ def _open_log(log_file: str | None, *, to_stderr: bool) -> None:
         click.get_current_context().call_on_close(stream.close)
     # The CLI is the application: it decides where the log goes, whatever
     # else may have configured structlog in this process.
-    events.configure_logging(json=True, file=stream, level="info" if stream is not None else "none")
+    configure_logging(json=True, file=stream, level="info" if stream is not None else "none")
 
 
 # -- send ------------------------------------------------------------------------------------
@@ -328,11 +328,11 @@ def render_event(event: str, kw: dict[str, Any]) -> tuple[str, str] | None:
 
 class _Decisions:
     """A :class:`~smtpretry.events.Logger` that shows each decision as a line
-    for people, counts what the summary needs, and passes the event on to
-    ``forward`` (the JSON log) when there is one."""
+    for people, counts what the summary needs, and, with ``forward``, passes the
+    event on to the JSON log (the logger of the moment, asked at each event)."""
 
     def __init__(
-        self, tally: _Tally, show: Callable[[str, str], None] | None, forward: Logger | None,
+        self, tally: _Tally, show: Callable[[str, str], None] | None, forward: bool,
         bound: dict[str, Any] | None = None,
     ) -> None:
         self._tally = tally
@@ -341,10 +341,7 @@ class _Decisions:
         self._bound = bound or {}
 
     def bind(self, **kw: Any) -> _Decisions:
-        return _Decisions(
-            self._tally, self._show, self._forward.bind(**kw) if self._forward is not None else None,
-            {**self._bound, **kw},
-        )
+        return _Decisions(self._tally, self._show, self._forward, {**self._bound, **kw})
 
     def info(self, event: str, **kw: Any) -> None:
         self._handle("info", event, kw)
@@ -356,8 +353,8 @@ class _Decisions:
         self._handle("error", event, kw)
 
     def _handle(self, level: str, event: str, kw: dict[str, Any]) -> None:
-        if self._forward is not None:
-            getattr(self._forward, level)(event, **kw)
+        if self._forward:
+            getattr(get_logger(**self._bound), level)(event, **kw)
         self._tally.record(event, kw)
         if self._show is not None:
             rendered = render_event(event, {**self._bound, **kw})
@@ -488,7 +485,6 @@ def demo(
     """
     console = Console(highlight=False)
     _open_log(log_file, to_stderr=False)
-    forward = events.get_logger() if log_file is not None else None
 
     def show(line: str, style: str) -> None:
         if console.is_terminal:
@@ -497,7 +493,7 @@ def demo(
             click.echo(line)
 
     tally = _Tally()
-    logger = _Decisions(tally, None if quiet else show, forward)
+    logger = _Decisions(tally, None if quiet else show, forward=log_file is not None)
     batch = _batch(messages, recipients, random.Random(seed))
     progress = Progress(
         TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -43,7 +43,6 @@ from .config import Config, active_config
 from .endpoint import Endpoint, TLSMode, is_loopback
 from .endpoint import local_hostname as _local_hostname
 from .envelope import build_envelope
-from .events import get_logger
 from .mailer import Mailer
 from .pool import Lease, Limiter, Refusal
 from .reply import Evidence, FailureKind, Phase, Reply, TransportFailure
@@ -192,9 +191,9 @@ def _new_mailer(key: tuple[int, _Key], e: Endpoint, config: Config) -> Mailer:
                 from .redis_limiter import redis_limiter
 
                 # Several processes (or hosts) share this destination's cap through Redis.
-                limiter = redis_limiter(config.backend_url, settings.limit_key, settings.limits, get_logger())
+                limiter = redis_limiter(config.backend_url, settings.limit_key, settings.limits)
             else:
-                limiter = Limiter(settings.limit_key, settings.limits, get_logger())
+                limiter = Limiter(settings.limit_key, settings.limits)
             _limiters[(key[0], settings.limit_key)] = limiter
         mailer = Mailer(
             e.host, e.port, username=e.username, password=e.password, tls=e.tls, timeout=e.timeout,

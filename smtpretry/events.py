@@ -1,38 +1,41 @@
-"""The decision log: event names, keys, the emitters, and ``configure_logging()``.
+"""The log schema: every decision event's name, level, keys and meaning, as data.
 
-Every decision smtpretry takes is one structlog event with a constant name and
-documented keys (the README has the table). The names and the emitters live
-here only, so the log readers and the writers share them.
+Every decision smtpretry takes is one event with a constant name and documented keys.
+This module holds them and nothing else: :data:`SPECS` is the one table that the README's
+event table, the emitter (``_logging.emit``) and the log readers (``smtpretry.logs``) all
+follow; a test holds them together. It imports nothing, so reading a log needs only this.
 
-Importing smtpretry configures nothing and prints nothing. While structlog has
-not been configured, events go to the standard ``logging`` logger
-``"smtpretry"`` (which has a ``NullHandler``, so it stays silent unless the
-application configures logging). Once the application configures structlog, or
-calls :func:`configure_logging`, events go through structlog's pipeline.
+How an event is written (``_logging.emit``): the context keys first (:data:`COMMON_KEYS`:
+``destination`` always, then those of :attr:`EventSpec.context` the event carries), then
+``schema_version``, then the event's own keys in the order of :attr:`EventSpec.keys`.
+structlog adds ``event``; JSON lines add ``level`` and ``timestamp``.
+
+Adding a key to an event keeps ``schema_version`` (readers ignore keys they do not know);
+changing what a key means, or removing one, raises it.
+
+``configure_logging``, ``get_logger``, ``hash_address``, ``HashRecipients`` and ``Logger``
+live in ``_logging`` (the only structlog code) and are still importable from here.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import logging
-import os
-import sys
-from collections.abc import Iterable
-from typing import IO, Any, Protocol, TextIO, cast
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal
 
-import structlog
-
-from .classify import Classification
-from .reply import Evidence, Reply
+if TYPE_CHECKING:
+    from ._logging import HashRecipients, Logger, configure_logging, get_logger, hash_address
 
 __all__ = [
     "BACKEND_LOST",
     "CAP_LOWERED",
     "CAP_RAISED",
+    "COMMON_KEYS",
     "CONNECTION_LOST",
     "EVENTS",
     "EXPIRED",
+    "KEYS",
+    "LEASE_LOST",
     "MESSAGE_DELIVERED",
     "QUEUED",
     "RATE_LOWERED",
@@ -42,12 +45,16 @@ __all__ = [
     "RETRY_SCHEDULED",
     "SCHEMA_VERSION",
     "SEND_COMPLETED",
-    "LEASE_LOST",
+    "SPECS",
+    "EventSpec",
     "HashRecipients",
+    "Key",
+    "Level",
     "Logger",
     "configure_logging",
     "get_logger",
     "hash_address",
+    "spec",
 ]
 
 SCHEMA_VERSION = 1
@@ -67,318 +74,229 @@ EXPIRED = "smtpretry.message_expired"
 LEASE_LOST = "smtpretry.lease_lost"
 BACKEND_LOST = "smtpretry.backend_lost"
 
-EVENTS: tuple[str, ...] = (
-    MESSAGE_DELIVERED,
-    RETRY_SCHEDULED,
-    RECIPIENT_DEFERRED,
-    RECIPIENT_FAILED,
-    CONNECTION_LOST,
-    CAP_LOWERED,
-    CAP_RAISED,
-    RATE_LOWERED,
-    RATE_RAISED,
-    SEND_COMPLETED,
-    QUEUED,
-    EXPIRED,
-    LEASE_LOST,
-    BACKEND_LOST,
-)
-
-LOGGER_NAME = "smtpretry"
+Level = Literal["info", "warning", "error"]
 
 
-class Logger(Protocol):
-    """What smtpretry needs of a logger: a structlog bound logger fits."""
+@dataclass(frozen=True, slots=True)
+class Key:
+    """One key of an event and what it means there."""
 
-    def bind(self, **kw: Any) -> Logger: ...
-    def info(self, event: str, **kw: Any) -> Any: ...
-    def warning(self, event: str, **kw: Any) -> Any: ...
-    def error(self, event: str, **kw: Any) -> Any: ...
-
-
-logging.getLogger(LOGGER_NAME).addHandler(logging.NullHandler())
-
-class _StdlibLogger:
-    """The default while structlog is not configured: a :class:`Logger` over
-    the standard ``logging`` logger ``"smtpretry"``. It asks for the level
-    first, so an event nobody listens to costs one call (the send path's
-    default), and hands the keys over as the record's ``extra``."""
-
-    __slots__ = ("_context",)
-
-    def __init__(self, context: dict[str, Any] | None = None) -> None:
-        self._context = context or {}
-
-    def bind(self, **kw: Any) -> Logger:
-        return _StdlibLogger({**self._context, **kw})
-
-    def _emit(self, level: int, event: str, kw: dict[str, Any]) -> None:
-        std = logging.getLogger(LOGGER_NAME)
-        if std.isEnabledFor(level):
-            std.log(level, event, extra={**self._context, **kw})
-
-    def info(self, event: str, **kw: Any) -> None:
-        self._emit(logging.INFO, event, kw)
-
-    def warning(self, event: str, **kw: Any) -> None:
-        self._emit(logging.WARNING, event, kw)
-
-    def error(self, event: str, **kw: Any) -> None:
-        self._emit(logging.ERROR, event, kw)
+    name: str
+    meaning: str
 
 
-_QUIET = _StdlibLogger()
+@dataclass(frozen=True, slots=True)
+class EventSpec:
+    """One event of the schema.
 
-
-def get_logger(**bind: Any) -> Logger:
-    """The logger smtpretry emits to, with ``bind`` bound: structlog's own
-    when the application configured structlog, else one over the standard
-    library logger ``"smtpretry"`` that stays silent by default."""
-    log: Logger = structlog.get_logger(LOGGER_NAME) if structlog.is_configured() else _QUIET
-    return log.bind(**bind) if bind else log
-
-
-def configure_logging(
-    *, json: bool = True, file: str | os.PathLike[str] | IO[str] | None = None, level: str = "info",
-    hash_recipients: bool = False,
-) -> None:
-    """Opt in to the decision log: configure structlog to write every event
-    as one JSON line (or a readable console line with ``json=False``) to
-    ``file`` (a path, opened for appending with mode 0600, or an open text
-    stream), or to stderr when ``file`` is None.
-
-    ``level`` is the least level written (``"debug"``, ``"info"``,
-    ``"warning"``, ``"error"``), or ``"none"`` to write nothing at all. A file
-    opened by an earlier call is closed. ``hash_recipients`` writes recipient
-    addresses as keyed hashes (see :class:`HashRecipients`).
-
-    This is the only code in smtpretry that calls ``structlog.configure()``;
-    applications that configure structlog themselves need not call it.
-
-    .. versionadded:: 0.1
+    ``keys`` are the event's own keys, in the order they are written; every one is
+    written every time (``null`` when it does not apply). ``context`` names the context
+    keys beyond ``destination`` that the event may carry, in the order they are written:
+    ``message_id`` and ``send_id`` when a send wrote it, and so on.
     """
-    global _owned
-    previous, _owned = _owned, None
-    stream: IO[str]
-    if level == "none":
-        structlog.configure(processors=[_drop], logger_factory=structlog.ReturnLoggerFactory())
-    else:
-        if file is None:
-            stream = sys.stderr
-        elif isinstance(file, (str, os.PathLike)):
-            fd = os.open(os.fspath(file), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            stream = _owned = os.fdopen(fd, "a", encoding="utf-8", buffering=1)
-        else:
-            stream = file
-        _configure(stream, json=json, level=level, hash_recipients=hash_recipients)
-    if previous is not None:
-        previous.close()  # a file an earlier call opened: nothing writes to it any more
+
+    name: str
+    level: Level
+    meaning: str
+    keys: tuple[Key, ...]
+    context: tuple[str, ...] = ()
+
+    @property
+    def key_names(self) -> tuple[str, ...]:
+        return tuple(k.name for k in self.keys)
 
 
-_owned: IO[str] | None = None
+# -- the keys --------------------------------------------------------------------------------
+
+COMMON_KEYS: MappingProxyType[str, str] = MappingProxyType({
+    "event": "the event's name, one of the table's",
+    "schema_version": f"the schema the keys follow ({SCHEMA_VERSION})",
+    "destination": "`host:port` of the server; on the cap, rate and backend events, the limit key "
+                   "(a destination, or a shared rule such as `mx:.google.com`)",
+    "message_id": "the message's Message-ID, on the events about a message",
+    "send_id": "one id per send (a `deliver()`/`send()` call, or one queue-runner resend), the same on "
+               "every event of that send",
+    "queue_id": "the queue entry, on the queue runner's assumed deliveries",
+    "timestamp": "when it was written (ISO 8601, UTC), in JSON lines",
+    "level": "`info`, `warning` or `error`, in JSON lines",
+})
+"""Keys that are not an event's own: ``event`` and ``schema_version`` on every event, the
+context keys (``destination`` on every event, the others where :attr:`EventSpec.context`
+says), and those JSON lines add."""
+
+KEYS: MappingProxyType[str, str] = MappingProxyType({
+    "recipients": "the recipients the event is about (hashed with `hash_recipients`)",
+    "recipient": "the one recipient the event is about (hashed with `hash_recipients`)",
+    "attempt": "connections tried within one send, from 1 (0: the queue runner's, no attempt made)",
+    "phase": "where the reply came: `connect`, `greeting`, `ehlo`, `starttls`, `auth`, `mail`, `rcpt`, "
+             "`data`, `data_end`, `rset`",
+    "code": "the server's reply code; null when there was no reply",
+    "enhanced": "the reply's RFC 3463 enhanced status code (`4.2.2`), or null",
+    "text": "the reply's text, or what happened when there was no reply",
+    "failure": "set instead of `code` when there was no reply: `refused`, `timeout`, `disconnected`, "
+               "`ambiguous`, `tls`, `protocol`, `auth`, `size`, `unsupported`",
+    "category": "what the reply means (`classify()`): `throttled`, `mailbox_full`, ...",
+    "action": "what to do about it: `ok`, `retry`, `defer`, `fail`",
+    "reason": "the rule that matched, e.g. `enhanced X.2.2`",
+    "delay_s": "seconds until the retry (float)",
+    "next_attempt_at": "when the recipient is due again (epoch seconds)",
+    "expired": "the message outlived `max_lifetime`",
+    "assumed": "taken as delivered without a reply (at-most-once after a lost reply)",
+    "possible_duplicate": "lost after the final dot: the server may have the message (RFC 1047)",
+    "connections_active": "connections open or opening under the destination's limit",
+    "connections_cap": "the effective connection cap",
+    "previous_cap": "the cap before the change",
+    "configured_cap": "`max_connections` as configured",
+    "messages_per_minute": "the pace after the change",
+    "previous": "the pace before the change",
+    "configured": "`max_messages_per_minute` as configured",
+    "delivered": "recipients delivered (a count)",
+    "deferred": "recipients deferred (a count)",
+    "failed": "recipients failed (a count)",
+    "attempts": "connections the send tried",
+    "duration_s": "seconds the send took",
+    "queue_id": "the queue entry",
+    "queue": "the queue's URL",
+    "created_at": "when the message was first queued (epoch seconds)",
+    "expires_at": "when it expired (epoch seconds)",
+    "leases": "how many slot leases ran out",
+    "lease_s": "seconds a slot lease lasts",
+    "backend": "the backend's URL, password hidden",
+    "doing": "the step skipped: `renew leases`, `give back a slot`, `move the shared cap`, "
+             "`withdraw a waiting ticket`",
+    "error": "the error, as `Type: message`",
+})
+"""What each key means, one word per concept across events. :class:`EventSpec` keys take
+these meanings unless the event says more."""
 
 
-def _configure(stream: IO[str], *, json: bool, level: str, hash_recipients: bool) -> None:
-    renderer: Any = (
-        structlog.processors.JSONRenderer(sort_keys=False)
-        if json
-        else structlog.dev.ConsoleRenderer(colors=False)
-    )
-    privacy: list[Any] = [HashRecipients()] if hash_recipients else []
-    structlog.configure(
-        processors=[
-            *privacy,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(level.lower()),
-        logger_factory=structlog.WriteLoggerFactory(cast(TextIO, stream)),
-        cache_logger_on_first_use=False,
-    )
+def _keys(*names: str, **meanings: str) -> tuple[Key, ...]:
+    """The keys ``names``, in order, with the shared meaning unless ``meanings`` gives one."""
+    return tuple(Key(n, meanings.get(n, KEYS[n])) for n in names)
 
 
-HASH_KEY_ENV = "SMTPRETRY_LOG_HASH_KEY"
+_EVIDENCE = ("phase", "code", "enhanced", "text", "failure")
+_CLASSIFIED = ("category", "action", "reason")
+_CAUSE = {"code": "the code of the reply that caused it", "enhanced": "its enhanced status code, or null",
+          "text": "its text"}
+_NO_CAUSE = {"code": "null: successes caused it, not a reply", "enhanced": "null", "text": "null"}
+_SEND = ("message_id", "send_id")
+
+SPECS: tuple[EventSpec, ...] = (
+    EventSpec(
+        MESSAGE_DELIVERED, "info",
+        "the server accepted the message for these recipients (a 2xx reply to the final dot), "
+        "or it is assumed to have (`assumed`)",
+        _keys("recipients", "attempt", "code", "enhanced", "text", "assumed", "connections_active",
+              "connections_cap", code="the code of the final reply; null when assumed"),
+        context=(*_SEND, "queue_id"),
+    ),
+    EventSpec(
+        RETRY_SCHEDULED, "warning",
+        "these recipients are tried again on a new connection after `delay_s`",
+        _keys("recipients", "attempt", "delay_s", *_EVIDENCE, *_CLASSIFIED, "connections_active",
+              "connections_cap",
+              recipients="the recipients tried again (empty when no message was being sent: "
+                         "the facade's `connect()` or `login()`)"),
+        context=_SEND,
+    ),
+    EventSpec(
+        RECIPIENT_DEFERRED, "warning",
+        "this recipient comes back later, at `next_attempt_at`: a full mailbox, greylisting, "
+        "retries that ran out",
+        _keys("recipient", "attempt", "next_attempt_at", *_EVIDENCE, *_CLASSIFIED),
+        context=_SEND,
+    ),
+    EventSpec(
+        RECIPIENT_FAILED, "error",
+        "this recipient is never tried again",
+        _keys("recipient", "attempt", "expired", *_EVIDENCE, *_CLASSIFIED),
+        context=_SEND,
+    ),
+    EventSpec(
+        CONNECTION_LOST, "warning",
+        "the connection was dropped, timed out or answered garbage",
+        _keys("recipients", "attempt", "possible_duplicate", *_EVIDENCE,
+              code="null: there was no reply", enhanced="null"),
+        context=_SEND,
+    ),
+    EventSpec(
+        CAP_LOWERED, "warning",
+        "the server throttled: fewer connections at once from now on",
+        _keys("connections_cap", "previous_cap", "configured_cap", "connections_active", "code",
+              "enhanced", "text", connections_cap="the new effective cap", **_CAUSE),
+        context=_SEND,
+    ),
+    EventSpec(
+        CAP_RAISED, "info",
+        "`cap_recovery` successes in a row: one more connection at once",
+        _keys("connections_cap", "previous_cap", "configured_cap", "connections_active", "code",
+              "enhanced", "text", connections_cap="the new effective cap", **_NO_CAUSE),
+    ),
+    EventSpec(
+        RATE_LOWERED, "warning",
+        "a rate limit inside a session: the pace (`max_messages_per_minute`) halves",
+        _keys("messages_per_minute", "previous", "configured", "code", "enhanced", "text", **_CAUSE),
+        context=_SEND,
+    ),
+    EventSpec(
+        RATE_RAISED, "info",
+        "`cap_recovery` successes: the pace climbs back by a tenth of the configured pace",
+        _keys("messages_per_minute", "previous", "configured", "code", "enhanced", "text", **_NO_CAUSE),
+    ),
+    EventSpec(
+        SEND_COMPLETED, "info",
+        "a send ended: how many of its recipients were delivered, deferred and failed",
+        _keys("delivered", "deferred", "failed", "attempts", "duration_s"),
+        context=_SEND,
+    ),
+    EventSpec(
+        QUEUED, "info",
+        "deferred recipients were written to the queue",
+        _keys("queue_id", "recipients", "next_attempt_at", "queue"),
+        context=_SEND,
+    ),
+    EventSpec(
+        EXPIRED, "error",
+        "recipients left the queue undelivered: the message outlived `max_lifetime`",
+        _keys("queue_id", "recipients", "created_at", "expires_at"),
+        context=("message_id",),
+    ),
+    EventSpec(
+        LEASE_LOST, "warning",
+        "with a shared Redis backend, slot leases ran out before this process renewed them (it "
+        "stalled longer than the lease), so for a moment the shared cap did not count them",
+        _keys("leases", "lease_s"),
+    ),
+    EventSpec(
+        BACKEND_LOST, "warning",
+        "the shared backend did not answer and this step was skipped; at most one every 30 s per limit",
+        _keys("backend", "doing", "error"),
+    ),
+)
+"""Every event smtpretry writes, in the README's order."""
+
+EVENTS: tuple[str, ...] = tuple(s.name for s in SPECS)
+
+_BY_NAME: MappingProxyType[str, EventSpec] = MappingProxyType({s.name: s for s in SPECS})
 
 
-def hash_address(address: str, key: bytes | None = None) -> str:
-    """A recipient address as it appears in a privacy-preserving log:
-    ``"h:"`` and 16 hex digits of HMAC-SHA256 over the lower-cased address.
-    The key is ``SMTPRETRY_LOG_HASH_KEY`` from the environment (or empty):
-    with the same key, ``smtpretry logs trace --recipient ADDR`` finds the
-    address again; without it, the log does not reveal it."""
-    if key is None:
-        key = os.environ.get(HASH_KEY_ENV, "").encode()
-    return "h:" + hmac.new(key, address.strip().lower().encode("utf-8"), hashlib.sha256).hexdigest()[:16]
+def spec(name: str) -> EventSpec:
+    """The :class:`EventSpec` of the event ``name``.
+
+    :raises KeyError: not an event of this schema.
+    """
+    return _BY_NAME[name]
 
 
-class HashRecipients:
-    """A structlog processor that replaces ``recipient`` and ``recipients``
-    by :func:`hash_address` values. Add it to your own structlog pipeline, or
-    pass ``hash_recipients=True`` to :func:`configure_logging`."""
-
-    def __init__(self, key: bytes | None = None) -> None:
-        self.key = key if key is not None else os.environ.get(HASH_KEY_ENV, "").encode()
-
-    def __call__(self, logger: Any, method: str, event_dict: Any) -> Any:
-        if isinstance(event_dict.get("recipient"), str):
-            event_dict["recipient"] = hash_address(event_dict["recipient"], self.key)
-        if isinstance(event_dict.get("recipients"), list):
-            event_dict["recipients"] = [hash_address(r, self.key) for r in event_dict["recipients"]]
-        return event_dict
+_FORWARDED = frozenset({"HashRecipients", "Logger", "configure_logging", "get_logger", "hash_address"})
 
 
-def _drop(logger: Any, method: str, event_dict: Any) -> Any:
-    raise structlog.DropEvent
+def __getattr__(name: str) -> Any:
+    # The logging side lives in _logging (structlog); these names were always importable
+    # from here. Imported on first use, so reading the schema never imports structlog.
+    if name in _FORWARDED:
+        from . import _logging
 
-
-def _evidence(evidence: Evidence) -> dict[str, Any]:
-    if isinstance(evidence, Reply):
-        return {
-            "phase": evidence.phase.value,
-            "code": evidence.code,
-            "enhanced": str(evidence.enhanced) if evidence.enhanced else None,
-            "text": evidence.text,
-            "failure": None,
-        }
-    return {
-        "phase": evidence.phase.value,
-        "code": None,
-        "enhanced": None,
-        "text": evidence.detail,
-        "failure": evidence.kind.value,
-    }
-
-
-def _classified(c: Classification) -> dict[str, Any]:
-    return {"category": c.category.value, "action": c.action.value, "reason": c.reason}
-
-
-def message_delivered(
-    log: Logger, *, recipients: Iterable[str], attempt: int, reply: Reply | None,
-    connections_active: int, connections_cap: int, assumed: bool = False,
-) -> None:
-    log.info(
-        MESSAGE_DELIVERED, schema_version=SCHEMA_VERSION, recipients=list(recipients),
-        attempt=attempt, code=reply.code if reply else None,
-        enhanced=str(reply.enhanced) if reply and reply.enhanced else None,
-        text=reply.text if reply else None, assumed=assumed,
-        connections_active=connections_active, connections_cap=connections_cap,
-    )
-
-
-def retry_scheduled(
-    log: Logger, *, recipients: Iterable[str], attempt: int, delay_s: float,
-    evidence: Evidence, c: Classification, connections_active: int, connections_cap: int,
-) -> None:
-    log.warning(
-        RETRY_SCHEDULED, schema_version=SCHEMA_VERSION, recipients=list(recipients),
-        attempt=attempt, delay_s=round(delay_s, 3), **_evidence(evidence), **_classified(c),
-        connections_active=connections_active, connections_cap=connections_cap,
-    )
-
-
-def recipient_deferred(
-    log: Logger, *, recipient: str, attempt: int, next_attempt_at: float,
-    evidence: Evidence, c: Classification,
-) -> None:
-    log.warning(
-        RECIPIENT_DEFERRED, schema_version=SCHEMA_VERSION, recipient=recipient, attempt=attempt,
-        next_attempt_at=round(next_attempt_at, 3), **_evidence(evidence), **_classified(c),
-    )
-
-
-def recipient_failed(
-    log: Logger, *, recipient: str, attempt: int, evidence: Evidence, c: Classification,
-    expired: bool = False,
-) -> None:
-    log.error(
-        RECIPIENT_FAILED, schema_version=SCHEMA_VERSION, recipient=recipient, attempt=attempt,
-        expired=expired, **_evidence(evidence), **_classified(c),
-    )
-
-
-def connection_lost(
-    log: Logger, *, recipients: Iterable[str], attempt: int, evidence: Evidence,
-    possible_duplicate: bool,
-) -> None:
-    log.warning(
-        CONNECTION_LOST, schema_version=SCHEMA_VERSION, recipients=list(recipients),
-        attempt=attempt, possible_duplicate=possible_duplicate, **_evidence(evidence),
-    )
-
-
-def cap_changed(
-    log: Logger, *, lowered: bool, connections_cap: int, previous_cap: int,
-    connections_active: int, configured_cap: int, reply: Reply | None,
-) -> None:
-    (log.warning if lowered else log.info)(
-        CAP_LOWERED if lowered else CAP_RAISED, schema_version=SCHEMA_VERSION,
-        connections_cap=connections_cap, previous_cap=previous_cap,
-        configured_cap=configured_cap, connections_active=connections_active,
-        code=reply.code if reply else None,
-        enhanced=str(reply.enhanced) if reply and reply.enhanced else None,
-        text=reply.text if reply else None,
-    )
-
-
-def rate_changed(
-    log: Logger, *, lowered: bool, messages_per_minute: float, previous: float, configured: float,
-    reply: Reply | None,
-) -> None:
-    (log.warning if lowered else log.info)(
-        RATE_LOWERED if lowered else RATE_RAISED, schema_version=SCHEMA_VERSION,
-        messages_per_minute=round(messages_per_minute, 3), previous=round(previous, 3),
-        configured=configured, code=reply.code if reply else None,
-        enhanced=str(reply.enhanced) if reply and reply.enhanced else None,
-        text=reply.text if reply else None,
-    )
-
-
-def send_completed(
-    log: Logger, *, delivered: int, deferred: int, failed: int, attempts: int, duration_s: float,
-) -> None:
-    log.info(
-        SEND_COMPLETED, schema_version=SCHEMA_VERSION, delivered=delivered, deferred=deferred,
-        failed=failed, attempts=attempts, duration_s=round(duration_s, 3),
-    )
-
-
-# -- the deferred queue (smtpretry.queue) ----------------------------------------------------
-
-
-
-def message_queued(
-    log: Logger, *, queue_id: str, recipients: Iterable[str], next_attempt_at: float, queue: str,
-) -> None:
-    """Deferred recipients were written to the queue (``queue`` is its URL)."""
-    log.info(
-        QUEUED, schema_version=SCHEMA_VERSION, queue_id=queue_id, recipients=list(recipients),
-        next_attempt_at=round(next_attempt_at, 3), queue=queue,
-    )
-
-
-def message_expired(
-    log: Logger, *, queue_id: str, recipients: Iterable[str], created_at: float, expires_at: float,
-) -> None:
-    """Recipients left the queue undelivered: the message outlived ``max_lifetime``."""
-    log.error(
-        EXPIRED, schema_version=SCHEMA_VERSION, queue_id=queue_id, recipients=list(recipients),
-        created_at=round(created_at, 3), expires_at=round(expires_at, 3),
-    )
-
-
-# -- the shared backend (redis_limiter) -----------------------------------------------------
-
-
-def lease_lost(log: Logger, *, leases: int, lease_s: float) -> None:
-    """Slot leases ran out before this process renewed them (it stalled longer
-    than ``lease_s``): for that moment the shared cap did not count them."""
-    log.warning(LEASE_LOST, schema_version=SCHEMA_VERSION, leases=leases, lease_s=lease_s)
-
-
-def backend_lost(log: Logger, *, backend: str, doing: str, error: str) -> None:
-    """The shared backend did not answer while this process was ``doing``
-    something it then skipped (a renewal, a give-back, a cap move)."""
-    log.warning(BACKEND_LOST, schema_version=SCHEMA_VERSION, backend=backend, doing=doing,
-                error=error)
+        return getattr(_logging, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,7 +7,8 @@ recipients still pending need (more than one when the server takes only so
 many recipients at a time), and hands every reply to ``classify()`` and
 ``decide()``. Recipients whose decision is final leave the send with an
 :class:`Outcome`; the rest are retried after the backoff, and deferred when
-the stop condition fires. Every decision is logged (``events.py``).
+the stop condition fires. Every decision is logged (``_logging.emit``, the schema in
+``events.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from email.message import Message
 from typing import TYPE_CHECKING, Any, Self, assert_never
 
 from . import events
+from ._logging import LogContext, Logger, classified_keys, emit, evidence_keys, reply_keys
 from ._retrying import run_attempts
 from .classify import Classification
 from .config import Config
@@ -42,7 +44,6 @@ from .decide import (
 from .endpoint import Endpoint, TLSMode
 from .envelope import Envelope, build_envelope
 from .errors import QueueError
-from .events import Logger
 from .policy import Limits, RetryPolicy
 from .pool import DestinationPool, Lease, Limiter, Refusal, SessionSource
 from .queue.base import Destination, Queue, entry_from_result, open_queue
@@ -169,15 +170,15 @@ class Mailer:
                 from .redis_limiter import redis_limiter
 
                 self._limiter = redis_limiter(
-                    self.config.backend_url, self._limit_key, self.limits, self._log()
+                    self.config.backend_url, self._limit_key, self.limits, self._logger
                 )
                 self._owns_limiter = True
-            self._pool = DestinationPool(self.endpoint, self.limits, self._log(), self._limiter)
+            self._pool = DestinationPool(self.endpoint, self.limits, self._logger, self._limiter)
         return self._pool
 
-    def _log(self, **bind: object) -> Logger:
-        base = self._logger if self._logger is not None else events.get_logger()
-        return base.bind(destination=self.destination, **bind)
+    def _context(self) -> LogContext:
+        """Who this Mailer's events are about; the logger is resolved when one is emitted."""
+        return LogContext(self.destination, self._logger)
 
     async def __aenter__(self) -> Self:
         return self
@@ -194,7 +195,7 @@ class Mailer:
         a caller holds one connection across calls.
         """
         source = sessions if sessions is not None else self.pool
-        log = self._log()
+        context = self._context()
         state = RecipientState("")
         got: Session | Evidence | None = None
         limiter = self.pool.limiter
@@ -209,7 +210,7 @@ class Mailer:
             got = leased.evidence
             c = classify_evidence(got)
             state = state.record(Attempt(got, c, len(state.history) + 1, self._clock()))
-            said = observe(limiter, log, got, c, recipients=[], attempt=len(state.history),
+            said = observe(limiter, context, got, c, recipients=[], attempt=len(state.history),
                            opened_at=leased.opened_at, established=False)
             decision = decide(state, self.policy, now=self._clock(), rng=self._rng, said=said)
             return decision if isinstance(decision, Retry) else None
@@ -217,9 +218,10 @@ class Mailer:
         def before_sleep(delay_s: float) -> None:
             last = state.last
             assert last is not None
-            events.retry_scheduled(
-                log, recipients=[], attempt=len(state.history), delay_s=delay_s,
-                evidence=last.evidence, c=last.classification, connections_active=limiter.open,
+            emit(
+                context, events.RETRY_SCHEDULED, recipients=[], attempt=len(state.history),
+                delay_s=round(delay_s, 3), **evidence_keys(last.evidence),
+                **classified_keys(last.classification), connections_active=limiter.open,
                 connections_cap=limiter.cap.current,
             )
 
@@ -308,9 +310,9 @@ class Mailer:
             except QueueError as exc:
                 exc.result = result  # the caller still learns every recipient's outcome
                 raise
-            events.message_queued(
-                run.log, queue_id=queue_id, recipients=list(result.deferred),
-                next_attempt_at=entry.next_attempt_at, queue=self.queue.url,
+            emit(
+                run.context, events.QUEUED, queue_id=queue_id, recipients=list(result.deferred),
+                next_attempt_at=round(entry.next_attempt_at, 3), queue=self.queue.url,
             )
             result = dataclasses.replace(result, queue_id=queue_id)
         return result
@@ -341,8 +343,9 @@ class Mailer:
 
 
 def observe(
-    limiter: Limiter, log: Logger, ev: Evidence, c: Classification, *, recipients: list[str],
-    attempt: int, opened_at: float, established: bool = True, said: Signal | None = None,
+    limiter: Limiter, context: LogContext, ev: Evidence, c: Classification, *,
+    recipients: list[str], attempt: int, opened_at: float, established: bool = True,
+    said: Signal | None = None,
 ) -> Signal:
     """Act on what a reply says about the destination rather than the
     recipient (:func:`~smtpretry.decide.signal`, computed here unless given):
@@ -350,9 +353,9 @@ def observe(
     off new connections. Returns the signal."""
     said = said if said is not None else signal(ev, c)
     if said.lost:
-        events.connection_lost(
-            log, recipients=recipients, attempt=attempt, evidence=ev,
-            possible_duplicate=said.possible_duplicate,
+        emit(
+            context, events.CONNECTION_LOST, recipients=recipients, attempt=attempt,
+            possible_duplicate=said.possible_duplicate, **evidence_keys(ev),
         )
     if said.throttled and isinstance(ev, Reply):
         limiter.throttled(ev, opened_at, established=established)
@@ -376,7 +379,9 @@ class _Run:
         self.data = encode_data(envelope.data)
         # One id per send: the events of this deliver() call, told apart from an earlier or
         # later send of the same message (a queue resend, a reused Message-ID).
-        self.log = mailer._log(message_id=envelope.message_id, send_id=os.urandom(6).hex())
+        self.context = mailer._context().with_keys(
+            message_id=envelope.message_id, send_id=os.urandom(6).hex()
+        )
         self.states = {r: known.get(r) or RecipientState(r) for r in envelope.recipients}
         self.outcomes: dict[str, Outcome] = {}
         self.retries: dict[str, Retry] = {}
@@ -490,7 +495,7 @@ class _Run:
             if ev not in read:  # one reply shared by many recipients is read once
                 c = classify_evidence(ev)
                 recipients = [r for r, e in evidence.items() if e == ev]
-                read[ev] = c, observe(self.limiter, self.log, ev, c, recipients=recipients,
+                read[ev] = c, observe(self.limiter, self.context, ev, c, recipients=recipients,
                                       attempt=self.attempts, opened_at=opened_at, established=established)
             c, said = read[ev]
             state = self.states[rcpt].record(Attempt(ev, c, self.attempts, now))
@@ -504,12 +509,12 @@ class _Run:
                     (assumed if was_assumed else delivered).append(rcpt)
                 case Fail(expired=expired):
                     self._end(rcpt, Status.FAILED, expired=expired)
-                    events.recipient_failed(self.log, recipient=rcpt, attempt=self.attempts,
-                                            evidence=ev, c=c, expired=expired)
+                    emit(self.context, events.RECIPIENT_FAILED, recipient=rcpt, attempt=self.attempts,
+                         expired=expired, **evidence_keys(ev), **classified_keys(c))
                 case Defer(next_attempt_at=at):
                     self._end(rcpt, Status.DEFERRED, next_attempt_at=at)
-                    events.recipient_deferred(self.log, recipient=rcpt, attempt=self.attempts,
-                                              next_attempt_at=at, evidence=ev, c=c)
+                    emit(self.context, events.RECIPIENT_DEFERRED, recipient=rcpt, attempt=self.attempts,
+                         next_attempt_at=round(at, 3), **evidence_keys(ev), **classified_keys(c))
                 case Retry():
                     self.retries[rcpt] = decision
                 case _:
@@ -517,9 +522,9 @@ class _Run:
         for group, was_assumed in ((delivered, False), (assumed, True)):
             if group:
                 final = evidence[group[0]]
-                events.message_delivered(
-                    self.log, recipients=group, attempt=self.attempts,
-                    reply=final if isinstance(final, Reply) else None, assumed=was_assumed,
+                emit(
+                    self.context, events.MESSAGE_DELIVERED, recipients=group, attempt=self.attempts,
+                    **reply_keys(final if isinstance(final, Reply) else None), assumed=was_assumed,
                     connections_active=self.limiter.open, connections_cap=self.limiter.cap.current,
                 )
 
@@ -547,10 +552,10 @@ class _Run:
             assert last is not None
             groups.setdefault(last.evidence, []).append(rcpt)
         for ev, rcpts in groups.items():
-            events.retry_scheduled(
-                self.log, recipients=rcpts, attempt=self.attempts, delay_s=delay, evidence=ev,
-                c=classify_evidence(ev), connections_active=self.limiter.open,
-                connections_cap=self.limiter.cap.current,
+            emit(
+                self.context, events.RETRY_SCHEDULED, recipients=rcpts, attempt=self.attempts,
+                delay_s=round(delay, 3), **evidence_keys(ev), **classified_keys(classify_evidence(ev)),
+                connections_active=self.limiter.open, connections_cap=self.limiter.cap.current,
             )
 
     def interrupted(self, exc: BaseException) -> None:
@@ -574,22 +579,22 @@ class _Run:
             verdict = give_up(state, self.mailer.policy, now=now)
             if isinstance(verdict, Defer):
                 self._end(rcpt, Status.DEFERRED, next_attempt_at=verdict.next_attempt_at)
-                events.recipient_deferred(self.log, recipient=rcpt, attempt=self.attempts,
-                                          next_attempt_at=verdict.next_attempt_at,
-                                          evidence=last.evidence, c=last.classification)
+                emit(self.context, events.RECIPIENT_DEFERRED, recipient=rcpt, attempt=self.attempts,
+                     next_attempt_at=round(verdict.next_attempt_at, 3), **evidence_keys(last.evidence),
+                     **classified_keys(last.classification))
             else:
                 self._end(rcpt, Status.FAILED, expired=True)
-                events.recipient_failed(self.log, recipient=rcpt, attempt=self.attempts,
-                                        evidence=last.evidence, c=last.classification, expired=True)
+                emit(self.context, events.RECIPIENT_FAILED, recipient=rcpt, attempt=self.attempts,
+                     expired=True, **evidence_keys(last.evidence), **classified_keys(last.classification))
 
     def finish(self) -> SendResult:
         result = SendResult(
             self.envelope.message_id, {r: self.outcomes[r] for r in self.envelope.recipients}
         )
-        events.send_completed(
-            self.log, delivered=len(result.delivered), deferred=len(result.deferred),
-            failed=len(result.failed), attempts=self.attempts,
-            duration_s=time.monotonic() - self.started,
+        emit(
+            self.context, events.SEND_COMPLETED, delivered=len(result.delivered),
+            deferred=len(result.deferred), failed=len(result.failed), attempts=self.attempts,
+            duration_s=round(time.monotonic() - self.started, 3),
         )
         return result
 

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from . import events
+from ._logging import LogContext, Logger, emit, reply_keys
 from .endpoint import Endpoint
-from .events import Logger
 from .policy import Limits
 from .reply import Evidence, Reply
 from .transport import Session, open_session
@@ -236,17 +236,20 @@ class Limiter:
     """Connection slots, the adaptive cap and pacing for one limit key.
 
     ``slots`` holds the slot counter and the cap: in-process by default, or
-    shared by several processes (``redis_limiter.redis_limiter()``).
+    shared by several processes (``redis_limiter.redis_limiter()``). ``logger`` is the
+    application's, if it gave one; the limiter keeps who its events are about (its
+    name), never a logger bound to the configuration of the moment.
     """
 
-    def __init__(self, name: str, limits: Limits, log: Logger, slots: Slots | None = None) -> None:
+    def __init__(self, name: str, limits: Limits, logger: Logger | None = None,
+                 slots: Slots | None = None) -> None:
         self.name = name
         self.limits = limits
         self.slots: Slots = slots if slots is not None else LocalSlots(limits)
         self.open = 0
         self.opening = 0  # of ``open``: connections still between connect and the end of AUTH
         self.cond = asyncio.Condition()
-        self._log = log.bind(destination=name)
+        self.context = LogContext(name, logger)
         self._pools: list[DestinationPool] = []
         self._not_before = 0.0
         self._next_send = 0.0
@@ -360,7 +363,8 @@ class Limiter:
         """No new connection for ``seconds``: the server named a wait."""
         self._not_before = max(self._not_before, time.monotonic() + seconds)
 
-    def throttled(self, reply: Reply, opened_at: float, *, established: bool = False) -> None:
+    def throttled(self, reply: Reply, opened_at: float, *, established: bool = False,
+                  cause: LogContext | None = None) -> None:
         """The server throttled a connection opened at ``opened_at``
         (monotonic): lower the effective cap, and close idle sessions above it.
 
@@ -368,11 +372,14 @@ class Limiter:
         level the server refused: the sessions already established, plus this
         one. Connections still opening are not counted: the server may not
         have counted them yet. A throttle inside an established session (a
-        rate limit) tells no level."""
+        rate limit) tells no level. ``cause`` is the context of the send the
+        reply came to: the move is logged with its ``message_id`` and ``send_id``."""
+        context = self.context if cause is None else self.context.with_keys(**dict(cause.keys))
+
         def report(previous: int, new: int) -> None:
-            events.cap_changed(
-                self._log, lowered=True, connections_cap=new, previous_cap=previous,
-                connections_active=self.open, configured_cap=self.cap.configured, reply=reply,
+            emit(
+                context, events.CAP_LOWERED, connections_cap=new, previous_cap=previous,
+                configured_cap=self.cap.configured, connections_active=self.open, **reply_keys(reply),
             )
             surplus = self.open - new
             for pool in self._pools:
@@ -385,23 +392,23 @@ class Limiter:
         if established and self.rate is not None:  # a rate limit inside a session: slow down
             previous = self.rate.current
             if (pace := self.rate.lower(time.monotonic())) is not None:
-                events.rate_changed(self._log, lowered=True, messages_per_minute=pace, previous=previous,
-                                    configured=self.rate.configured, reply=reply)
+                emit(context, events.RATE_LOWERED, messages_per_minute=round(pace, 3),
+                     previous=round(previous, 3), configured=self.rate.configured, **reply_keys(reply))
 
     def succeeded(self) -> None:
         def report(previous: int, new: int) -> None:
             self._raised = True
-            events.cap_changed(
-                self._log, lowered=False, connections_cap=new, previous_cap=previous,
-                connections_active=self.open, configured_cap=self.cap.configured, reply=None,
+            emit(
+                self.context, events.CAP_RAISED, connections_cap=new, previous_cap=previous,
+                configured_cap=self.cap.configured, connections_active=self.open, **reply_keys(None),
             )
 
         self.slots.success(report)
         if self.rate is not None:
             previous = self.rate.current
             if (pace := self.rate.success()) is not None:
-                events.rate_changed(self._log, lowered=False, messages_per_minute=pace, previous=previous,
-                                    configured=self.rate.configured, reply=None)
+                emit(self.context, events.RATE_RAISED, messages_per_minute=round(pace, 3),
+                     previous=round(previous, 3), configured=self.rate.configured, **reply_keys(None))
 
 
 async def _socket_closed() -> None:
@@ -480,11 +487,11 @@ class DestinationPool:
     session for reuse (closed after ``idle_timeout`` unused) or closes it.
     """
 
-    def __init__(self, endpoint: Endpoint, limits: Limits, log: Logger,
+    def __init__(self, endpoint: Endpoint, limits: Limits, logger: Logger | None = None,
                  limiter: Limiter | None = None) -> None:
         self.endpoint = endpoint
         self.limits = limits
-        self.limiter = limiter if limiter is not None else Limiter(endpoint.destination, limits, log)
+        self.limiter = limiter if limiter is not None else Limiter(endpoint.destination, limits, logger)
         self.limiter.register(self)
         self._idle: list[Session] = []
         self._closing: set[asyncio.Task[None]] = set()
@@ -606,8 +613,9 @@ class DestinationPool:
         if self._idle:
             self._schedule_reap()
 
-    def throttled(self, reply: Reply, opened_at: float, *, established: bool = False) -> None:
-        self.limiter.throttled(reply, opened_at, established=established)
+    def throttled(self, reply: Reply, opened_at: float, *, established: bool = False,
+                  cause: LogContext | None = None) -> None:
+        self.limiter.throttled(reply, opened_at, established=established, cause=cause)
 
     def succeeded(self) -> None:
         self.limiter.succeeded()

@@ -72,9 +72,9 @@ from typing import Any
 from redis.exceptions import RedisError, WatchError
 
 from . import events
+from ._logging import LogContext, Logger, emit
 from ._redis import backend_error, connect, redacted
 from .errors import BackendError
-from .events import Logger
 from .policy import Limits
 from .pool import AdaptiveCap, CapReport, Limiter
 
@@ -191,7 +191,7 @@ class RedisSlots:
         self, url: str, name: str, limits: Limits, *, lease_s: float = 30.0,
         renew_s: float | None = None, poll_s: float = 0.005, ticket_ttl_s: float = 2.0,
         owner: str | None = None, prefix: str = "smtpretry:limit", rng: random.Random | None = None,
-        log: Logger | None = None,
+        logger: Logger | None = None,
     ) -> None:
         if lease_s <= 0 or poll_s <= 0 or ticket_ttl_s <= poll_s:
             raise ValueError("lease_s, poll_s: expected seconds > 0; ticket_ttl_s: more than poll_s")
@@ -222,7 +222,7 @@ class RedisSlots:
         self._success_task: asyncio.Task[None] | None = None
         self.leases_lost = 0
         """Leases found expired at renewal (the process stalled longer than ``lease_s``)."""
-        self._log = log if log is not None else events.get_logger(destination=name)
+        self.context = LogContext(name, logger)
         self._trouble_at = float("-inf")
 
     # -- the Slots protocol ----------------------------------------------------------------------
@@ -357,7 +357,7 @@ class RedisSlots:
                 continue
             if int(lost):
                 self.leases_lost += int(lost)
-                events.lease_lost(self._log, leases=int(lost), lease_s=self.lease_s)
+                emit(self.context, events.LEASE_LOST, leases=int(lost), lease_s=self.lease_s)
             if int(current) > 0:
                 self._cap.current = int(current)
             self._others_waiting = int(waiting) - len(self._waiting)
@@ -400,8 +400,8 @@ class RedisSlots:
         now = time.monotonic()
         if now - self._trouble_at >= TROUBLE_EVERY_S:
             self._trouble_at = now
-            events.backend_lost(self._log, backend=redacted(self.url), doing=doing,
-                                       error=f"{type(exc).__name__}: {exc}")
+            emit(self.context, events.BACKEND_LOST, backend=redacted(self.url), doing=doing,
+                 error=f"{type(exc).__name__}: {exc}")
 
     async def _fold_successes(self, report: CapReport) -> None:
         while self._successes:
@@ -424,18 +424,19 @@ class RedisSlots:
 
 
 def redis_limiter(
-    url: str, name: str, limits: Limits, log: Logger, **slots: Any,
+    url: str, name: str, limits: Limits, logger: Logger | None = None, **slots: Any,
 ) -> Limiter:
     """A :class:`~smtpretry.pool.Limiter` whose slots and cap are shared through
     Redis at ``url`` under the limit key ``name``; ``slots`` go to
     :class:`RedisSlots` (``lease_s``, ``poll_s``, ...). Pass it as
     ``Mailer(limiter=...)``; a Mailer given a :class:`~smtpretry.Config` with
-    ``backend`` builds one itself.
+    ``backend`` builds one itself. ``logger`` is the application's, if any (else
+    smtpretry's, resolved when an event is emitted).
 
     .. versionadded:: 0.3
     """
-    slots.setdefault("log", log.bind(destination=name))
+    slots.setdefault("logger", logger)
     shared = RedisSlots(url, name, limits, **slots)
-    limiter = Limiter(name, limits, log, slots=shared)
+    limiter = Limiter(name, limits, logger, slots=shared)
     shared.on_contended = limiter.retire_idle
     return limiter

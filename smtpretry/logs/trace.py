@@ -51,7 +51,9 @@ def select(records: Iterable[Record], *, message_id: str | None = None,
     else:
         assert recipient is not None
         # A log written with hash_recipients=True names the address by its hash.
-        names = {recipient.strip().lower(), ev.hash_address(recipient)}
+        from .._logging import hash_address  # the writing side: imported only when needed
+
+        names = {recipient.strip().lower(), hash_address(recipient)}
         for r in records:
             if r.event in (ev.CAP_LOWERED, ev.CAP_RAISED, ev.SEND_COMPLETED):
                 continue

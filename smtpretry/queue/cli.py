@@ -27,8 +27,8 @@ from rich.table import Table
 from rich.text import Text
 
 from .. import config as config_module
-from .. import events
 from .._clierror import fail
+from .._logging import configure_logging
 from ..errors import SMTPRetryError
 from ..mailer import Mailer
 from .base import Destination, Queue, QueueEntry, default_queue_path, open_queue
@@ -272,7 +272,7 @@ def run_command(
     if queue_url is None and config is not None:
         queue_url = getattr(config, "queue_url", None)
     if log_file is not None:
-        events.configure_logging(file=log_file)
+        configure_logging(file=log_file)
     console = _console()
 
     async def action(queue: Queue) -> QueueRunStats:

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .. import events
-from ..events import Logger
+from .._logging import LogContext, Logger, emit, reply_keys
 from ..policy import Delivery
 from .base import Destination, Queue, QueueEntry, open_queue, pending_from_outcome
 
@@ -129,9 +129,8 @@ class QueueRunner:
         self._held: set[str] = set()
         self._at_most_once_sending: set[str] = set()  # held entries a send under at-most-once began
 
-    def _log(self, entry: QueueEntry) -> Logger:
-        base = self._logger if self._logger is not None else events.get_logger()
-        return base.bind(destination=entry.destination.key, message_id=entry.message_id)
+    def _context(self, entry: QueueEntry) -> LogContext:
+        return LogContext(entry.destination.key, self._logger, (("message_id", entry.message_id),))
 
     async def run(self, *, once: bool = False) -> QueueRunStats:
         """Deliver due entries. With ``once``, every entry due when it is
@@ -264,15 +263,17 @@ class QueueRunner:
         have been sending it, so its due recipients are never sent again."""
         await self.queue.update(entry.id, owner=self.owner, remove=due, defer=(), now=self._clock())
         stats.delivered += len(due)
-        events.message_delivered(
-            self._log(entry).bind(queue_id=entry.id), recipients=due, attempt=0, reply=None,
-            assumed=True, connections_active=mailer.pool.active, connections_cap=mailer.pool.cap.current,
+        emit(
+            self._context(entry).with_keys(queue_id=entry.id), events.MESSAGE_DELIVERED, recipients=due,
+            attempt=0, **reply_keys(None), assumed=True, connections_active=mailer.pool.active,
+            connections_cap=mailer.pool.cap.current,
         )
 
     async def _expired(self, entry: QueueEntry) -> None:
-        events.message_expired(
-            self._log(entry), queue_id=entry.id, recipients=[r.address for r in entry.recipients],
-            created_at=entry.created_at, expires_at=entry.expires_at,
+        emit(
+            self._context(entry), events.EXPIRED, queue_id=entry.id,
+            recipients=[r.address for r in entry.recipients], created_at=round(entry.created_at, 3),
+            expires_at=round(entry.expires_at, 3),
         )
         if self._on_expired is not None:
             outcome = self._on_expired(entry)

@@ -240,7 +240,6 @@ def logging_reset() -> Iterator[None]:
     structlog.reset_defaults()
 
 
-@pytest.mark.xfail(strict=True, reason="the Limiter binds its logger when it is built")
 async def test_sends_after_logging_is_reconfigured_return_and_log_to_the_new_file(
     tmp_path: Path, logging_reset: None
 ) -> None:

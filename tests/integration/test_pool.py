@@ -9,7 +9,6 @@ from collections import Counter
 import pytest
 
 from smtpretry import Limits, Mailer
-from smtpretry.events import get_logger
 from smtpretry.pool import DestinationPool
 from smtpretry.transport import Endpoint, Session, TLSMode
 from tests.servers import ScriptedHandler, serve
@@ -20,7 +19,7 @@ MESSAGE = b"Subject: queued behind a cap\r\n\r\nbody\r\n"
 async def test_a_released_session_goes_to_the_waiting_send_before_release_returns() -> None:
     async with serve(ScriptedHandler()) as port:
         endpoint = Endpoint(host="127.0.0.1", port=port, tls=TLSMode.NONE, local_hostname="localhost")
-        pool = DestinationPool(endpoint, Limits(max_connections=1), get_logger())
+        pool = DestinationPool(endpoint, Limits(max_connections=1))
         try:
             first, reused, _ = await pool.acquire()
             assert isinstance(first, Session) and not reused

@@ -22,7 +22,6 @@ import pytest
 from structlog.testing import capture_logs
 
 from smtpretry import Limits, Mailer, QueueError, RetryPolicy, load_config
-from smtpretry.events import get_logger
 from smtpretry.queue.crypto import KEY_ENV, generate_key
 from smtpretry.redis_limiter import BackendError, RedisSlots, redis_limiter
 from tests.redis.worker import message
@@ -128,7 +127,7 @@ async def test_a_worker_killed_holding_slots_blocks_nobody_beyond_its_lease(
         # Nobody renews the dead worker's leases: a new worker gets a slot once they run out.
         cfg = load_config(config)
         limits = cfg.settings_for("127.0.0.1", port).limits
-        limiter = redis_limiter(redis_url, limit_key, limits, get_logger(), lease_s=lease_s)
+        limiter = redis_limiter(redis_url, limit_key, limits, lease_s=lease_s)
         async with Mailer("127.0.0.1", port, tls="none", policy=FAST, limiter=limiter) as m:
             async with asyncio.timeout(lease_s + 4):  # the lease, and slack for a loaded machine
                 results = await asyncio.gather(*(m.send(message(f"alive-{i}@example.com", i))
@@ -177,7 +176,7 @@ async def test_cap_events_are_logged_by_the_worker_that_moved_the_cap(redis_url:
     async with serve(handler) as port:
         limits = Limits(max_connections=4, cap_recovery=100000)
         with capture_logs() as logs:
-            limiter = redis_limiter(redis_url, f"127.0.0.1:{port}", limits, get_logger(), lease_s=2.0)
+            limiter = redis_limiter(redis_url, f"127.0.0.1:{port}", limits, lease_s=2.0)
             async with Mailer("127.0.0.1", port, tls="none", policy=FAST, limiter=limiter) as m:
                 await asyncio.gather(*(m.send(message(f"r{i}@example.com", i)) for i in range(8)))
                 await limiter.close()
@@ -206,7 +205,7 @@ async def test_redis_down_new_connections_fail_fast_and_sends_in_progress_finish
         try:
             async with serve(handler) as port:
                 limits = Limits(max_connections=2, idle_timeout=0)  # no reuse: every send needs a slot
-                limiter = redis_limiter(server.url, f"127.0.0.1:{port}", limits, get_logger(), lease_s=1.0)
+                limiter = redis_limiter(server.url, f"127.0.0.1:{port}", limits, lease_s=1.0)
                 async with Mailer("127.0.0.1", port, tls="none", policy=FAST, limits=limits,
                                   limiter=limiter) as m:
                     in_progress = asyncio.create_task(m.send(message("first@example.com", 0)))
@@ -249,7 +248,7 @@ async def test_a_backend_error_after_a_delivery_carries_what_was_delivered(tmp_p
     try:
         async with serve(handler) as port:
             limits = Limits(max_connections=2)
-            limiter = redis_limiter(server.url, f"127.0.0.1:{port}", limits, get_logger(), lease_s=1.0)
+            limiter = redis_limiter(server.url, f"127.0.0.1:{port}", limits, lease_s=1.0)
             async with Mailer("127.0.0.1", port, tls="none", policy=FAST, limits=limits,
                               limiter=limiter) as m:
                 with pytest.raises(BackendError) as raised:
@@ -294,7 +293,7 @@ async def test_an_idle_connection_gives_its_slot_to_another_process_that_waits(r
         key, limits = f"127.0.0.1:{port}", Limits(max_connections=1, idle_timeout=60)
 
         def mailer() -> Mailer:
-            limiter = redis_limiter(redis_url, key, limits, get_logger(), lease_s=3.0, renew_s=0.05)
+            limiter = redis_limiter(redis_url, key, limits, lease_s=3.0, renew_s=0.05)
             return Mailer("127.0.0.1", port, tls="none", policy=FAST, limits=limits, limiter=limiter)
 
         async with mailer() as first, mailer() as second:

@@ -9,6 +9,7 @@ from structlog.testing import capture_logs
 
 from smtpretry import Phase, classify, parse_reply
 from smtpretry import events as ev
+from smtpretry._logging import LogContext, classified_keys, emit, evidence_keys
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -17,9 +18,9 @@ def test_retry_scheduled_is_one_event_with_the_documented_keys() -> None:
     reply = parse_reply("421 4.7.0 Too many connections", Phase.GREETING)
     c = classify(reply.code, reply.enhanced, reply.text)
     with capture_logs() as logs:
-        log = ev.get_logger(destination="mx.example.com:25", message_id="<m@x>")
-        ev.retry_scheduled(log, recipients=["a@example.com"], attempt=2, delay_s=1.23456, evidence=reply,
-                           c=c, connections_active=3, connections_cap=4)
+        context = LogContext("mx.example.com:25", None, (("message_id", "<m@x>"),))
+        emit(context, ev.RETRY_SCHEDULED, recipients=["a@example.com"], attempt=2, delay_s=1.235,
+             **evidence_keys(reply), **classified_keys(c), connections_active=3, connections_cap=4)
     assert logs == [
         {
             "event": "smtpretry.retry_scheduled",

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 
 from smtpretry import Limits
-from smtpretry.events import get_logger
 from smtpretry.pool import Limiter, LocalSlots
 
 
@@ -36,7 +35,7 @@ async def settle() -> None:
 
 
 async def test_a_cancelled_waiter_passes_its_wake_up_on() -> None:
-    limiter = Limiter("d", Limits(max_connections=1), get_logger())
+    limiter = Limiter("d", Limits(max_connections=1))
     pool = NoIdle()
     assert await limiter.take(pool)  # type: ignore[arg-type]
     first = asyncio.create_task(limiter.take(pool))  # type: ignore[arg-type]
@@ -52,7 +51,7 @@ async def test_a_cancelled_waiter_passes_its_wake_up_on() -> None:
 async def test_one_freed_slot_wakes_one_waiter_not_all_of_them() -> None:
     limits = Limits(max_connections=1)
     slots = CountingSlots(limits)
-    limiter = Limiter("d", limits, get_logger(), slots=slots)
+    limiter = Limiter("d", limits, slots=slots)
     pool = NoIdle()
     assert await limiter.take(pool)  # type: ignore[arg-type]
     waiters = [asyncio.create_task(limiter.take(pool)) for _ in range(3)]  # type: ignore[arg-type]
@@ -68,7 +67,7 @@ async def test_one_freed_slot_wakes_one_waiter_not_all_of_them() -> None:
 
 
 async def test_a_raised_cap_lets_every_admitted_waiter_go() -> None:
-    limiter = Limiter("d", Limits(max_connections=4, cap_recovery=1), get_logger())
+    limiter = Limiter("d", Limits(max_connections=4, cap_recovery=1))
     limiter.cap.lower(opened_at=1.0, now=2.0)  # 4 -> 2
     limiter.cap.lower(opened_at=3.0, now=4.0)  # 2 -> 1
     assert limiter.cap.current == 1
