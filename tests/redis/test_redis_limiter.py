@@ -19,14 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from structlog.testing import capture_logs
 
-from smtpretry import Limits, Mailer, QueueError, RetryPolicy, load_config
+from smtpretry import Limits, Mailer, QueueError, RetryPolicy, configure_logging, load_config
 from smtpretry.queue.crypto import KEY_ENV, generate_key
 from smtpretry.redis_limiter import BackendError, RedisSlots, redis_limiter
 from tests.redis.worker import message
 from tests.redis_server import RedisServer, client_for, require_redis
-from tests.servers import ScriptedHandler, serve, wait_until
+from tests.servers import R250, R421_TOO_MANY, ScriptedHandler, serve, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = str(ROOT / "tests" / "redis" / "worker.py")
@@ -184,6 +185,29 @@ async def test_cap_events_are_logged_by_the_worker_that_moved_the_cap(redis_url:
     assert lowered and lowered[0]["previous_cap"] == 4 and lowered[0]["configured_cap"] == 4
     assert lowered[0]["code"] == 421 and lowered[0]["connections_cap"] < 4
     assert handler.max_active == 1 and set(handler.copies.values()) == {1}
+
+
+async def test_sends_after_logging_is_reconfigured_log_the_shared_caps_moves_to_the_new_file(
+    tmp_path: Path, redis_url: str
+) -> None:
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    handler = ScriptedHandler(rcpt=[R250, R250, R421_TOO_MANY] * 8)  # 421 to every third RCPT
+    config = load_config(write_config(tmp_path, redis_url, cap=4))
+    try:
+        async with serve(handler) as port, Mailer("127.0.0.1", port, tls="none", config=config) as m:
+            configure_logging(json=True, file=first)
+            results = [await m.send(message("r0@example.com", 0))]
+            configure_logging(json=True, file=second)
+            results += [await m.send(message(f"r{i}@example.com", i)) for i in range(1, 8)]
+    finally:
+        configure_logging(level="none")  # closes the second file
+        structlog.reset_defaults()
+    assert [r.delivered for r in results] == [[f"r{i}@example.com"] for i in range(8)]
+    assert handler.copies == Counter({f"r{i}@example.com": 1 for i in range(8)})
+    written = [json.loads(line) for line in second.read_text().splitlines()]
+    lowered = [r for r in written if r["event"] == "smtpretry.cap_lowered"]
+    assert lowered and all(r["destination"] == f"127.0.0.1:{port}" for r in lowered)
+    assert sum(r["event"] == "smtpretry.send_completed" for r in written) == 7
 
 
 async def test_redis_down_new_connections_fail_fast_and_sends_in_progress_finish(
