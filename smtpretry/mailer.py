@@ -358,7 +358,7 @@ def observe(
             possible_duplicate=said.possible_duplicate, **evidence_keys(ev),
         )
     if said.throttled and isinstance(ev, Reply):
-        limiter.throttled(ev, opened_at, established=established)
+        limiter.throttled(ev, opened_at, established=established, cause=context)
     if said.hold_off_s is not None:
         limiter.hold_off(said.hold_off_s)
     return said

@@ -4,8 +4,9 @@ What this module owns: picking the records about a message id or a recipient out
 and putting them in time order. A message's story is every event bound to its
 ``message_id`` (in every process that sent it: a deferred recipient sent again after a
 restart keeps its Message-ID). A recipient's story is every event naming it in
-``recipient`` or ``recipients``. Cap changes name neither (they belong to the destination),
-so they are not part of a story.
+``recipient`` or ``recipients``. A cap or pace lowered by a reply to a send carries that
+send's ``message_id`` and ``send_id``, so it is part of the message's story; a raise
+follows many successes and names no message, and no cap change is part of a recipient's.
 
 A story can hold several sends: a message deferred and sent again by the queue runner, or a
 Message-ID an application reuses. Every event of one send (one ``deliver()`` call) carries
