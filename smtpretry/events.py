@@ -111,12 +111,11 @@ class EventSpec:
 COMMON_KEYS: MappingProxyType[str, str] = MappingProxyType({
     "event": "the event's name, one of the table's",
     "schema_version": f"the schema the keys follow ({SCHEMA_VERSION})",
-    "destination": "`host:port` of the server; on the cap, rate and backend events, the limit key "
+    "destination": "`host:port` of the server; on the cap, rate, lease and backend events, the limit key "
                    "(a destination, or a shared rule such as `mx:.google.com`)",
     "message_id": "the message's Message-ID, on the events about a message",
     "send_id": "one id per send (a `deliver()`/`send()` call, or one queue-runner resend), the same on "
                "every event of that send",
-    "queue_id": "the queue entry, on the queue runner's assumed deliveries",
     "timestamp": "when it was written (ISO 8601, UTC), in JSON lines",
     "level": "`info`, `warning` or `error`, in JSON lines",
 })
@@ -127,7 +126,8 @@ says), and those JSON lines add."""
 KEYS: MappingProxyType[str, str] = MappingProxyType({
     "recipients": "the recipients the event is about (hashed with `hash_recipients`)",
     "recipient": "the one recipient the event is about (hashed with `hash_recipients`)",
-    "attempt": "connections tried within one send, from 1 (0: the queue runner's, no attempt made)",
+    "attempt": "connections tried within one send, from 1 (0 on the queue runner's assumed deliveries: "
+               "none was tried)",
     "phase": "where the reply came: `connect`, `greeting`, `ehlo`, `starttls`, `auth`, `mail`, `rcpt`, "
              "`data`, `data_end`, `rset`",
     "code": "the server's reply code; null when there was no reply",
@@ -155,8 +155,9 @@ KEYS: MappingProxyType[str, str] = MappingProxyType({
     "failed": "recipients failed (a count)",
     "attempts": "connections the send tried",
     "duration_s": "seconds the send took",
-    "queue_id": "the queue entry",
-    "queue": "the queue's URL",
+    "queue_id": "the queue entry (on `message_delivered`, only the queue runner's assumed deliveries "
+                "carry it)",
+    "queue": "the queue's URL, password hidden",
     "created_at": "when the message was first queued (epoch seconds)",
     "expires_at": "when it expired (epoch seconds)",
     "leases": "how many slot leases ran out",
@@ -196,8 +197,8 @@ SPECS: tuple[EventSpec, ...] = (
         "these recipients are tried again on a new connection after `delay_s`",
         _keys("recipients", "attempt", "delay_s", *_EVIDENCE, *_CLASSIFIED, "connections_active",
               "connections_cap",
-              recipients="the recipients tried again (empty when no message was being sent: "
-                         "the facade's `connect()` or `login()`)"),
+              recipients="the recipients tried again; empty for the facade's `connect()` and "
+                         "`login()`, which send no message"),
         context=_SEND,
     ),
     EventSpec(

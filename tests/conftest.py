@@ -9,7 +9,11 @@ import trustme
 
 from tests.servers import make_tls
 
-pytest_plugins = ("tests.redis_server",)  # redis_server / redis_url fixtures, for the Redis backend
+pytest_plugins = (
+    "pytester",  # runs a pytest session inside a test (tests/unit/test_schema.py)
+    "tests.redis_server",  # redis_server / redis_url fixtures, for the Redis backend
+    "tests.schema_check",  # every event the suite emits follows the schema
+)
 
 
 @pytest.fixture(scope="session")

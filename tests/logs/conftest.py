@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from tests.schema_check import record_problems
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -45,6 +47,9 @@ def _run(log: Path, expected: Path, which: str) -> dict[str, Any]:
     )
     assert done.returncode == 0, done.stderr
     assert (done.stdout, done.stderr) == ("", "")
+    # What a real process wrote follows the schema too, line by line.
+    wrong = [p for line in log.read_text().splitlines() for p in record_problems(json.loads(line))]
+    assert wrong == [], wrong
     figures: dict[str, Any] = json.loads(expected.read_text())
     return figures
 
