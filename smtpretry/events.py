@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 if TYPE_CHECKING:
     from ._logging import HashRecipients, Logger, configure_logging, get_logger, hash_address
@@ -33,6 +33,7 @@ __all__ = [
     "COMMON_KEYS",
     "CONNECTION_LOST",
     "EVENTS",
+    "EVENT_PREFIX",
     "EXPIRED",
     "KEYS",
     "LEASE_LOST",
@@ -48,6 +49,7 @@ __all__ = [
     "SPECS",
     "EventSpec",
     "HashRecipients",
+    "K",
     "Key",
     "Level",
     "Logger",
@@ -58,6 +60,9 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
+
+EVENT_PREFIX = "smtpretry."
+"""Every event's name starts so; a record whose ``event`` does not is not smtpretry's."""
 
 MESSAGE_DELIVERED = "smtpretry.message_delivered"
 RETRY_SCHEDULED = "smtpretry.retry_scheduled"
@@ -108,64 +113,115 @@ class EventSpec:
 
 # -- the keys --------------------------------------------------------------------------------
 
+
+class K:
+    """The key names, one constant each, for the code that writes or reads them: ``K.CODE``
+    is ``"code"``. :data:`COMMON_KEYS` and :data:`KEYS` say what each means."""
+
+    EVENT: Final = "event"
+    SCHEMA_VERSION: Final = "schema_version"
+    DESTINATION: Final = "destination"
+    MESSAGE_ID: Final = "message_id"
+    SEND_ID: Final = "send_id"
+    TIMESTAMP: Final = "timestamp"
+    LEVEL: Final = "level"
+    RECIPIENTS: Final = "recipients"
+    RECIPIENT: Final = "recipient"
+    ATTEMPT: Final = "attempt"
+    PHASE: Final = "phase"
+    CODE: Final = "code"
+    ENHANCED: Final = "enhanced"
+    TEXT: Final = "text"
+    FAILURE: Final = "failure"
+    CATEGORY: Final = "category"
+    ACTION: Final = "action"
+    REASON: Final = "reason"
+    DELAY_S: Final = "delay_s"
+    NEXT_ATTEMPT_AT: Final = "next_attempt_at"
+    EXPIRED: Final = "expired"
+    ASSUMED: Final = "assumed"
+    POSSIBLE_DUPLICATE: Final = "possible_duplicate"
+    CONNECTIONS_ACTIVE: Final = "connections_active"
+    CONNECTIONS_CAP: Final = "connections_cap"
+    PREVIOUS_CAP: Final = "previous_cap"
+    CONFIGURED_CAP: Final = "configured_cap"
+    MESSAGES_PER_MINUTE: Final = "messages_per_minute"
+    PREVIOUS: Final = "previous"
+    CONFIGURED: Final = "configured"
+    DELIVERED: Final = "delivered"
+    DEFERRED: Final = "deferred"
+    FAILED: Final = "failed"
+    ATTEMPTS: Final = "attempts"
+    DURATION_S: Final = "duration_s"
+    QUEUE_ID: Final = "queue_id"
+    QUEUE: Final = "queue"
+    CREATED_AT: Final = "created_at"
+    EXPIRES_AT: Final = "expires_at"
+    LEASES: Final = "leases"
+    LEASE_S: Final = "lease_s"
+    BACKEND: Final = "backend"
+    DOING: Final = "doing"
+    ERROR: Final = "error"
+
+
 COMMON_KEYS: MappingProxyType[str, str] = MappingProxyType({
-    "event": "the event's name, one of the table's",
-    "schema_version": f"the schema the keys follow ({SCHEMA_VERSION})",
-    "destination": "`host:port` of the server; on the cap, rate, lease and backend events, the limit key "
+    K.EVENT: "the event's name, one of the table's",
+    K.SCHEMA_VERSION: f"the schema the keys follow ({SCHEMA_VERSION})",
+    K.DESTINATION: "`host:port` of the server; on the cap, rate, lease and backend events, the limit key "
                    "(a destination, or a shared rule such as `mx:.google.com`)",
-    "message_id": "the message's Message-ID, on the events about a message",
-    "send_id": "one id per send (a `deliver()`/`send()` call, or one queue-runner resend), the same on "
+    K.MESSAGE_ID: "the message's Message-ID, on the events about a message",
+    K.SEND_ID: "one id per send (a `deliver()`/`send()` call, or one queue-runner resend), the same on "
                "every event of that send",
-    "timestamp": "when it was written (ISO 8601, UTC), in JSON lines",
-    "level": "`info`, `warning` or `error`, in JSON lines",
+    K.TIMESTAMP: "when it was written (ISO 8601, UTC), in JSON lines",
+    K.LEVEL: "`info`, `warning` or `error`, in JSON lines",
 })
 """Keys that are not an event's own: ``event`` and ``schema_version`` on every event, the
 context keys (``destination`` on every event, the others where :attr:`EventSpec.context`
 says), and those JSON lines add."""
 
 KEYS: MappingProxyType[str, str] = MappingProxyType({
-    "recipients": "the recipients the event is about (hashed with `hash_recipients`)",
-    "recipient": "the one recipient the event is about (hashed with `hash_recipients`)",
-    "attempt": "connections tried within one send, from 1 (0 on the queue runner's assumed deliveries: "
+    K.RECIPIENTS: "the recipients the event is about (hashed with `hash_recipients`)",
+    K.RECIPIENT: "the one recipient the event is about (hashed with `hash_recipients`)",
+    K.ATTEMPT: "connections tried within one send, from 1 (0 on the queue runner's assumed deliveries: "
                "none was tried)",
-    "phase": "where the reply came: `connect`, `greeting`, `ehlo`, `starttls`, `auth`, `mail`, `rcpt`, "
+    K.PHASE: "where the reply came: `connect`, `greeting`, `ehlo`, `starttls`, `auth`, `mail`, `rcpt`, "
              "`data`, `data_end`, `rset`",
-    "code": "the server's reply code; null when there was no reply",
-    "enhanced": "the reply's RFC 3463 enhanced status code (`4.2.2`), or null",
-    "text": "the reply's text, or what happened when there was no reply",
-    "failure": "set instead of `code` when there was no reply: `refused`, `timeout`, `disconnected`, "
+    K.CODE: "the server's reply code; null when there was no reply",
+    K.ENHANCED: "the reply's RFC 3463 enhanced status code (`4.2.2`), or null",
+    K.TEXT: "the reply's text, or what happened when there was no reply",
+    K.FAILURE: "set instead of `code` when there was no reply: `refused`, `timeout`, `disconnected`, "
                "`ambiguous`, `tls`, `protocol`, `auth`, `size`, `unsupported`",
-    "category": "what the reply means (`classify()`): `throttled`, `mailbox_full`, ...",
-    "action": "what to do about it: `ok`, `retry`, `defer`, `fail`",
-    "reason": "the rule that matched, e.g. `enhanced X.2.2`",
-    "delay_s": "seconds until the retry (float)",
-    "next_attempt_at": "when the recipient is due again (epoch seconds)",
-    "expired": "the message outlived `max_lifetime`",
-    "assumed": "taken as delivered without a reply (at-most-once after a lost reply)",
-    "possible_duplicate": "lost after the final dot: the server may have the message (RFC 1047)",
-    "connections_active": "connections open or opening under the destination's limit",
-    "connections_cap": "the effective connection cap",
-    "previous_cap": "the cap before the change",
-    "configured_cap": "`max_connections` as configured",
-    "messages_per_minute": "the pace after the change",
-    "previous": "the pace before the change",
-    "configured": "`max_messages_per_minute` as configured",
-    "delivered": "recipients delivered (a count)",
-    "deferred": "recipients deferred (a count)",
-    "failed": "recipients failed (a count)",
-    "attempts": "connections the send tried",
-    "duration_s": "seconds the send took",
-    "queue_id": "the queue entry (on `message_delivered`, only the queue runner's assumed deliveries "
+    K.CATEGORY: "what the reply means (`classify()`): `throttled`, `mailbox_full`, ...",
+    K.ACTION: "what to do about it: `ok`, `retry`, `defer`, `fail`",
+    K.REASON: "the rule that matched, e.g. `enhanced X.2.2`",
+    K.DELAY_S: "seconds until the retry (float)",
+    K.NEXT_ATTEMPT_AT: "when the recipient is due again (epoch seconds)",
+    K.EXPIRED: "the message outlived `max_lifetime`",
+    K.ASSUMED: "taken as delivered without a reply (at-most-once after a lost reply)",
+    K.POSSIBLE_DUPLICATE: "lost after the final dot: the server may have the message (RFC 1047)",
+    K.CONNECTIONS_ACTIVE: "connections open or opening under the destination's limit",
+    K.CONNECTIONS_CAP: "the effective connection cap",
+    K.PREVIOUS_CAP: "the cap before the change",
+    K.CONFIGURED_CAP: "`max_connections` as configured",
+    K.MESSAGES_PER_MINUTE: "the pace after the change",
+    K.PREVIOUS: "the pace before the change",
+    K.CONFIGURED: "`max_messages_per_minute` as configured",
+    K.DELIVERED: "recipients delivered (a count)",
+    K.DEFERRED: "recipients deferred (a count)",
+    K.FAILED: "recipients failed (a count)",
+    K.ATTEMPTS: "connections the send tried",
+    K.DURATION_S: "seconds the send took",
+    K.QUEUE_ID: "the queue entry (on `message_delivered`, only the queue runner's assumed deliveries "
                 "carry it)",
-    "queue": "the queue's URL, password hidden",
-    "created_at": "when the message was first queued (epoch seconds)",
-    "expires_at": "when it expired (epoch seconds)",
-    "leases": "how many slot leases ran out",
-    "lease_s": "seconds a slot lease lasts",
-    "backend": "the backend's URL, password hidden",
-    "doing": "the step skipped: `renew leases`, `give back a slot`, `move the shared cap`, "
+    K.QUEUE: "the queue's URL, password hidden",
+    K.CREATED_AT: "when the message was first queued (epoch seconds)",
+    K.EXPIRES_AT: "when it expired (epoch seconds)",
+    K.LEASES: "how many slot leases ran out",
+    K.LEASE_S: "seconds a slot lease lasts",
+    K.BACKEND: "the backend's URL, password hidden",
+    K.DOING: "the step skipped: `renew leases`, `give back a slot`, `move the shared cap`, "
              "`withdraw a waiting ticket`",
-    "error": "the error, as `Type: message`",
+    K.ERROR: "the error, as `Type: message`",
 })
 """What each key means, one word per concept across events. :class:`EventSpec` keys take
 these meanings unless the event says more."""
@@ -173,30 +229,31 @@ these meanings unless the event says more."""
 
 def _keys(*names: str, **meanings: str) -> tuple[Key, ...]:
     """The keys ``names``, in order, with the shared meaning unless ``meanings`` gives one."""
+    assert set(meanings) <= set(names), set(meanings) - set(names)
     return tuple(Key(n, meanings.get(n, KEYS[n])) for n in names)
 
 
-_EVIDENCE = ("phase", "code", "enhanced", "text", "failure")
-_CLASSIFIED = ("category", "action", "reason")
+_EVIDENCE = (K.PHASE, K.CODE, K.ENHANCED, K.TEXT, K.FAILURE)
+_CLASSIFIED = (K.CATEGORY, K.ACTION, K.REASON)
 _CAUSE = {"code": "the code of the reply that caused it", "enhanced": "its enhanced status code, or null",
           "text": "its text"}
 _NO_CAUSE = {"code": "null: successes caused it, not a reply", "enhanced": "null", "text": "null"}
-_SEND = ("message_id", "send_id")
+_SEND = (K.MESSAGE_ID, K.SEND_ID)
 
 SPECS: tuple[EventSpec, ...] = (
     EventSpec(
         MESSAGE_DELIVERED, "info",
         "the server accepted the message for these recipients (a 2xx reply to the final dot), "
         "or it is assumed to have (`assumed`)",
-        _keys("recipients", "attempt", "code", "enhanced", "text", "assumed", "connections_active",
-              "connections_cap", code="the code of the final reply; null when assumed"),
-        context=(*_SEND, "queue_id"),
+        _keys(K.RECIPIENTS, K.ATTEMPT, K.CODE, K.ENHANCED, K.TEXT, K.ASSUMED, K.CONNECTIONS_ACTIVE,
+              K.CONNECTIONS_CAP, code="the code of the final reply; null when assumed"),
+        context=(*_SEND, K.QUEUE_ID),
     ),
     EventSpec(
         RETRY_SCHEDULED, "warning",
         "these recipients are tried again on a new connection after `delay_s`",
-        _keys("recipients", "attempt", "delay_s", *_EVIDENCE, *_CLASSIFIED, "connections_active",
-              "connections_cap",
+        _keys(K.RECIPIENTS, K.ATTEMPT, K.DELAY_S, *_EVIDENCE, *_CLASSIFIED, K.CONNECTIONS_ACTIVE,
+              K.CONNECTIONS_CAP,
               recipients="the recipients tried again; empty for the facade's `connect()` and "
                          "`login()`, which send no message"),
         context=_SEND,
@@ -205,74 +262,74 @@ SPECS: tuple[EventSpec, ...] = (
         RECIPIENT_DEFERRED, "warning",
         "this recipient comes back later, at `next_attempt_at`: a full mailbox, greylisting, "
         "retries that ran out",
-        _keys("recipient", "attempt", "next_attempt_at", *_EVIDENCE, *_CLASSIFIED),
+        _keys(K.RECIPIENT, K.ATTEMPT, K.NEXT_ATTEMPT_AT, *_EVIDENCE, *_CLASSIFIED),
         context=_SEND,
     ),
     EventSpec(
         RECIPIENT_FAILED, "error",
         "this recipient is never tried again",
-        _keys("recipient", "attempt", "expired", *_EVIDENCE, *_CLASSIFIED),
+        _keys(K.RECIPIENT, K.ATTEMPT, K.EXPIRED, *_EVIDENCE, *_CLASSIFIED),
         context=_SEND,
     ),
     EventSpec(
         CONNECTION_LOST, "warning",
         "the connection was dropped, timed out or answered garbage",
-        _keys("recipients", "attempt", "possible_duplicate", *_EVIDENCE,
+        _keys(K.RECIPIENTS, K.ATTEMPT, K.POSSIBLE_DUPLICATE, *_EVIDENCE,
               code="null: there was no reply", enhanced="null"),
         context=_SEND,
     ),
     EventSpec(
         CAP_LOWERED, "warning",
         "the server throttled: fewer connections at once from now on",
-        _keys("connections_cap", "previous_cap", "configured_cap", "connections_active", "code",
-              "enhanced", "text", connections_cap="the new effective cap", **_CAUSE),
+        _keys(K.CONNECTIONS_CAP, K.PREVIOUS_CAP, K.CONFIGURED_CAP, K.CONNECTIONS_ACTIVE, K.CODE,
+              K.ENHANCED, K.TEXT, connections_cap="the new effective cap", **_CAUSE),
         context=_SEND,
     ),
     EventSpec(
         CAP_RAISED, "info",
         "`cap_recovery` successes in a row: one more connection at once",
-        _keys("connections_cap", "previous_cap", "configured_cap", "connections_active", "code",
-              "enhanced", "text", connections_cap="the new effective cap", **_NO_CAUSE),
+        _keys(K.CONNECTIONS_CAP, K.PREVIOUS_CAP, K.CONFIGURED_CAP, K.CONNECTIONS_ACTIVE, K.CODE,
+              K.ENHANCED, K.TEXT, connections_cap="the new effective cap", **_NO_CAUSE),
     ),
     EventSpec(
         RATE_LOWERED, "warning",
         "a rate limit inside a session: the pace (`max_messages_per_minute`) halves",
-        _keys("messages_per_minute", "previous", "configured", "code", "enhanced", "text", **_CAUSE),
+        _keys(K.MESSAGES_PER_MINUTE, K.PREVIOUS, K.CONFIGURED, K.CODE, K.ENHANCED, K.TEXT, **_CAUSE),
         context=_SEND,
     ),
     EventSpec(
         RATE_RAISED, "info",
         "`cap_recovery` successes: the pace climbs back by a tenth of the configured pace",
-        _keys("messages_per_minute", "previous", "configured", "code", "enhanced", "text", **_NO_CAUSE),
+        _keys(K.MESSAGES_PER_MINUTE, K.PREVIOUS, K.CONFIGURED, K.CODE, K.ENHANCED, K.TEXT, **_NO_CAUSE),
     ),
     EventSpec(
         SEND_COMPLETED, "info",
         "a send ended: how many of its recipients were delivered, deferred and failed",
-        _keys("delivered", "deferred", "failed", "attempts", "duration_s"),
+        _keys(K.DELIVERED, K.DEFERRED, K.FAILED, K.ATTEMPTS, K.DURATION_S),
         context=_SEND,
     ),
     EventSpec(
         QUEUED, "info",
         "deferred recipients were written to the queue",
-        _keys("queue_id", "recipients", "next_attempt_at", "queue"),
+        _keys(K.QUEUE_ID, K.RECIPIENTS, K.NEXT_ATTEMPT_AT, K.QUEUE),
         context=_SEND,
     ),
     EventSpec(
         EXPIRED, "error",
         "recipients left the queue undelivered: the message outlived `max_lifetime`",
-        _keys("queue_id", "recipients", "created_at", "expires_at"),
-        context=("message_id",),
+        _keys(K.QUEUE_ID, K.RECIPIENTS, K.CREATED_AT, K.EXPIRES_AT),
+        context=(K.MESSAGE_ID,),
     ),
     EventSpec(
         LEASE_LOST, "warning",
         "with a shared Redis backend, slot leases ran out before this process renewed them (it "
         "stalled longer than the lease), so for a moment the shared cap did not count them",
-        _keys("leases", "lease_s"),
+        _keys(K.LEASES, K.LEASE_S),
     ),
     EventSpec(
         BACKEND_LOST, "warning",
         "the shared backend did not answer and this step was skipped; at most one every 30 s per limit",
-        _keys("backend", "doing", "error"),
+        _keys(K.BACKEND, K.DOING, K.ERROR),
     ),
 )
 """Every event smtpretry writes, in the README's order."""

@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from typing import IO, Any, cast
 
 from ..errors import SMTPRetryError
-from ..events import EVENTS, SCHEMA_VERSION
+from ..events import EVENT_PREFIX, EVENTS, SCHEMA_VERSION, K
 
 __all__ = [
     "STDIN",
@@ -51,7 +51,6 @@ __all__ = [
 ]
 
 STDIN = "-"
-_PREFIX = "smtpretry."
 _KNOWN = frozenset(EVENTS)
 _GZIP_MAGIC = b"\x1f\x8b"
 _SAMPLES = 5  # bad lines remembered per reason, for the message that reports them
@@ -87,28 +86,28 @@ class Record:
 
     @property
     def destination(self) -> str:
-        value = self.fields.get("destination")
+        value = self.fields.get(K.DESTINATION)
         return value if isinstance(value, str) else "?"
 
     @property
     def message_id(self) -> str | None:
-        value = self.fields.get("message_id")
+        value = self.fields.get(K.MESSAGE_ID)
         return value if isinstance(value, str) else None
 
     @property
     def send_id(self) -> str | None:
         """The send (one ``deliver()`` call) the event belongs to; None in logs written
         before ``send_id``, and on events that are not part of a send."""
-        value = self.fields.get("send_id")
+        value = self.fields.get(K.SEND_ID)
         return value if isinstance(value, str) and value else None
 
     @property
     def recipients(self) -> list[str]:
         """The recipients the event is about: ``recipients`` (a list) or ``recipient``."""
-        many = self.fields.get("recipients")
+        many = self.fields.get(K.RECIPIENTS)
         if isinstance(many, list):
             return [r for r in many if isinstance(r, str)]
-        one = self.fields.get("recipient")
+        one = self.fields.get(K.RECIPIENT)
         return [one] if isinstance(one, str) else []
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -265,11 +264,11 @@ def parse_line(raw: bytes, stats: ReadStats, source: str, lineno: int, seq: int,
     if not isinstance(obj, dict):
         stats.note("bad_json", where)
         return None
-    event = obj.get("event")
-    if not isinstance(event, str) or not event.startswith(_PREFIX):
+    event = obj.get(K.EVENT)
+    if not isinstance(event, str) or not event.startswith(EVENT_PREFIX):
         stats.foreign += 1
         return None
-    version = obj.get("schema_version")
+    version = obj.get(K.SCHEMA_VERSION)
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         stats.note("no_schema", where)
         return None
@@ -281,7 +280,7 @@ def parse_line(raw: bytes, stats: ReadStats, source: str, lineno: int, seq: int,
         stats.note("unknown_event", where)
         return None
     stats.records += 1
-    return Record(event, obj, parse_time(obj.get("timestamp")), source, lineno, seq)
+    return Record(event, obj, parse_time(obj.get(K.TIMESTAMP)), source, lineno, seq)
 
 
 def _lines(stream: IO[bytes]) -> Iterator[bytes]:

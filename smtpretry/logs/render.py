@@ -12,6 +12,7 @@ from typing import Any
 from rich.text import Text
 
 from .. import events as ev
+from ..events import K
 from .parse import Record
 
 __all__ = ["LABELS", "STYLES", "clock", "describe", "line"]
@@ -63,27 +64,27 @@ def clock(ts: float | None, *, date: bool = False) -> str:
 def _reply(f: dict[str, Any]) -> str:
     """The server's words, or the failure that stood for them."""
     parts = []
-    if f.get("phase"):
-        parts.append(str(f["phase"]))
-    if f.get("failure"):
-        parts.append(str(f["failure"]))
-    if f.get("code") is not None:
-        parts.append(str(f["code"]))
-    text = f.get("text")
+    if f.get(K.PHASE):
+        parts.append(str(f[K.PHASE]))
+    if f.get(K.FAILURE):
+        parts.append(str(f[K.FAILURE]))
+    if f.get(K.CODE) is not None:
+        parts.append(str(f[K.CODE]))
+    text = f.get(K.TEXT)
     if isinstance(text, str) and text:
-        enhanced = f.get("enhanced")
+        enhanced = f.get(K.ENHANCED)
         if isinstance(enhanced, str) and text.startswith(enhanced):
             text = text[len(enhanced):].lstrip()
-        if f.get("enhanced"):
-            parts.append(str(f["enhanced"]))
+        if f.get(K.ENHANCED):
+            parts.append(str(f[K.ENHANCED]))
         parts.append(text)
-    elif f.get("enhanced"):
-        parts.append(str(f["enhanced"]))
+    elif f.get(K.ENHANCED):
+        parts.append(str(f[K.ENHANCED]))
     return " ".join(parts)
 
 
 def _verdict(f: dict[str, Any]) -> str:
-    category, action = f.get("category"), f.get("action")
+    category, action = f.get(K.CATEGORY), f.get(K.ACTION)
     if category and action:
         return f"{category}/{action}"
     return str(category or action or "")
@@ -94,40 +95,40 @@ def describe(r: Record) -> str:
     f = r.fields
     e = r.event
     if e == ev.MESSAGE_DELIVERED:
-        said = "assumed delivered (reply lost, at-most-once)" if f.get("assumed") else "delivered"
+        said = "assumed delivered (reply lost, at-most-once)" if f.get(K.ASSUMED) else "delivered"
         reply = _reply(f)
         return f"{said}{': ' + reply if reply else ''}"
     if e == ev.RETRY_SCHEDULED:
-        return f"retry in {f.get('delay_s')} s after {_reply(f)} [{_verdict(f)}]"
+        return f"retry in {f.get(K.DELAY_S)} s after {_reply(f)} [{_verdict(f)}]"
     if e == ev.RECIPIENT_DEFERRED:
-        return f"deferred until {_when(f.get('next_attempt_at'))} after {_reply(f)} [{_verdict(f)}]"
+        return f"deferred until {_when(f.get(K.NEXT_ATTEMPT_AT))} after {_reply(f)} [{_verdict(f)}]"
     if e == ev.RECIPIENT_FAILED:
-        why = " (expired)" if f.get("expired") else ""
+        why = " (expired)" if f.get(K.EXPIRED) else ""
         return f"failed{why} after {_reply(f)} [{_verdict(f)}]"
     if e == ev.CONNECTION_LOST:
-        dup = "; possible duplicate" if f.get("possible_duplicate") else ""
+        dup = "; possible duplicate" if f.get(K.POSSIBLE_DUPLICATE) else ""
         return f"connection lost: {_reply(f)}{dup}"
     if e in (ev.CAP_LOWERED, ev.CAP_RAISED):
         cause = _reply(f)
-        return (f"connection cap {f.get('previous_cap')} -> {f.get('connections_cap')} "
-                f"(configured {f.get('configured_cap')}, {f.get('connections_active')} open)"
+        return (f"connection cap {f.get(K.PREVIOUS_CAP)} -> {f.get(K.CONNECTIONS_CAP)} "
+                f"(configured {f.get(K.CONFIGURED_CAP)}, {f.get(K.CONNECTIONS_ACTIVE)} open)"
                 + (f" after {cause}" if cause else ""))
     if e in (ev.RATE_LOWERED, ev.RATE_RAISED):
         cause = _reply(f)
-        return (f"pace {f.get('previous')} -> {f.get('messages_per_minute')} messages/minute "
-                f"(configured {f.get('configured')})" + (f" after {cause}" if cause else ""))
+        return (f"pace {f.get(K.PREVIOUS)} -> {f.get(K.MESSAGES_PER_MINUTE)} messages/minute "
+                f"(configured {f.get(K.CONFIGURED)})" + (f" after {cause}" if cause else ""))
     if e == ev.SEND_COMPLETED:
-        return (f"send completed: {f.get('delivered')} delivered, {f.get('deferred')} deferred, "
-                f"{f.get('failed')} failed in {f.get('attempts')} attempt(s), {f.get('duration_s')} s")
+        return (f"send completed: {f.get(K.DELIVERED)} delivered, {f.get(K.DEFERRED)} deferred, "
+                f"{f.get(K.FAILED)} failed in {f.get(K.ATTEMPTS)} attempt(s), {f.get(K.DURATION_S)} s")
     if e == ev.QUEUED:
-        return f"queued as {f.get('queue_id')}, next attempt {_when(f.get('next_attempt_at'))}"
+        return f"queued as {f.get(K.QUEUE_ID)}, next attempt {_when(f.get(K.NEXT_ATTEMPT_AT))}"
     if e == ev.EXPIRED:
-        return f"expired from the queue ({f.get('queue_id')}), past {_when(f.get('expires_at'))}"
+        return f"expired from the queue ({f.get(K.QUEUE_ID)}), past {_when(f.get(K.EXPIRES_AT))}"
     if e == ev.LEASE_LOST:
-        return (f"{f.get('leases')} connection slot lease(s) ran out before renewal "
-                f"(the process stalled over {f.get('lease_s')} s)")
+        return (f"{f.get(K.LEASES)} connection slot lease(s) ran out before renewal "
+                f"(the process stalled over {f.get(K.LEASE_S)} s)")
     if e == ev.BACKEND_LOST:
-        return f"backend {f.get('backend')} unreachable, could not {f.get('doing')}: {f.get('error')}"
+        return f"backend {f.get(K.BACKEND)} unreachable, could not {f.get(K.DOING)}: {f.get(K.ERROR)}"
     return e
 
 
@@ -151,7 +152,7 @@ def line(r: Record, *, date: bool = False) -> Text:
     if rcpts:
         shown = ", ".join(rcpts[:3]) + (f" +{len(rcpts) - 3}" if len(rcpts) > 3 else "")
         text.append(f" {shown}", style="italic")
-    attempt = r.get("attempt")
+    attempt = r.get(K.ATTEMPT)
     if attempt is not None:
         text.append(f" #{attempt}", style="dim")
     text.append("  ")

@@ -37,6 +37,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeGuard
 
 from .. import events as ev
+from ..events import K
 from .parse import ReadStats, Record
 
 __all__ = [
@@ -399,9 +400,9 @@ class _Summarizer:
     def throttled(self, m: _Msg, r: Record, d: DestinationStats, b: Bucket | None) -> None:
         """Count a 421 once per send attempt: the events that repeat it for several
         recipients (a retry group, or one deferral each) share the attempt number."""
-        if r.get("code") != 421:
+        if r.get(K.CODE) != 421:
             return
-        attempt = r.get("attempt")
+        attempt = r.get(K.ATTEMPT)
         if isinstance(attempt, int):
             if attempt in m.throttled_attempts:
                 return
@@ -454,7 +455,7 @@ class _Summarizer:
         elif event == ev.CONNECTION_LOST:
             d.connections_lost += 1
             s.total.connections_lost += 1
-            if r.get("possible_duplicate") is True:
+            if r.get(K.POSSIBLE_DUPLICATE) is True:
                 d.possible_duplicates += 1
                 s.total.possible_duplicates += 1
             for address in r.recipients:
@@ -469,14 +470,14 @@ class _Summarizer:
                 target.cap_lowered += 1
             else:
                 target.cap_raised += 1
-        configured = r.get("configured_cap")
+        configured = r.get(K.CONFIGURED_CAP)
         if isinstance(configured, int):
             d.cap_configured = configured
-        previous = r.get("previous_cap")
+        previous = r.get(K.PREVIOUS_CAP)
         if d.cap_last is None and d.first_ts is not None:
             # The first news of the cap is a change: it stood at previous_cap until then.
             self.cap(d, previous, d.first_ts)
-        self.cap(d, r.get("connections_cap"), ts)
+        self.cap(d, r.get(K.CONNECTIONS_CAP), ts)
 
     def pace_changed(self, r: Record, d: DestinationStats) -> None:
         """A ``rate_lowered``/``rate_raised``: count it, and follow the pace (records
@@ -487,7 +488,7 @@ class _Summarizer:
                 target.pace_lowered += 1
             else:
                 target.pace_raised += 1
-        configured, new = r.get("configured"), r.get("messages_per_minute")
+        configured, new = r.get(K.CONFIGURED), r.get(K.MESSAGES_PER_MINUTE)
         if _number(configured):
             d.pace_configured = float(configured)
         if _number(new):
@@ -495,7 +496,7 @@ class _Summarizer:
             d.pace_min = d.pace_last if d.pace_min is None else min(d.pace_min, d.pace_last)
 
     def delivered(self, r: Record, m: _Msg, d: DestinationStats, b: Bucket | None, ts: float | None) -> None:
-        assumed = r.get("assumed") is True
+        assumed = r.get(K.ASSUMED) is True
         for address in r.recipients:
             rc = self.rcpt(m, address, ts)
             self.leave_backlog(rc, ts)
@@ -508,23 +509,23 @@ class _Summarizer:
                 self.summary.total.assumed_delivered += 1
         if b is not None:
             b.delivered += len(r.recipients)
-        self.cap(d, r.get("connections_cap"), ts)
+        self.cap(d, r.get(K.CONNECTIONS_CAP), ts)
 
     def retry(self, r: Record, m: _Msg, d: DestinationStats, b: Bucket | None, ts: float | None) -> None:
         addresses = r.recipients
-        category = r.get("category")
+        category = r.get(K.CATEGORY)
         for address in addresses:
             rc = self.rcpt(m, address, ts)
             if isinstance(category, str):
                 rc.categories.add(category)
         if isinstance(category, str):
             self.category(d.destination, category).replies += 1
-        attempt = r.get("attempt")
+        attempt = r.get(K.ATTEMPT)
         # One wait per send attempt, however many recipient groups it names.
         if not isinstance(attempt, int) or attempt not in m.retry_attempts:
             if isinstance(attempt, int):
                 m.retry_attempts.add(attempt)
-            delay = r.get("delay_s")
+            delay = r.get(K.DELAY_S)
             delay_s = float(delay) if isinstance(delay, (int, float)) else 0.0
             for target in (d, self.summary.total):
                 target.retries += 1
@@ -534,11 +535,11 @@ class _Summarizer:
         if b is not None:
             b.retried += len(addresses)
         self.throttled(m, r, d, b)
-        self.cap(d, r.get("connections_cap"), ts)
+        self.cap(d, r.get(K.CONNECTIONS_CAP), ts)
 
     def final(self, r: Record, m: _Msg, d: DestinationStats, b: Bucket | None, ts: float | None,
               status: str) -> None:
-        category = r.get("category")
+        category = r.get(K.CATEGORY)
         if isinstance(category, str):
             self.category(d.destination, category).replies += 1
         for address in r.recipients:
@@ -562,7 +563,7 @@ class _Summarizer:
     def completed(self, r: Record, m: _Msg, ts: float | None) -> None:
         # No event marks the start of a send, but its end says how long it took: a recipient
         # delivered at the first attempt has waited that long, not zero.
-        duration = r.get("duration_s")
+        duration = r.get(K.DURATION_S)
         if ts is not None and isinstance(duration, (int, float)) and not isinstance(duration, bool):
             started = ts - float(duration)
             for rc in m.rcpts.values():

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import events as ev
+from ..events import K
 from .parse import Record
 
 __all__ = ["Send", "as_json", "group_sends", "normalize_message_id", "select"]
@@ -122,7 +123,7 @@ def group_sends(story: list[Record]) -> list[Send]:
         group.records.append(r)
         group.start = _earlier(group.start, r.ts)
         if r.event == ev.SEND_COMPLETED and r.ts is not None:
-            took = r.get("duration_s")
+            took = r.get(K.DURATION_S)
             if isinstance(took, (int, float)) and not isinstance(took, bool):
                 group.start = _earlier(group.start, r.ts - float(took))
     order = {id(g): i for i, g in enumerate(groups)}

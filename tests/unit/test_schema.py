@@ -76,6 +76,13 @@ def test_the_schema_is_consistent() -> None:
         assert all(k.meaning for k in s.keys) and s.meaning and "|" not in s.meaning
     used = {k for s in ev.SPECS for k in s.key_names}
     assert used == set(ev.KEYS), "a key no event has, or an event key without a meaning"
+    assert all(name.startswith(ev.EVENT_PREFIX) for name in ev.EVENTS)
+
+
+def test_every_key_has_its_constant() -> None:
+    constants = {n: v for n, v in vars(ev.K).items() if n.isupper()}
+    assert all(v == n.lower() for n, v in constants.items())
+    assert set(constants.values()) == set(ev.COMMON_KEYS) | set(ev.KEYS)
 
 
 def test_the_check_records_an_event_whose_keys_are_not_the_schemas() -> None:
