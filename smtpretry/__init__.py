@@ -8,8 +8,18 @@ over-quota mailboxes, fails messages too large, and logs every decision.
 The package also stands in for :mod:`smtplib` (``import smtpretry as
 smtplib``): :class:`SMTP` and :class:`SMTP_SSL` run the engine inside every
 send, and smtplib's exceptions and constants are re-exported unchanged.
+
+Importing the package is cheap: smtplib's names and the pure core (replies,
+classification, policy, decisions, configuration, results: the standard
+library only) are imported with it; the names that need the engine or a
+third-party package (:class:`Mailer`, :class:`SMTP`, :class:`SMTP_SSL`,
+:class:`SMTPHandler` need aiosmtplib and tenacity, :func:`configure_logging`
+needs structlog) are imported on first use (PEP 562), so ``import
+smtpretry.logs`` or ``smtpretry.events`` does not load the engine.
 """
 
+import importlib as _importlib
+import typing as _typing
 from smtplib import (
     CRLF,
     SMTP_PORT,
@@ -30,7 +40,6 @@ from smtplib import (
 )
 
 from .classify import RULES, Action, Category, Classification, Rule, classify, classify_reply
-from .compat import SMTP, SMTP_SSL, SMTPHandler
 from .config import Config, Profile, Settings, configure, load_config
 from .decide import Decision, Defer, Fail, Ok, RecipientState, Retry, decide
 from .endpoint import Endpoint, TLSMode
@@ -44,13 +53,38 @@ from .errors import (
     ReplyParseError,
     SMTPRetryError,
 )
-from .events import configure_logging
-from .mailer import Mailer
 from .policy import Delivery, Limits, RetryPolicy
 from .reply import EnhancedCode, FailureKind, Phase, Reply, TransportFailure, parse_reply
 from .result import Outcome, SendResult, Status
 
+if _typing.TYPE_CHECKING:
+    from ._logging import configure_logging
+    from .compat import SMTP, SMTP_SSL, SMTPHandler
+    from .mailer import Mailer
+
 __version__ = "0.1.0"
+
+_LAZY = {
+    "Mailer": ".mailer",
+    "SMTP": ".compat",
+    "SMTP_SSL": ".compat",
+    "SMTPHandler": ".compat",
+    "configure_logging": "._logging",
+}
+"""The names imported on first use, and the module each comes from."""
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module, __name__), name)
+    globals()[name] = value  # the next lookup finds it without coming here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 __all__ = [
     # smtplib's names, so that `import smtpretry as smtplib` works
