@@ -1,8 +1,9 @@
-"""Read decision logs back: parse, summary, trace, tail, report (``smtpretry logs``).
+"""Read decision logs back: parse, summary, trace, tail, report.
 
 The modules read what ``configure_logging(json=True)`` writes: one JSON object per line,
-with the event names and keys of :mod:`smtpretry.events`. Nothing here imports the mailer:
-reading a log needs only the schema.
+with the event names and keys of :mod:`smtpretry.events`. Nothing here imports the mailer
+or a command-line library: reading a log needs only the schema. The ``smtpretry logs``
+commands over them, and the rendering for people, are in ``smtpretry.cli``.
 """
 
 from __future__ import annotations

@@ -44,6 +44,7 @@ __all__ = [
     "ReadStats",
     "Record",
     "check_inputs",
+    "clock",
     "open_input",
     "parse_line",
     "parse_time",
@@ -200,6 +201,15 @@ def parse_time(value: object) -> float | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
+
+
+def clock(ts: float | None, *, date: bool = False) -> str:
+    """``HH:MM:SS.mmm`` (UTC), with the date in front when asked."""
+    if ts is None:
+        return "?" * (23 if date else 12)
+    moment = datetime.fromtimestamp(ts, UTC)
+    text = moment.strftime("%Y-%m-%d %H:%M:%S.%f" if date else "%H:%M:%S.%f")
+    return text[:-3]
 
 
 def check_inputs(paths: Iterable[str]) -> list[str]:

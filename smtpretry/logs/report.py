@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 
 from .. import __version__
 from ..events import SCHEMA_VERSION
-from .render import clock
+from .parse import clock
 from .summary import STATUSES, Bucket, DestinationStats, Summary, Timeline
 
 __all__ = ["render_report"]

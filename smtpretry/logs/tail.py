@@ -3,7 +3,7 @@
 What this module owns: :func:`follow`, which yields records from a growing JSON-lines file.
 It reads complete lines only (a line still being written waits for its newline), notices
 rotation (the path now names another file, or the file got shorter) and carries on with the
-new file from its start. Rendering is ``render.line``.
+new file from its start. Rendering for people is ``smtpretry.cli.render.line``.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from click.testing import CliRunner, Result
 import smtpretry
 import smtpretry.cli
 from smtpretry.cli import cli
-from smtpretry.demo import DemoServer
+from smtpretry.cli.demo_server import DemoServer
 from tests.servers import R422_OVER_QUOTA, R550_UNKNOWN, ScriptedHandler, serve_threaded
 
 REPO = Path(__file__).resolve().parents[2]

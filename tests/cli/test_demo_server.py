@@ -9,7 +9,7 @@ from collections.abc import Callable
 import aiosmtplib
 import pytest
 
-from smtpretry.demo import R421_TOO_MANY, R422_OVER_QUOTA, R422_TOO_LARGE, R550_UNKNOWN, DemoServer
+from smtpretry.cli.demo_server import R421_TOO_MANY, R422_OVER_QUOTA, R422_TOO_LARGE, R550_UNKNOWN, DemoServer
 
 
 async def _wait_until(predicate: Callable[[], bool]) -> None:

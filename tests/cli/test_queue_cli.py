@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from smtpretry.cli.queue import queue_group
 from smtpretry.queue import Destination, PendingRecipient, QueueEntry
-from smtpretry.queue.cli import queue_group
 from smtpretry.queue.crypto import KEY_ENV
 from smtpretry.queue.sqlite import SQLiteQueue
 from tests.servers import ScriptedHandler, serve_threaded

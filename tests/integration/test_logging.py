@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from structlog.testing import capture_logs
 
 from smtpretry import Mailer, RetryPolicy, SendResult, configure_logging
-from smtpretry.logs.cli import logs_group
+from smtpretry.cli.logs import logs_group
 from tests.messages import message
 from tests.servers import R250, R421_TOO_MANY, R422_OVER_QUOTA, ScriptedHandler, serve
 

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from structlog.testing import capture_logs
 
 from smtpretry import Limits, Mailer, RetryPolicy
+from smtpretry.cli.logs import logs_group
 from smtpretry.logs import ReadStats, read_records, summarize
-from smtpretry.logs.cli import logs_group
 from smtpretry.logs.report import render_report
 from tests.servers import ScriptedHandler, serve
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from smtpretry.cli.logs import logs_group
 from smtpretry.logs import ReadStats, read_records, summarize
-from smtpretry.logs.cli import logs_group
 from tests.logs.conftest import REPO, Scenario, lines
 
 
@@ -95,7 +95,7 @@ def test_stdin_with_cli_runner(scenario: Scenario) -> None:
 
 def test_stdin_of_a_real_process_gzipped(scenario: Scenario) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    code = "from smtpretry.logs.cli import logs_group; logs_group(prog_name='smtpretry logs')"
+    code = "from smtpretry.cli.logs import logs_group; logs_group(prog_name='smtpretry logs')"
     done = subprocess.run(
         [sys.executable, "-c", code, "summary", "--json", "-", str(scenario.second_log)],
         input=gzip.compress(scenario.first_log.read_bytes()), capture_output=True, env=env, timeout=60,

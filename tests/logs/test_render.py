@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from smtpretry import events as ev
+from smtpretry.cli.render import LABELS, STYLES, describe
 from smtpretry.logs import Record
-from smtpretry.logs.render import LABELS, STYLES, describe
 
 TS = 1_800_000_000.0
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from smtpretry.logs.cli import logs_group
+from smtpretry.cli.logs import logs_group
 from tests.logs.conftest import Scenario
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

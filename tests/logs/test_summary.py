@@ -9,8 +9,8 @@ from typing import Any
 
 from click.testing import CliRunner
 
+from smtpretry.cli.logs import logs_group
 from smtpretry.logs import ReadStats, read_records, summarize
-from smtpretry.logs.cli import logs_group
 from smtpretry.logs.parse import parse_time
 from smtpretry.logs.summary import Summary
 from tests.logs import scenario as script

@@ -9,8 +9,8 @@ from typing import Any
 from click.testing import CliRunner
 
 from smtpretry import events as ev
+from smtpretry.cli.logs import logs_group
 from smtpretry.logs import read_records, select
-from smtpretry.logs.cli import logs_group
 from smtpretry.logs.parse import Record
 from smtpretry.logs.trace import group_sends
 from tests.logs import scenario as script

@@ -10,9 +10,9 @@ from pathlib import Path
 from click.testing import CliRunner
 from rich.console import Console
 
+from smtpretry.cli.logs import logs_group
+from smtpretry.cli.render import line
 from smtpretry.logs import ReadStats, Record, read_records, select
-from smtpretry.logs.cli import logs_group
-from smtpretry.logs.render import line
 from smtpretry.logs.tail import follow
 from tests.logs import scenario as script
 from tests.logs.conftest import Scenario, lines

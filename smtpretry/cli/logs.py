@@ -19,13 +19,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .._clierror import fail
-from .parse import LogInputError, ReadStats, Record, check_inputs, parse_time, read_records
-from .render import STYLES, clock, describe, line
-from .report import render_report
-from .summary import STATUSES, DestinationStats, Summary, summarize
-from .tail import follow
-from .trace import as_json, group_sends, select
+from ..logs.parse import LogInputError, ReadStats, Record, check_inputs, clock, parse_time, read_records
+from ..logs.report import render_report
+from ..logs.summary import STATUSES, DestinationStats, Summary, summarize
+from ..logs.tail import follow
+from ..logs.trace import as_json, group_sends, select
+from ._errors import fail
+from .render import STYLES, describe, line
 
 __all__ = ["logs_group"]
 

@@ -27,12 +27,12 @@ from rich.table import Table
 from rich.text import Text
 
 from .. import config as config_module
-from .._clierror import fail
 from .._logging import configure_logging
 from ..errors import SMTPRetryError
 from ..mailer import Mailer
-from .base import Destination, Queue, QueueEntry, default_queue_path, open_queue
-from .runner import QueueRunner, QueueRunStats
+from ..queue.base import Destination, Queue, QueueEntry, default_queue_path, open_queue
+from ..queue.runner import QueueRunner, QueueRunStats
+from ._errors import fail
 
 __all__ = ["queue_group"]
 

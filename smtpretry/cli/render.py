@@ -6,16 +6,15 @@ retry, magenta deferred, red failed, orange/cyan for the cap going down/up.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from rich.text import Text
 
 from .. import events as ev
 from ..events import K
-from .parse import Record
+from ..logs.parse import Record, clock
 
-__all__ = ["LABELS", "STYLES", "clock", "describe", "line"]
+__all__ = ["LABELS", "STYLES", "describe", "line"]
 
 LABELS = {
     ev.MESSAGE_DELIVERED: "DELIVERED",
@@ -50,15 +49,6 @@ STYLES = {
     ev.LEASE_LOST: "bold yellow",
     ev.BACKEND_LOST: "bold yellow",
 }
-
-
-def clock(ts: float | None, *, date: bool = False) -> str:
-    """``HH:MM:SS.mmm`` (UTC), with the date in front when asked."""
-    if ts is None:
-        return "?" * (23 if date else 12)
-    moment = datetime.fromtimestamp(ts, UTC)
-    text = moment.strftime("%Y-%m-%d %H:%M:%S.%f" if date else "%H:%M:%S.%f")
-    return text[:-3]
 
 
 def _reply(f: dict[str, Any]) -> str:

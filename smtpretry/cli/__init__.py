@@ -34,14 +34,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from . import __version__, events
-from ._clierror import fail
-from ._logging import Logger, configure_logging, get_logger
-from .demo import DemoServer, rcpt_reply
-from .errors import ConfigError, MessageError, QueueError
-from .mailer import Mailer
-from .policy import Limits, RetryPolicy
-from .result import Outcome, SendResult, Status
+from .. import __version__, events
+from .._logging import Logger, configure_logging, get_logger
+from ..errors import ConfigError, MessageError, QueueError
+from ..mailer import Mailer
+from ..policy import Limits, RetryPolicy
+from ..result import Outcome, SendResult, Status
+from ._errors import fail
+from .demo_server import DemoServer, rcpt_reply
 
 __all__ = ["cli", "main"]
 
@@ -212,7 +212,7 @@ def send(
     Exit status: 0 when every recipient was delivered or deferred, 1 when any
     failed, 2 on bad input.
     """
-    from .config import Config, load_config
+    from ..config import Config, load_config
 
     data = _read_message(message)
     try:
@@ -568,7 +568,7 @@ def config_check(file: str, hosts: tuple[str, ...], as_json: bool) -> None:
     """
     import json as json_module
 
-    from .config import load_config
+    from ..config import load_config
 
     try:
         config = load_config(file)
@@ -612,8 +612,8 @@ def config_check(file: str, hosts: tuple[str, ...], as_json: bool) -> None:
 
 
 def _register() -> None:
-    from .logs.cli import logs_group
-    from .queue.cli import queue_group
+    from .logs import logs_group
+    from .queue import queue_group
 
     cli.add_command(queue_group)
     cli.add_command(logs_group)
