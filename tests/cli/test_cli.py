@@ -20,7 +20,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 import smtpretry
-import smtpretry.cli
+import smtpretry.cli.demo
 from smtpretry.cli import cli
 from smtpretry.cli.demo_server import DemoServer
 from tests.servers import R422_OVER_QUOTA, R550_UNKNOWN, ScriptedHandler, serve_threaded
@@ -292,7 +292,7 @@ def test_demo_figures_agree_with_the_server(monkeypatch: pytest.MonkeyPatch) -> 
             super().__init__(**kw)
             servers.append(self)
 
-    monkeypatch.setattr(smtpretry.cli, "DemoServer", Recorded)
+    monkeypatch.setattr(smtpretry.cli.demo, "DemoServer", Recorded)
     result = _invoke(["demo", "--messages", "30", "--seed", "1"])
     assert result.exit_code == 0, result.output
     [server] = servers

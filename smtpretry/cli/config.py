@@ -1,0 +1,84 @@
+"""``smtpretry config check``: validate a configuration file, show the effective settings.
+
+Exit status 2, with one line per problem, when the file is not valid.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from ..errors import ConfigError
+
+__all__ = ["config_group"]
+
+
+@click.group("config")
+def config_group() -> None:
+    """Check a configuration file."""
+
+
+def _fmt_seconds(value: float) -> str:
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("m", 60.0)):
+        if value >= size and value % size == 0:
+            return f"{value / size:g}{unit}"
+    return f"{value:g}s"
+
+
+@config_group.command("check")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--host", "hosts", multiple=True, metavar="HOST",
+              help="Also show the settings this host gets (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def config_check(file: str, hosts: tuple[str, ...], as_json: bool) -> None:
+    """Check FILE and print the effective settings per destination.
+
+    Exit status 2, with one line per problem, when the file is not valid.
+    """
+    import json as json_module
+
+    from ..config import load_config
+
+    try:
+        config = load_config(file)
+    except ConfigError as exc:
+        for problem in str(exc).splitlines():
+            click.echo(f"smtpretry: error: {problem}", err=True)
+        sys.exit(2)
+    chosen = [("[defaults]", config.settings_of(None))]
+    chosen += [(rule.key, config.settings_of(rule.key)) for rule in config.rules]
+    chosen += [(f"profile {n}", config.settings_for(p.host, p.port)) for n, p in config.profiles.items()]
+    chosen += [(host, config.settings_for(host)) for host in hosts]
+    rows = []
+    for label, s in chosen:
+        rows.append({
+            "destination": label,
+            "rule": s.rule,
+            "max_connections": s.limits.max_connections,
+            "max_messages_per_connection": s.limits.max_messages_per_connection,
+            "max_messages_per_minute": s.limits.max_messages_per_minute,
+            "backoff": f"{_fmt_seconds(s.policy.backoff_base)}..{_fmt_seconds(s.policy.backoff_cap)}",
+            "max_attempts": s.policy.max_attempts,
+            "defer_schedule": ", ".join(_fmt_seconds(v) for v in s.policy.defer_schedule),
+            "max_lifetime": _fmt_seconds(s.policy.max_lifetime),
+            "delivery": s.policy.delivery.value,
+        })
+    if as_json:
+        click.echo(json_module.dumps({"file": file, "queue_url": config.queue_url, "destinations": rows},
+                                     indent=2))
+        return
+    console = Console()
+    table = Table(title=f"{file}: valid")
+    columns = ["destination", "rule", "max_connections", "max_messages_per_minute", "backoff",
+               "max_attempts", "defer_schedule", "max_lifetime", "delivery"]
+    for name in columns:
+        table.add_column(name.replace("_", " "), overflow="fold")
+    for row in rows:
+        table.add_row(*(Text("" if row[c] is None else str(row[c])) for c in columns))
+    console.print(table)
+    if config.queue_url:
+        console.print(Text(f"queue: {config.queue_url}"))

@@ -1,0 +1,332 @@
+"""``smtpretry demo``: a batch through an embedded server that throttles like an ISP.
+
+The server (``demo_server.py``, on aiosmtpd) takes a few connections at once and answers
+421 to the rest; some mailboxes are over quota, some refuse the size. Every decision is
+shown as it is taken, through a :class:`~smtpretry.events.Logger` handed to the Mailer with
+``logger=``, so the demo needs no global logging set-up to show them; ``--log-file`` also
+writes them as JSON lines. The summary checks the figures at the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.message import EmailMessage
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from .. import events
+from .._logging import Logger, get_logger
+from ..mailer import Mailer
+from ..policy import Limits, RetryPolicy
+from ..result import SendResult, Status
+from ._logfile import open_log
+from .demo_server import DemoServer, rcpt_reply
+
+__all__ = ["demo_command"]
+
+
+@dataclass(slots=True)
+class _Tally:
+    """What the demo counts from the decision log as it goes."""
+
+    cap_changes: list[tuple[int, int]] = field(default_factory=list)
+    events: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def record(self, event: str, kw: dict[str, Any]) -> None:
+        self.events += 1
+        if event in (events.CAP_LOWERED, events.CAP_RAISED):
+            self.cap_changes.append((kw["previous_cap"], kw["connections_cap"]))
+
+
+def _said(kw: dict[str, Any]) -> str:
+    """An event's evidence as people read it."""
+    if kw.get("code") is not None:
+        return f"{kw['code']} {kw.get('text') or ''}".rstrip()
+    if kw.get("failure"):
+        return f"{kw['failure']} during {kw.get('phase')}: {kw.get('text') or ''}".rstrip(": ")
+    return ""
+
+
+def render_event(event: str, kw: dict[str, Any]) -> tuple[str, str] | None:
+    """One decision as (line, rich style), or None for events not worth a line."""
+    msg = kw.get("message_id") or "?"
+    attempt = kw.get("attempt")
+    conns = f"[{kw.get('connections_active')}/{kw.get('connections_cap')} connections]"
+    match event:
+        case events.MESSAGE_DELIVERED:
+            how = "assumed delivered" if kw.get("assumed") else "delivered"
+            rcpts = ", ".join(kw.get("recipients", []))
+            return f"{how:<10} {msg} attempt {attempt} to {rcpts} {conns}", "green"
+        case events.RETRY_SCHEDULED:
+            n = len(kw.get("recipients", []))
+            return (
+                f"{'retry':<10} {msg} attempt {attempt} ({n} rcpt): {_said(kw)} [{kw.get('category')}]"
+                f" -> again in {kw.get('delay_s')}s {conns}",
+                "yellow",
+            )
+        case events.RECIPIENT_DEFERRED:
+            at = kw.get("next_attempt_at")
+            when = datetime.fromtimestamp(at).strftime("%H:%M:%S") if isinstance(at, float | int) else "?"
+            return (
+                f"{'deferred':<10} {kw.get('recipient')} until {when}: {_said(kw)} [{kw.get('category')}]",
+                "cyan",
+            )
+        case events.RECIPIENT_FAILED:
+            expired = " (expired)" if kw.get("expired") else ""
+            return (
+                f"{'failed':<10} {kw.get('recipient')}{expired}: {_said(kw)} [{kw.get('category')}]",
+                "red",
+            )
+        case events.CONNECTION_LOST:
+            dup = " (possible duplicate)" if kw.get("possible_duplicate") else ""
+            return f"{'lost':<10} {msg} attempt {attempt}: {_said(kw)}{dup}", "magenta"
+        case events.CAP_LOWERED | events.CAP_RAISED:
+            verb = "lowered" if event == events.CAP_LOWERED else "raised"
+            why = f" after {_said(kw)}" if kw.get("code") is not None else ""
+            return (
+                f"{'cap':<10} {verb} {kw.get('previous_cap')} -> {kw.get('connections_cap')}{why}"
+                f" ({kw.get('connections_active')} open)",
+                "bold",
+            )
+    return None  # send_completed: the summary says it
+
+
+class _Decisions:
+    """A :class:`~smtpretry.events.Logger` that shows each decision as a line
+    for people, counts what the summary needs, and, with ``forward``, passes the
+    event on to the JSON log (the logger of the moment, asked at each event)."""
+
+    def __init__(
+        self, tally: _Tally, show: Callable[[str, str], None] | None, forward: bool,
+        bound: dict[str, Any] | None = None,
+    ) -> None:
+        self._tally = tally
+        self._show = show
+        self._forward = forward
+        self._bound = bound or {}
+
+    def bind(self, **kw: Any) -> _Decisions:
+        return _Decisions(self._tally, self._show, self._forward, {**self._bound, **kw})
+
+    def info(self, event: str, **kw: Any) -> None:
+        self._handle("info", event, kw)
+
+    def warning(self, event: str, **kw: Any) -> None:
+        self._handle("warning", event, kw)
+
+    def error(self, event: str, **kw: Any) -> None:
+        self._handle("error", event, kw)
+
+    def _handle(self, level: str, event: str, kw: dict[str, Any]) -> None:
+        if self._forward:
+            getattr(get_logger(**self._bound), level)(event, **kw)
+        self._tally.record(event, kw)
+        if self._show is not None:
+            rendered = render_event(event, {**self._bound, **kw})
+            if rendered is not None:
+                line, style = rendered
+                self._show(f"{time.monotonic() - self._tally.started:6.3f}s {line}", style)
+
+
+def _batch(messages: int, recipients: int, rng: random.Random) -> list[EmailMessage]:
+    """Messages with unique recipients: about 4% ``full...`` (over quota, deferred),
+    3% ``big...`` (too large, failed), the rest ordinary."""
+    batch = []
+    for i in range(messages):
+        rcpts = []
+        for j in range(recipients):
+            roll = rng.random()
+            kind = "full" if roll < 0.04 else "big" if roll < 0.07 else "user"
+            rcpts.append(f"{kind}{i}.{j}@example.com")
+        msg = EmailMessage()
+        msg["From"] = "demo@example.org"
+        msg["To"] = ", ".join(rcpts)
+        msg["Subject"] = f"smtpretry demo message {i}"
+        msg["Message-ID"] = f"<demo-{i}@smtpretry.invalid>"
+        msg.set_content(f"Demo message {i}.\n")
+        batch.append(msg)
+    return batch
+
+
+@dataclass(frozen=True, slots=True)
+class _DemoRun:
+    results: list[SendResult]
+    server: DemoServer
+    duration_s: float
+
+
+async def _run_demo(
+    batch: list[EmailMessage], *, server_limit: int, cap: int, seed: int, logger: Logger,
+    advance: Callable[[], None],
+) -> _DemoRun:
+    started = time.monotonic()
+    async with DemoServer(max_connections=server_limit) as server:
+        mailer = Mailer(
+            "127.0.0.1", server.port, tls="none", timeout=10.0,
+            policy=RetryPolicy(backoff_base=0.05, backoff_cap=1.0, max_attempts=8),
+            limits=Limits(max_connections=cap), logger=logger, rng=random.Random(seed),
+        )
+        gate = asyncio.Semaphore(20)
+
+        async def one(message: EmailMessage) -> SendResult:
+            async with gate:
+                result = await mailer.send(message)
+            advance()
+            return result
+
+        async with mailer:
+            results = await asyncio.gather(*(one(m) for m in batch))
+    return _DemoRun(list(results), server, time.monotonic() - started)
+
+
+def _check(run: _DemoRun, batch: list[EmailMessage], server_limit: int) -> tuple[list[str], str]:
+    """Problems found (none when the run is consistent), and the copies verdict."""
+    problems: list[str] = []
+    delivered: set[str] = set()
+    for message, result in zip(batch, run.results, strict=True):
+        sent = [a.strip() for a in str(message["To"]).split(",")]
+        if list(result.outcomes) != sent:
+            problems.append(f"{message['Message-ID']}: outcomes for {list(result.outcomes)}, sent to {sent}")
+        for rcpt, o in result.outcomes.items():
+            if o.status is Status.DELIVERED:
+                delivered.add(rcpt)
+            scripted = rcpt_reply(rcpt)
+            expected = (
+                {Status.DELIVERED, Status.DEFERRED} if scripted is None
+                else {Status.DEFERRED} if scripted.startswith("422 4.2.2")
+                else {Status.FAILED}
+            )
+            if o.status not in expected:
+                problems.append(f"{rcpt}: {o.status.value}, expected {' or '.join(sorted(expected))}")
+    copies = run.server.copies
+    duplicated = sorted(r for r, n in copies.items() if n > 1)
+    missing = sorted(delivered - copies.keys())
+    unexpected = sorted(copies.keys() - delivered)
+    if duplicated:
+        problems.append(f"{len(duplicated)} recipients got more than one copy: {', '.join(duplicated[:5])}")
+    if missing:
+        problems.append(f"{len(missing)} delivered recipients have no copy: {', '.join(missing[:5])}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} recipients got a copy not reported delivered")
+    if run.server.max_active > server_limit:
+        problems.append(f"the server saw {run.server.max_active} sessions, over its limit {server_limit}")
+    verdict = "exactly 1" if not (duplicated or missing or unexpected) else (
+        f"NOT exactly 1 ({len(duplicated)} duplicated, {len(missing)} missing, {len(unexpected)} unexpected)"
+    )
+    return problems, verdict
+
+
+def _cap_changes(changes: list[tuple[int, int]], configured: int) -> str:
+    if not changes:
+        return f"none (stayed at {configured})"
+    moves = [f"{a} -> {b}" for a, b in changes]
+    shown = ", ".join(moves[:8]) + (", ..." if len(moves) > 8 else "")
+    return f"{len(moves)}: {shown}"
+
+
+@click.command("demo", short_help="Send a batch through an embedded server that throttles like an ISP.")
+@click.option("--messages", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Messages to send.")
+@click.option("--recipients", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Recipients per message.")
+@click.option("--server-limit", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Concurrent connections the demo server takes before it answers 421.")
+@click.option("--cap", type=click.IntRange(min=1), default=8, show_default=True,
+              help="The client's configured connection cap (Limits.max_connections).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the batch and the jitter.")
+@click.option("--log-file", type=click.Path(dir_okay=False), help="Append the JSON decision log here.")
+@click.option("--quiet", is_flag=True, help="Show the summary only, not each decision.")
+def demo_command(
+    messages: int, recipients: int, server_limit: int, cap: int, seed: int, log_file: str | None,
+    quiet: bool,
+) -> None:
+    """Send a batch through an embedded server that throttles like an ISP.
+
+    The server takes SERVER_LIMIT connections at once and answers 421 to the
+    rest; some mailboxes are over quota (422 4.2.2, deferred) and some refuse
+    the size (422 4.3.4, failed). Every decision is shown as it is taken; the
+    summary checks the figures at the server. Exit status 0 when the run is
+    consistent: every recipient accounted for, one copy per delivered one.
+    """
+    console = Console(highlight=False)
+    open_log(log_file, to_stderr=False)
+
+    def show(line: str, style: str) -> None:
+        if console.is_terminal:
+            console.print(line, style=style, markup=False, soft_wrap=True)
+        else:
+            click.echo(line)
+
+    tally = _Tally()
+    logger = _Decisions(tally, None if quiet else show, forward=log_file is not None)
+    batch = _batch(messages, recipients, random.Random(seed))
+    progress = Progress(
+        TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, disable=not console.is_terminal, transient=True,
+    )
+    with progress:
+        task = progress.add_task("sending", total=len(batch))
+        tally.started = time.monotonic()
+        run = asyncio.run(_run_demo(
+            batch, server_limit=server_limit, cap=cap, seed=seed, logger=logger,
+            advance=lambda: progress.advance(task),
+        ))
+
+    problems, copies = _check(run, batch, server_limit)
+    outcomes = [o for r in run.results for o in r.outcomes.values()]
+    count = {s: sum(1 for o in outcomes if o.status is s) for s in Status}
+    # One 421 per attempt at most: an attempt ends with the session a 421 closes.
+    seen_421 = sum(
+        len({a.attempt for o in r.outcomes.values() for a in o.history
+             if getattr(a.evidence, "code", None) == 421})
+        for r in run.results
+    )
+    retries = sum(
+        max((a.attempt for o in r.outcomes.values() for a in o.history), default=1) - 1 for r in run.results
+    )
+    rows = [
+        ("messages", str(len(run.results))),
+        ("recipients", str(len(outcomes))),
+        ("delivered", str(count[Status.DELIVERED])),
+        ("deferred", str(count[Status.DEFERRED])),
+        ("failed", str(count[Status.FAILED])),
+        ("421s seen", f"{seen_421} (the server refused {run.server.refused} connections)"),
+        ("retries", str(retries)),
+        ("cap changes", _cap_changes(tally.cap_changes, cap)),
+        ("max concurrent sessions",
+         f"{run.server.max_active} (server limit {server_limit}, client cap {cap})"),
+        ("copies per delivered recipient", copies),
+        ("duration", f"{run.duration_s:.2f}s"),
+        ("consistent", "yes" if not problems else "NO"),
+    ]
+    _summary(rows, console, title="smtpretry demo")
+    if problems:
+        for problem in problems:
+            click.echo(f"smtpretry: inconsistent: {problem}", err=True)
+        sys.exit(1)
+
+
+def _summary(rows: Sequence[tuple[str, str]], console: Console, *, title: str) -> None:
+    """Label/value rows: a table on a terminal, ``label: value`` lines otherwise."""
+    if console.is_terminal:
+        table = Table(title=title, show_header=False)
+        table.add_column(style="bold")
+        table.add_column()
+        for label, value in rows:
+            table.add_row(label, Text(value))
+        console.print(table)
+    else:
+        for label, value in rows:
+            click.echo(f"{label}: {value}")
