@@ -15,7 +15,6 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from email.message import EmailMessage
 from typing import Any
 
@@ -27,11 +26,14 @@ from rich.text import Text
 
 from .. import events
 from .._logging import Logger, get_logger
+from ..events import K
+from ..logs.parse import Record
 from ..mailer import Mailer
 from ..policy import Limits, RetryPolicy
 from ..result import SendResult, Status
 from ._logfile import open_log
 from .demo_server import DemoServer, rcpt_reply
+from .render import line
 
 __all__ = ["demo_command"]
 
@@ -47,69 +49,17 @@ class _Tally:
     def record(self, event: str, kw: dict[str, Any]) -> None:
         self.events += 1
         if event in (events.CAP_LOWERED, events.CAP_RAISED):
-            self.cap_changes.append((kw["previous_cap"], kw["connections_cap"]))
-
-
-def _said(kw: dict[str, Any]) -> str:
-    """An event's evidence as people read it."""
-    if kw.get("code") is not None:
-        return f"{kw['code']} {kw.get('text') or ''}".rstrip()
-    if kw.get("failure"):
-        return f"{kw['failure']} during {kw.get('phase')}: {kw.get('text') or ''}".rstrip(": ")
-    return ""
-
-
-def render_event(event: str, kw: dict[str, Any]) -> tuple[str, str] | None:
-    """One decision as (line, rich style), or None for events not worth a line."""
-    msg = kw.get("message_id") or "?"
-    attempt = kw.get("attempt")
-    conns = f"[{kw.get('connections_active')}/{kw.get('connections_cap')} connections]"
-    match event:
-        case events.MESSAGE_DELIVERED:
-            how = "assumed delivered" if kw.get("assumed") else "delivered"
-            rcpts = ", ".join(kw.get("recipients", []))
-            return f"{how:<10} {msg} attempt {attempt} to {rcpts} {conns}", "green"
-        case events.RETRY_SCHEDULED:
-            n = len(kw.get("recipients", []))
-            return (
-                f"{'retry':<10} {msg} attempt {attempt} ({n} rcpt): {_said(kw)} [{kw.get('category')}]"
-                f" -> again in {kw.get('delay_s')}s {conns}",
-                "yellow",
-            )
-        case events.RECIPIENT_DEFERRED:
-            at = kw.get("next_attempt_at")
-            when = datetime.fromtimestamp(at).strftime("%H:%M:%S") if isinstance(at, float | int) else "?"
-            return (
-                f"{'deferred':<10} {kw.get('recipient')} until {when}: {_said(kw)} [{kw.get('category')}]",
-                "cyan",
-            )
-        case events.RECIPIENT_FAILED:
-            expired = " (expired)" if kw.get("expired") else ""
-            return (
-                f"{'failed':<10} {kw.get('recipient')}{expired}: {_said(kw)} [{kw.get('category')}]",
-                "red",
-            )
-        case events.CONNECTION_LOST:
-            dup = " (possible duplicate)" if kw.get("possible_duplicate") else ""
-            return f"{'lost':<10} {msg} attempt {attempt}: {_said(kw)}{dup}", "magenta"
-        case events.CAP_LOWERED | events.CAP_RAISED:
-            verb = "lowered" if event == events.CAP_LOWERED else "raised"
-            why = f" after {_said(kw)}" if kw.get("code") is not None else ""
-            return (
-                f"{'cap':<10} {verb} {kw.get('previous_cap')} -> {kw.get('connections_cap')}{why}"
-                f" ({kw.get('connections_active')} open)",
-                "bold",
-            )
-    return None  # send_completed: the summary says it
+            self.cap_changes.append((kw[K.PREVIOUS_CAP], kw[K.CONNECTIONS_CAP]))
 
 
 class _Decisions:
     """A :class:`~smtpretry.events.Logger` that shows each decision as a line
-    for people, counts what the summary needs, and, with ``forward``, passes the
+    for people (as ``logs tail`` shows it, with the seconds since the demo began
+    in front), counts what the summary needs, and, with ``forward``, passes the
     event on to the JSON log (the logger of the moment, asked at each event)."""
 
     def __init__(
-        self, tally: _Tally, show: Callable[[str, str], None] | None, forward: bool,
+        self, tally: _Tally, show: Callable[[Text], None] | None, forward: bool,
         bound: dict[str, Any] | None = None,
     ) -> None:
         self._tally = tally
@@ -133,11 +83,9 @@ class _Decisions:
         if self._forward:
             getattr(get_logger(**self._bound), level)(event, **kw)
         self._tally.record(event, kw)
-        if self._show is not None:
-            rendered = render_event(event, {**self._bound, **kw})
-            if rendered is not None:
-                line, style = rendered
-                self._show(f"{time.monotonic() - self._tally.started:6.3f}s {line}", style)
+        if self._show is not None and event != events.SEND_COMPLETED:  # the summary says it
+            record = Record(event, {K.EVENT: event, **self._bound, **kw}, None, "<demo>", 0, 0)
+            self._show(line(record, lead=f"{time.monotonic() - self._tally.started:6.3f}s"))
 
 
 def _batch(messages: int, recipients: int, rng: random.Random) -> list[EmailMessage]:
@@ -263,11 +211,11 @@ def demo_command(
     console = Console(highlight=False)
     open_log(log_file, to_stderr=False)
 
-    def show(line: str, style: str) -> None:
+    def show(text: Text) -> None:
         if console.is_terminal:
-            console.print(line, style=style, markup=False, soft_wrap=True)
+            console.print(text, soft_wrap=True)
         else:
-            click.echo(line)
+            click.echo(text.plain)
 
     tally = _Tally()
     logger = _Decisions(tally, None if quiet else show, forward=log_file is not None)

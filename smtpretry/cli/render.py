@@ -1,7 +1,9 @@
-"""How one record reads to a person: a label, a colour and a sentence.
+"""How a decision reads to a person: a label, a colour and a sentence, for every event.
 
-Shared by ``tail`` and ``trace``. The colour follows the decision: green delivered, yellow
-retry, magenta deferred, red failed, orange/cyan for the cap going down/up.
+The one renderer of events for people, used by ``logs tail``, ``logs trace`` and ``demo``
+(which shows each decision as it is taken). The sentence says what was decided from the
+event's documented keys; the colour follows the decision: green delivered, yellow retry,
+magenta deferred, red failed, orange/cyan for the cap going down/up.
 """
 
 from __future__ import annotations
@@ -126,12 +128,13 @@ def _when(at: object) -> str:
     return clock(float(at), date=True) if isinstance(at, (int, float)) and not isinstance(at, bool) else "?"
 
 
-def line(r: Record, *, date: bool = False) -> Text:
+def line(r: Record, *, date: bool = False, lead: str | None = None) -> Text:
     """One record as one coloured line: time, label, destination, message, recipients,
-    attempt, and what was decided."""
+    attempt, and what was decided. ``lead`` stands in front instead of the record's time
+    (the demo shows the seconds since it began)."""
     style = STYLES.get(r.event, "")
     text = Text()
-    text.append(clock(r.ts, date=date), style="dim")
+    text.append(clock(r.ts, date=date) if lead is None else lead, style="dim")
     text.append(" ")
     text.append(f"{LABELS.get(r.event, r.event):<9}", style=style)
     text.append(" ")

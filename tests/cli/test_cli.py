@@ -282,6 +282,12 @@ def _summary(stdout: str) -> dict[str, str]:
 
 
 _DECISION = re.compile(r"\s*\d+\.\d+s ")
+# seconds, label, destination, message (a raised cap names none), recipients, #attempt, then
+# what was decided
+_DECISION_LINE = re.compile(
+    r"\s*\d+\.\d+s (?P<label>[A-Z ]+?) +127\.0\.0\.1:\d+(?: <demo-\d+@smtpretry\.invalid>)?"
+    r"(?: (?P<recipients>\S+(?:, \S+)*) #\d+)?  (?P<what>.*)$"
+)
 
 
 def test_demo_figures_agree_with_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -309,22 +315,20 @@ def test_demo_figures_agree_with_the_server(monkeypatch: pytest.MonkeyPatch) -> 
     assert s["421s seen"].endswith(f"(the server refused {server.refused} connections)")
     assert s["copies per delivered recipient"] == "exactly 1"
     assert s["consistent"] == "yes"
-    # Every decision was shown: the scripted mailboxes fail (big*) or defer (full*) as scripted.
-    decisions = [ln.split(maxsplit=2)[1:] for ln in result.stdout.splitlines() if _DECISION.match(ln)]
-    failures = [rest for kind, rest in decisions if kind == "failed"]
+    # Every decision was shown, as `logs tail` shows it: the scripted mailboxes fail (big*) or
+    # defer (full*) as scripted.
+    decisions = [_DECISION_LINE.match(ln) for ln in result.stdout.splitlines() if _DECISION.match(ln)]
+    assert all(decisions)
+    shown = [(m["label"], (m["recipients"] or "").split(", "), m["what"]) for m in decisions if m]
+    failures = [(rcpts, what) for label, rcpts, what in shown if label == "FAILED"]
     assert len(failures) == failed
-    assert all(re.match(r"big\S+: 422 4\.3\.4 ", rest) for rest in failures), failures
-    deferrals = [rest for kind, rest in decisions if kind == "deferred"]
+    assert all(r.startswith("big") and what.startswith("failed after rcpt 422 4.3.4 ")
+               for [r], what in failures), failures
+    deferrals = [(rcpts, what) for label, rcpts, what in shown if label == "DEFERRED"]
     assert len(deferrals) == deferred
-    assert all(re.match(r"full\S+ until .*: 422 4\.2\.2 ", rest) or " 421 " in rest for rest in deferrals)
-    assert (
-        sum(
-            len(rest.split(" to ", 1)[1].split(" [")[0].split(", "))
-            for kind, rest in decisions
-            if kind == "delivered"
-        )
-        == delivered
-    )
+    assert all(r.startswith("full") and " 422 4.2.2 " in what or " 421 " in what
+               for [r], what in deferrals), deferrals
+    assert sum(len(rcpts) for label, rcpts, _ in shown if label == "DELIVERED") == delivered
 
 
 def test_demo_quiet_shows_only_the_summary() -> None:
