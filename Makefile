@@ -1,5 +1,5 @@
 # The two commands of the README. Each installs what it needs on a fresh machine.
-#   make demo   install smtpretry and run the demo against an embedded throttling server
+#   make demo   install smtpretry with the cli extra and run the demo against an embedded throttling server
 #   make test   install the test tools (and the Debian packages the tests drive) and run every test
 
 PYTHON ?= python3
@@ -20,7 +20,7 @@ test: install-test debian-packages
 
 install:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[cli]'
 
 install-test:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
