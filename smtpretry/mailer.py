@@ -86,7 +86,9 @@ class Mailer:
         or a URL for :func:`~smtpretry.queue.open_queue`
         (``"sqlite:///var/lib/app/queue.db"``); ``None`` keeps them only in
         the returned result
-    :param logger: a structlog-style logger to emit decisions to
+    :param logger: a structlog-style logger to emit decisions to; without one,
+        each decision goes to the logger smtpretry resolves when it emits it
+        (structlog's once configured, else the ``logging`` logger ``"smtpretry"``)
     :param rng, clock: randomness for the jitter and the wall clock (epoch
         seconds), for tests and simulations
     :raises ConfigError: for a bad port, TLS mode, limit or credentials
