@@ -3,7 +3,8 @@
 Every decision smtpretry takes is one event with a constant name and documented keys.
 This module holds them and nothing else: :data:`SPECS` is the one table that the README's
 event table, the emitter (``_logging.emit``) and the log readers (``smtpretry.logs``) all
-follow; a test holds them together. It imports nothing, so reading a log needs only this.
+follow; a test holds them together. It imports nothing of smtpretry's and no third-party
+package, so reading a log needs only this.
 
 How an event is written (``_logging.emit``): the context keys first (:data:`COMMON_KEYS`:
 ``destination`` always, then those of :attr:`EventSpec.context` the event carries), then
@@ -229,7 +230,8 @@ these meanings unless the event says more."""
 
 def _keys(*names: str, **meanings: str) -> tuple[Key, ...]:
     """The keys ``names``, in order, with the shared meaning unless ``meanings`` gives one."""
-    assert set(meanings) <= set(names), set(meanings) - set(names)
+    if not set(meanings) <= set(names):
+        raise ValueError(f"meanings for keys the event does not have: {set(meanings) - set(names)}")
     return tuple(Key(n, meanings.get(n, KEYS[n])) for n in names)
 
 
