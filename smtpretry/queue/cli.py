@@ -31,8 +31,8 @@ from .. import events
 from .._clierror import fail
 from ..errors import SMTPRetryError
 from ..mailer import Mailer
+from ..runner import QueueRunner, QueueRunStats
 from .base import Destination, Queue, QueueEntry, default_queue_path, open_queue
-from .runner import QueueRunner, QueueRunStats
 
 __all__ = ["queue_group"]
 

@@ -18,6 +18,9 @@ delivered (``message_delivered`` with ``assumed=True``), as the engine does
 after a lost final reply, and a runner stopped while sending leaves such
 entries leased rather than due at once.
 
+The runner sits above the queue (``queue/`` is storage): it uses only the
+:class:`~smtpretry.queue.Queue` protocol and ``Mailer.deliver()``.
+
 Credentials are never in the queue: ``mailer_factory(destination)`` builds
 the :class:`~smtpretry.Mailer` for an entry's destination from the caller's
 configuration.
@@ -36,13 +39,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .. import events
-from ..events import Logger
-from ..policy import Delivery
-from .base import Destination, Queue, QueueEntry, open_queue, pending_from_outcome
+from . import events
+from .events import Logger
+from .policy import Delivery
+from .queue.base import Destination, Queue, QueueEntry, open_queue, pending_from_outcome
 
 if TYPE_CHECKING:
-    from ..mailer import Mailer
+    from .mailer import Mailer
 
 __all__ = ["QueueRunStats", "QueueRunner"]
 
