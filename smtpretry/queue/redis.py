@@ -57,13 +57,13 @@ from redis.exceptions import RedisError, WatchError
 
 from .._redis import backend_error, connect, redacted
 from ..errors import QueueError
+from . import entry
 from .base import Destination, PendingRecipient, QueueEntry, QueueStats
 from .crypto import KEY_ENV, MessageCipher
 
 __all__ = ["RedisQueue"]
 
 _KEY_CHECK = b"smtpretry queue key check"
-_PENDING_FIELDS = frozenset(f.name for f in dataclasses.fields(PendingRecipient))
 _HEAD = ("meta", "recipients", "attempts", "created_at", "next_attempt_at", "expires_at", "owner",
          "lease_until")
 
@@ -108,21 +108,6 @@ for i = 4, #ARGV do
 end
 return out
 """
-
-
-def _encode_recipients(recipients: Sequence[PendingRecipient]) -> str:
-    return json.dumps([dataclasses.asdict(r) for r in recipients], separators=(",", ":"))
-
-
-def _decode_recipients(text: str | bytes) -> tuple[PendingRecipient, ...]:
-    return tuple(
-        PendingRecipient(**{k: v for k, v in item.items() if k in _PENDING_FIELDS})
-        for item in json.loads(text)
-    )
-
-
-def _next_attempt(recipients: Sequence[PendingRecipient], expires_at: float) -> float:
-    return min(min(r.next_attempt_at for r in recipients), expires_at)
 
 
 def _s(value: bytes | None) -> str:
@@ -209,7 +194,7 @@ class RedisQueue:
             id=entry_id, key=meta["key"],
             destination=Destination(meta["host"], meta["port"], meta["tls"], meta["profile"]),
             sender=meta["sender"], message_id=meta["message_id"],
-            recipients=_decode_recipients(_s(recipients)), attempts=int(_s(attempts) or 0),
+            recipients=entry.decode_recipients(_s(recipients)), attempts=int(_s(attempts) or 0),
             created_at=float(_s(created_at)), next_attempt_at=float(_s(next_at)),
             expires_at=float(_s(expires_at)), owner=_s(owner) or None,
             lease_until=float(_s(lease_until) or 0), data=data,
@@ -234,41 +219,38 @@ class RedisQueue:
         except RedisError as exc:
             raise self._error(exc) from None
 
-    async def _put(self, pipe: Any, entry: QueueEntry, token: bytes) -> str:
-        d = entry.destination
-        await pipe.watch(self._k(entry.key))
-        found = await pipe.get(self._k(entry.key))
+    async def _put(self, pipe: Any, new: QueueEntry, token: bytes) -> str:
+        d = new.destination
+        await pipe.watch(self._k(new.key))
+        found = await pipe.get(self._k(new.key))
         old = None
         if found is not None:
             entry_id: str = found.decode()
             await pipe.watch(self._e(entry_id))
             old = await pipe.hmget(self._e(entry_id), "recipients", "created_at", "expires_at")
         if old is not None and old[0] is not None:
-            merged = {r.address: r for r in _decode_recipients(old[0])}
-            merged.update((r.address, r) for r in entry.recipients)
-            recipients = list(merged.values())
-            created_at = min(float(old[1]), entry.created_at)
-            expires_at = min(float(old[2]), entry.expires_at)
-            next_at = _next_attempt(recipients, expires_at)
+            m = entry.merge(entry.decode_recipients(old[0]), new, created_at=float(old[1]),
+                            expires_at=float(old[2]))
+            next_at = m.next_attempt_at
             pipe.multi()
             pipe.hset(self._e(entry_id), mapping={
-                "recipients": _encode_recipients(recipients), "n": len(recipients),
-                "created_at": repr(created_at), "expires_at": repr(expires_at),
+                "recipients": entry.encode_recipients(m.recipients), "n": len(m.recipients),
+                "created_at": repr(m.created_at), "expires_at": repr(m.expires_at),
                 "next_attempt_at": repr(next_at),
             })
         else:
             entry_id = secrets.token_hex(8)
-            next_at = _next_attempt(entry.recipients, entry.expires_at)
-            meta = {"key": entry.key, "destination": d.key, "host": d.host, "port": d.port, "tls": d.tls,
-                    "profile": d.profile, "sender": entry.sender, "message_id": entry.message_id}
+            next_at = entry.next_attempt(new.recipients, new.expires_at)
+            meta = {"key": new.key, "destination": d.key, "host": d.host, "port": d.port, "tls": d.tls,
+                    "profile": d.profile, "sender": new.sender, "message_id": new.message_id}
             pipe.multi()
             pipe.hset(self._e(entry_id), mapping={
                 "meta": json.dumps(meta, separators=(",", ":")),
-                "recipients": _encode_recipients(entry.recipients), "n": len(entry.recipients),
-                "attempts": 0, "created_at": repr(entry.created_at), "next_attempt_at": repr(next_at),
-                "expires_at": repr(entry.expires_at), "owner": "", "lease_until": "0", "data": token,
+                "recipients": entry.encode_recipients(new.recipients), "n": len(new.recipients),
+                "attempts": 0, "created_at": repr(new.created_at), "next_attempt_at": repr(next_at),
+                "expires_at": repr(new.expires_at), "owner": "", "lease_until": "0", "data": token,
             })
-            pipe.set(self._k(entry.key), entry_id)
+            pipe.set(self._k(new.key), entry_id)
         pipe.zadd(self._due(), {entry_id: next_at})
         pipe.zadd(self._due(d.key), {entry_id: next_at})
         await pipe.execute()
@@ -319,7 +301,6 @@ class RedisQueue:
         defer: Sequence[PendingRecipient], now: float,
     ) -> QueueEntry | None:
         r = await self._redis()
-        remove, replace = set(remove), {p.address: p for p in defer}
         try:
             async with r.pipeline(transaction=True) as pipe:
                 while True:
@@ -329,20 +310,20 @@ class RedisQueue:
                         if fields[0] is None:
                             return None  # deleted meanwhile (by hand, or by a runner that took over)
                         meta = json.loads(fields[0])
-                        expires_at = float(fields[5])
-                        recipients = [
-                            replace.get(p.address, p) for p in _decode_recipients(fields[1])
-                            if p.address not in remove
-                        ]
+                        done = entry.apply_attempt(
+                            entry.decode_recipients(fields[1]), remove=remove, defer=defer,
+                            expires_at=float(fields[5]),
+                        )
                         pipe.multi()
-                        if not recipients:
+                        if done.next_attempt_at is None:
                             self._delete_in(pipe, entry_id, meta)
                             await pipe.execute()
                             return None
-                        next_at = _next_attempt(recipients, expires_at)
+                        next_at = done.next_attempt_at
                         ours = _s(fields[6]) == owner
                         change: dict[str, Any] = {
-                            "recipients": _encode_recipients(recipients), "n": len(recipients),
+                            "recipients": entry.encode_recipients(done.recipients),
+                            "n": len(done.recipients),
                             "attempts": int(fields[2]) + 1, "next_attempt_at": repr(next_at),
                         }
                         if ours:
@@ -406,11 +387,10 @@ class RedisQueue:
                                     raise QueueError(f"queue {self._url}: no entry {entry_id!r}")
                                 await pipe.reset()
                                 break
-                            due = [dataclasses.replace(p, next_attempt_at=now)
-                                   for p in _decode_recipients(recipients)]
+                            due = entry.made_due(entry.decode_recipients(recipients), now)
                             pipe.multi()
                             pipe.hset(self._e(one), mapping={
-                                "recipients": _encode_recipients(due), "next_attempt_at": repr(now),
+                                "recipients": entry.encode_recipients(due), "next_attempt_at": repr(now),
                             })
                             pipe.zadd(self._due(), {one: now})
                             pipe.zadd(self._due(json.loads(meta_raw)["destination"]), {one: now})

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import os
 import secrets
 import sqlite3
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..errors import QueueError
+from . import entry
 from .base import Destination, PendingRecipient, QueueEntry, QueueStats
 from .crypto import MessageCipher
 
@@ -76,22 +76,6 @@ _COLUMNS = (
     "id, key, host, port, tls, profile, sender, message_id, recipients, attempts, "
     "created_at, next_attempt_at, expires_at, owner, lease_until"
 )
-_PENDING_FIELDS = frozenset(f.name for f in dataclasses.fields(PendingRecipient))
-
-
-def _encode_recipients(recipients: Sequence[PendingRecipient]) -> str:
-    return json.dumps([dataclasses.asdict(r) for r in recipients], separators=(",", ":"))
-
-
-def _decode_recipients(text: str) -> tuple[PendingRecipient, ...]:
-    return tuple(
-        PendingRecipient(**{k: v for k, v in item.items() if k in _PENDING_FIELDS})
-        for item in json.loads(text)
-    )
-
-
-def _next_attempt(recipients: Sequence[PendingRecipient], expires_at: float) -> float:
-    return min(min(r.next_attempt_at for r in recipients), expires_at)
 
 
 class SQLiteQueue:
@@ -223,7 +207,7 @@ class SQLiteQueue:
             data = self._cipher.decrypt(data, what=f"queue entry {id_}")
         return QueueEntry(
             id=id_, key=key, destination=Destination(host, port, tls, profile), sender=sender,
-            message_id=message_id, recipients=_decode_recipients(recipients), attempts=attempts,
+            message_id=message_id, recipients=entry.decode_recipients(recipients), attempts=attempts,
             created_at=created_at, next_attempt_at=next_attempt_at, expires_at=expires_at,
             owner=owner, lease_until=lease_until, data=data,
         )
@@ -237,39 +221,36 @@ class SQLiteQueue:
             raise QueueError("queue: an entry needs its message bytes")
         return await self._call(self._put, entry)
 
-    def _put(self, conn: sqlite3.Connection, entry: QueueEntry) -> str:
+    def _put(self, conn: sqlite3.Connection, new: QueueEntry) -> str:
         with self._transaction(conn):
-            return self._put_one(conn, entry)
+            return self._put_one(conn, new)
 
-    def _put_one(self, conn: sqlite3.Connection, entry: QueueEntry) -> str:
-        assert self._cipher is not None and entry.data is not None
+    def _put_one(self, conn: sqlite3.Connection, new: QueueEntry) -> str:
+        assert self._cipher is not None and new.data is not None
         row = conn.execute(
-            "SELECT id, recipients, created_at, expires_at FROM entries WHERE key = ?", (entry.key,)
+            "SELECT id, recipients, created_at, expires_at FROM entries WHERE key = ?", (new.key,)
         ).fetchone()
         if row is not None:
-            entry_id, old, created_at, expires_at = row
-            merged = {r.address: r for r in _decode_recipients(old)}
-            merged.update((r.address, r) for r in entry.recipients)
-            recipients = list(merged.values())
-            created_at = min(created_at, entry.created_at)
-            expires_at = min(expires_at, entry.expires_at)
+            entry_id, held, created_at, expires_at = row
+            m = entry.merge(entry.decode_recipients(held), new, created_at=created_at,
+                            expires_at=expires_at)
             conn.execute(
                 "UPDATE entries SET recipients = ?, created_at = ?, expires_at = ?, "
                 "next_attempt_at = ? WHERE id = ?",
-                (_encode_recipients(recipients), created_at, expires_at,
-                 _next_attempt(recipients, expires_at), entry_id),
+                (entry.encode_recipients(m.recipients), m.created_at, m.expires_at,
+                 m.next_attempt_at, entry_id),
             )
             return str(entry_id)
         entry_id = secrets.token_hex(8)
-        d = entry.destination
+        d = new.destination
         conn.execute(
             "INSERT INTO entries (id, key, destination, host, port, tls, profile, sender, "
             "message_id, recipients, attempts, created_at, next_attempt_at, expires_at, data) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)",
-            (entry_id, entry.key, d.key, d.host, d.port, d.tls, d.profile, entry.sender,
-             entry.message_id, _encode_recipients(entry.recipients), entry.created_at,
-             _next_attempt(entry.recipients, entry.expires_at), entry.expires_at,
-             self._cipher.encrypt(entry.data)),
+            (entry_id, new.key, d.key, d.host, d.port, d.tls, d.profile, new.sender,
+             new.message_id, entry.encode_recipients(new.recipients), new.created_at,
+             entry.next_attempt(new.recipients, new.expires_at), new.expires_at,
+             self._cipher.encrypt(new.data)),
         )
         return entry_id
 
@@ -361,19 +342,17 @@ class SQLiteQueue:
             ).fetchone()
             if row is None:
                 return None  # deleted meanwhile (by hand, or by a runner that took over)
-            replace = {r.address: r for r in defer}
-            recipients = [
-                replace.get(r.address, r) for r in _decode_recipients(row[0]) if r.address not in remove
-            ]
-            if not recipients:
+            done = entry.apply_attempt(
+                entry.decode_recipients(row[0]), remove=remove, defer=defer, expires_at=row[1]
+            )
+            if done.next_attempt_at is None:
                 conn.execute("DELETE FROM entries WHERE id = ?", (entry_id,))
                 return None
             conn.execute(
                 "UPDATE entries SET recipients = ?, attempts = attempts + 1, next_attempt_at = ?, "
                 "lease_until = CASE WHEN owner = ? THEN 0 ELSE lease_until END, "
                 "owner = CASE WHEN owner = ? THEN NULL ELSE owner END WHERE id = ?",
-                (_encode_recipients(recipients), _next_attempt(recipients, row[1]), owner, owner,
-                 entry_id),
+                (entry.encode_recipients(done.recipients), done.next_attempt_at, owner, owner, entry_id),
             )
             got = conn.execute(f"SELECT {_COLUMNS} FROM entries WHERE id = ?", (entry_id,)).fetchone()
         return self._entry(got)
@@ -411,10 +390,10 @@ class SQLiteQueue:
                 if not rows:
                     raise QueueError(f"queue {self.path}: no entry {entry_id!r}")
             for id_, recipients in rows:
-                due = [dataclasses.replace(r, next_attempt_at=now) for r in _decode_recipients(recipients)]
+                due = entry.made_due(entry.decode_recipients(recipients), now)
                 conn.execute(
                     "UPDATE entries SET recipients = ?, next_attempt_at = ? WHERE id = ?",
-                    (_encode_recipients(due), now, id_),
+                    (entry.encode_recipients(due), now, id_),
                 )
         return len(rows)
 
