@@ -27,12 +27,21 @@ Keys, under ``smtpretry:queue`` (``?prefix=`` in the URL changes it):
 ``e:<id>``           hash  one entry: ``meta`` (JSON: destination, sender, ...),
                            ``recipients`` (JSON), ``n``, ``attempts``,
                            ``created_at``, ``next_attempt_at``, ``expires_at``,
-                           ``owner``, ``lease_until``, ``data`` (Fernet token)
+                           ``owner``, ``lease_until``
+``b:<id>``           str   the entry's message bytes (Fernet token), written
+                           once when the entry is made, deleted with it
 ``k:<entry key>``    str   the id of the entry holding that message
 ``due``              zset  every entry id, scored by ``next_attempt_at``
 ``due:<host:port>``  zset  the same, per destination (``claim(destination=...)``)
 ``check``            str   the key-check token
 =================== ====== =====================================================
+
+The message lives apart from what changes (leases, recipients, attempts), so
+claims, renewals and updates never write it again. Queues written before 0.4
+kept it in the entry's hash as ``data``: such an entry is moved to the new
+layout when it is met (claimed or read with its message), in one script, and
+the other operations work on either layout meanwhile. Upgrade every worker of
+one queue together: an older worker cannot read a message in ``b:<id>``.
 
 Scripts name entry keys they compute, so this needs a single Redis (or a
 Sentinel-managed primary), not Redis Cluster. When Redis cannot be reached
@@ -109,6 +118,19 @@ end
 return out
 """
 
+# KEYS[1]: b:<id>, KEYS[2]: e:<id>. The entry's message; an entry of the layout
+# before 0.4 (the message in the hash, as 'data') is moved to b:<id> on the way.
+_BODY = """
+local body = redis.call('GET', KEYS[1])
+if body then return body end
+body = redis.call('HGET', KEYS[2], 'data')
+if body then
+  redis.call('SET', KEYS[1], body)
+  redis.call('HDEL', KEYS[2], 'data')
+end
+return body
+"""
+
 
 def _s(value: bytes | None) -> str:
     return value.decode() if value is not None else ""
@@ -166,6 +188,9 @@ class RedisQueue:
 
     def _k(self, key: str) -> str:
         return f"{self.prefix}:k:{key}"
+
+    def _b(self, entry_id: str) -> str:
+        return f"{self.prefix}:b:{entry_id}"
 
     async def _redis(self) -> Any:
         if self._client is None:
@@ -248,8 +273,9 @@ class RedisQueue:
                 "meta": json.dumps(meta, separators=(",", ":")),
                 "recipients": entry.encode_recipients(new.recipients), "n": len(new.recipients),
                 "attempts": 0, "created_at": repr(new.created_at), "next_attempt_at": repr(next_at),
-                "expires_at": repr(new.expires_at), "owner": "", "lease_until": "0", "data": token,
+                "expires_at": repr(new.expires_at), "owner": "", "lease_until": "0",
             })
+            pipe.set(self._b(entry_id), token)
             pipe.set(self._k(new.key), entry_id)
         pipe.zadd(self._due(), {entry_id: next_at})
         pipe.zadd(self._due(d.key), {entry_id: next_at})
@@ -273,12 +299,13 @@ class RedisQueue:
             interrupted = {i for i, flag in zip(ids, flat[1::2], strict=True) if flag == "1"}
             async with r.pipeline(transaction=False) as pipe:
                 for entry_id in ids:
-                    pipe.hmget(self._e(entry_id), *_HEAD, "data")
+                    pipe.hmget(self._e(entry_id), *_HEAD)
+                    pipe.eval(_BODY, 2, self._b(entry_id), self._e(entry_id))
                 rows = await pipe.execute()
         except RedisError as exc:
             raise self._error(exc) from None
-        return [dataclasses.replace(self._entry(i, row[:8], row[8]), interrupted=i in interrupted)
-                for i, row in zip(ids, rows, strict=True) if row[0]]
+        return [dataclasses.replace(self._entry(i, head, body), interrupted=i in interrupted)
+                for i, head, body in zip(ids, rows[0::2], rows[1::2], strict=True) if head[0]]
 
     async def _owned(self, ids: Collection[str], owner: str, lease_until: str) -> set[str]:
         if not ids:
@@ -345,19 +372,22 @@ class RedisQueue:
             raise self._error(exc) from None
 
     def _delete_in(self, pipe: Any, entry_id: str, meta: dict[str, Any]) -> None:
-        pipe.delete(self._e(entry_id), self._k(meta["key"]))
+        pipe.delete(self._e(entry_id), self._b(entry_id), self._k(meta["key"]))
         pipe.zrem(self._due(), entry_id)
         pipe.zrem(self._due(meta["destination"]), entry_id)
 
     async def get(self, entry_id: str, /) -> QueueEntry:
         r = await self._redis()
         try:
-            row = await r.hmget(self._e(entry_id), *_HEAD, "data")
+            async with r.pipeline(transaction=False) as pipe:
+                pipe.hmget(self._e(entry_id), *_HEAD)
+                pipe.eval(_BODY, 2, self._b(entry_id), self._e(entry_id))
+                head, body = await pipe.execute()
         except RedisError as exc:
             raise self._error(exc) from None
-        if row[0] is None:
+        if head[0] is None:
             raise QueueError(f"queue {self._url}: no entry {entry_id!r}")
-        return self._entry(entry_id, row[:8], row[8])
+        return self._entry(entry_id, head, body)
 
     async def entries(self, *, limit: int | None = None) -> list[QueueEntry]:
         r = await self._redis()

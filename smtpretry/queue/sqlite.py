@@ -7,9 +7,14 @@ returns, and readers never wait for the writer. Every write is one
 entries, and a process killed at any instant leaves the file consistent.
 Message bytes are stored as Fernet tokens (``crypto.py``), never in clear.
 
+Each message's bytes are written once, in ``bodies``, apart from what changes
+(``entries``: the lease, the recipients, the attempts). Claiming, renewing
+and updating an entry rewrite only its small row: a claim of a 60 KB message
+writes a few pages of WAL, not the message again.
+
 The schema is versioned with ``PRAGMA user_version``: ``MIGRATIONS[i]`` takes
-a file from version ``i`` to ``i + 1``, and a file newer than this code is
-refused rather than misread.
+a file from version ``i`` to ``i + 1``, all in one transaction at open, and a
+file newer than this code is refused rather than misread.
 
 Each call runs in a worker thread (``asyncio.to_thread``) and holds the
 connection's lock only for its own statements, so the event loop never waits
@@ -67,6 +72,19 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # A token of a known text: a wrong key is found at open, not at the first resend.
         "CREATE TABLE meta (name TEXT PRIMARY KEY, value BLOB NOT NULL)",
     ),
+    # 2: message bytes in their own table, written once. In the entry's row, every
+    # claim, renewal and update rewrote them (SQLite rewrites a changed row whole).
+    (
+        """CREATE TABLE bodies (
+            id   TEXT PRIMARY KEY,                  -- the entry's id
+            data BLOB NOT NULL                      -- Fernet token
+        )""",
+        "INSERT INTO bodies (id, data) SELECT id, data FROM entries",
+        "ALTER TABLE entries DROP COLUMN data",
+    ),
+    # To change the schema, append a tuple of statements here (never edit one
+    # above: files in the field have run it). Each runs once, in order, in the
+    # transaction that opens a file of an older version.
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -76,6 +94,7 @@ _COLUMNS = (
     "id, key, host, port, tls, profile, sender, message_id, recipients, attempts, "
     "created_at, next_attempt_at, expires_at, owner, lease_until"
 )
+_WITH_BODY = ", ".join(f"e.{c.strip()}" for c in _COLUMNS.split(",")) + ", b.data"
 
 
 class SQLiteQueue:
@@ -212,6 +231,14 @@ class SQLiteQueue:
             owner=owner, lease_until=lease_until, data=data,
         )
 
+    def _with_bodies(self, conn: sqlite3.Connection, where: str, args: Sequence[Any]) -> list[QueueEntry]:
+        rows = conn.execute(
+            f"SELECT {_WITH_BODY} FROM entries e JOIN bodies b ON b.id = e.id WHERE {where} "
+            "ORDER BY e.next_attempt_at",
+            args,
+        ).fetchall()
+        return [self._entry(row, row[15]) for row in rows]
+
     # -- the Queue protocol --------------------------------------------------------------------
 
     async def put(self, entry: QueueEntry, /) -> str:
@@ -245,12 +272,14 @@ class SQLiteQueue:
         d = new.destination
         conn.execute(
             "INSERT INTO entries (id, key, destination, host, port, tls, profile, sender, "
-            "message_id, recipients, attempts, created_at, next_attempt_at, expires_at, data) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)",
+            "message_id, recipients, attempts, created_at, next_attempt_at, expires_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
             (entry_id, new.key, d.key, d.host, d.port, d.tls, d.profile, new.sender,
              new.message_id, entry.encode_recipients(new.recipients), new.created_at,
-             entry.next_attempt(new.recipients, new.expires_at), new.expires_at,
-             self._cipher.encrypt(new.data)),
+             entry.next_attempt(new.recipients, new.expires_at), new.expires_at),
+        )
+        conn.execute(
+            "INSERT INTO bodies (id, data) VALUES (?, ?)", (entry_id, self._cipher.encrypt(new.data))
         )
         return entry_id
 
@@ -289,16 +318,13 @@ class SQLiteQueue:
             # An update or a release clears the owner: one still set lost its lease.
             interrupted = {r[0] for r in found if r[1] is not None}
             marks = ",".join("?" * len(ids))
+            # Only the small row changes: the message stays where it was written.
             conn.execute(
                 f"UPDATE entries SET owner = ?, lease_until = ? WHERE id IN ({marks})",
                 (owner, now + lease_s, *ids),
             )
-            rows = conn.execute(
-                f"SELECT {_COLUMNS}, data FROM entries WHERE id IN ({marks}) ORDER BY next_attempt_at",
-                ids,
-            ).fetchall()
-        return [dataclasses.replace(e, interrupted=True) if e.id in interrupted else e
-                for e in (self._entry(row, row[15]) for row in rows)]
+            claimed = self._with_bodies(conn, f"e.id IN ({marks})", ids)
+        return [dataclasses.replace(e, interrupted=True) if e.id in interrupted else e for e in claimed]
 
     async def renew(self, ids: Collection[str], /, *, owner: str, now: float, lease_s: float) -> set[str]:
         if not ids:
@@ -346,7 +372,7 @@ class SQLiteQueue:
                 entry.decode_recipients(row[0]), remove=remove, defer=defer, expires_at=row[1]
             )
             if done.next_attempt_at is None:
-                conn.execute("DELETE FROM entries WHERE id = ?", (entry_id,))
+                self._delete_in(conn, entry_id)
                 return None
             conn.execute(
                 "UPDATE entries SET recipients = ?, attempts = attempts + 1, next_attempt_at = ?, "
@@ -357,14 +383,19 @@ class SQLiteQueue:
             got = conn.execute(f"SELECT {_COLUMNS} FROM entries WHERE id = ?", (entry_id,)).fetchone()
         return self._entry(got)
 
+    @staticmethod
+    def _delete_in(conn: sqlite3.Connection, entry_id: str) -> int:
+        conn.execute("DELETE FROM bodies WHERE id = ?", (entry_id,))
+        return conn.execute("DELETE FROM entries WHERE id = ?", (entry_id,)).rowcount
+
     async def get(self, entry_id: str, /) -> QueueEntry:
         return await self._call(self._get, entry_id)
 
     def _get(self, conn: sqlite3.Connection, entry_id: str) -> QueueEntry:
-        row = conn.execute(f"SELECT {_COLUMNS}, data FROM entries WHERE id = ?", (entry_id,)).fetchone()
-        if row is None:
+        found = self._with_bodies(conn, "e.id = ?", (entry_id,))
+        if not found:
             raise QueueError(f"queue {self.path}: no entry {entry_id!r}")
-        return self._entry(row, row[15])
+        return found[0]
 
     async def entries(self, *, limit: int | None = None) -> list[QueueEntry]:
         return await self._call(self._entries, limit)
@@ -402,7 +433,7 @@ class SQLiteQueue:
 
     def _delete(self, conn: sqlite3.Connection, entry_id: str) -> None:
         with self._transaction(conn):
-            if conn.execute("DELETE FROM entries WHERE id = ?", (entry_id,)).rowcount == 0:
+            if self._delete_in(conn, entry_id) == 0:
                 raise QueueError(f"queue {self.path}: no entry {entry_id!r}")
 
     async def stats(self, *, now: float) -> QueueStats:

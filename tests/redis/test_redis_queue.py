@@ -7,6 +7,8 @@ backends in tests/unit/test_queue_sqlite.py (``make_queue``).
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import socket
 import time
 from collections import Counter
@@ -16,7 +18,8 @@ import pytest
 
 from smtpretry import Mailer, QueueError, RetryPolicy
 from smtpretry.queue import open_queue
-from smtpretry.queue.crypto import KEY_ENV, generate_key
+from smtpretry.queue.crypto import KEY_ENV, MessageCipher, generate_key
+from smtpretry.queue.entry import encode_recipients
 from smtpretry.queue.redis import RedisQueue
 from smtpretry.redis_limiter import BackendError
 from tests.integration.test_queue import due_entries
@@ -130,3 +133,62 @@ async def test_two_runner_processes_deliver_each_recipient_once(tmp_path: Path, 
         await q.close()
     assert sum(s["delivered"] for s in stats) == 60
     assert handler.copies == Counter({f"r{i}@example.com": 1 for i in range(60)})
+
+
+async def test_the_message_has_a_key_of_its_own_and_goes_with_its_entry(redis_url: str) -> None:
+    q = RedisQueue(redis_url)
+    probe = client_for(redis_url)
+    a, b = [await q.put(e) for e in due_entries(2525, 2, time.time() - 1)]
+    for entry_id in (a, b):
+        assert b"data" not in probe.hkeys(f"smtpretry:queue:e:{entry_id}")
+        assert probe.exists(f"smtpretry:queue:b:{entry_id}")
+    token = probe.get(f"smtpretry:queue:b:{a}")
+    claimed = await q.claim(owner="r", now=time.time(), lease_s=30, limit=10)
+    assert {e.id for e in claimed} == {a, b} and all(BODY_MARK in (e.data or b"") for e in claimed)
+    await q.renew([a, b], owner="r", now=time.time(), lease_s=30)
+    assert probe.get(f"smtpretry:queue:b:{a}") == token  # written once
+    assert await q.update(a, owner="r", remove=["r0@example.com"], defer=[], now=time.time()) is None
+    await q.delete(b)
+    assert sorted(probe.scan_iter("smtpretry:queue:*")) == [b"smtpretry:queue:check"]  # nothing left behind
+    probe.close()
+    await q.close()
+
+
+async def test_an_entry_of_the_layout_before_0_4_is_moved_when_it_is_met(redis_url: str) -> None:
+    """Before 0.4 the message was the ``data`` field of the entry's hash."""
+    q = RedisQueue(redis_url)
+    await q.stats(now=0)  # writes the key check
+    probe = client_for(redis_url)
+    cipher = MessageCipher(os.environ[KEY_ENV], source=KEY_ENV)  # the key the old worker had
+    now = time.time()
+    old = due_entries(2525, 2, now - 1)
+    for n, e in enumerate(old):
+        entry_id = f"0{n}" * 8
+        meta = {"key": e.key, "destination": e.destination.key, "host": e.destination.host,
+                "port": e.destination.port, "tls": e.destination.tls, "profile": None,
+                "sender": e.sender, "message_id": e.message_id}
+        probe.hset(f"smtpretry:queue:e:{entry_id}", mapping={
+            "meta": json.dumps(meta), "recipients": encode_recipients(e.recipients), "n": 1,
+            "attempts": 2, "created_at": repr(now - 60), "next_attempt_at": repr(now - 1),
+            "expires_at": repr(now + 3600), "owner": "", "lease_until": "0",
+            "data": cipher.encrypt(e.data or b""),
+        })
+        probe.set(f"smtpretry:queue:k:{e.key}", entry_id)
+        for due in ("smtpretry:queue:due", f"smtpretry:queue:due:{e.destination.key}"):
+            probe.zadd(due, {entry_id: now - 1})
+    first, second = "00" * 8, "01" * 8
+    listed = {e.id: e for e in await q.entries()}
+    assert set(listed) == {first, second} and listed[first].attempts == 2  # read in either layout
+    [claimed] = await q.claim(owner="r", now=now, lease_s=30, limit=1)
+    assert claimed.id == first and claimed.data == old[0].data
+    got = await q.get(second)
+    assert got.data == old[1].data and got.recipients == old[1].recipients
+    for entry_id in (first, second):  # moved: the hash without the message, the message apart
+        assert b"data" not in probe.hkeys(f"smtpretry:queue:e:{entry_id}")
+        assert probe.exists(f"smtpretry:queue:b:{entry_id}")
+    assert (await q.get(first)).data == old[0].data
+    assert await q.update(first, owner="r", remove=["r0@example.com"], defer=[], now=now) is None
+    await q.delete(second)
+    assert sorted(probe.scan_iter("smtpretry:queue:*")) == [b"smtpretry:queue:check"]
+    probe.close()
+    await q.close()
