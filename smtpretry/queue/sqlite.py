@@ -9,8 +9,22 @@ Message bytes are stored as Fernet tokens (``crypto.py``), never in clear.
 
 Each message's bytes are written once, in ``bodies``, apart from what changes
 (``entries``: the lease, the recipients, the attempts). Claiming, renewing
-and updating an entry rewrite only its small row: a claim of a 60 KB message
-writes a few pages of WAL, not the message again.
+and updating an entry rewrite only its small row: a claim of a 60 KB
+message writes a few pages of WAL, not the message again.
+
+A full disk is survived by keeping the WAL short: it is checkpointed into
+the database file once it holds ``WAL_CHECKPOINT_PAGES`` pages, not at
+SQLite's default of 1000 (4 MB). With the default, a queue of a few MB lived
+mostly in the WAL (the database file of a queue filled to a full disk was
+4 KB, its WAL 3 MB), and after a disk-full no checkpoint could run, for it
+needs room to write those pages into the database file: the WAL could never
+start over, so every write needed new room at its end, and each runner's
+writes soon used up whatever had been freed. Checkpointed every few pages,
+the database file is never more than a few pages short of its whole size,
+the WAL starts over again and again within the room it already has, and a
+write needs new room only for what it adds. So, after a disk-full, freeing
+about one entry's size is enough for runners to go on: their writes are
+small, and deleting a delivered entry gives its pages to the next message.
 
 The schema is versioned with ``PRAGMA user_version``: ``MIGRATIONS[i]`` takes
 a file from version ``i`` to ``i + 1``, all in one transaction at open, and a
@@ -39,7 +53,7 @@ from . import entry
 from .base import Destination, PendingRecipient, QueueEntry, QueueStats
 from .crypto import MessageCipher
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SQLiteQueue"]
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "WAL_CHECKPOINT_PAGES", "SQLiteQueue"]
 
 T = TypeVar("T")
 
@@ -87,6 +101,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # transaction that opens a file of an older version.
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+
+# Checkpoint once the WAL holds this many pages of 4 KB (see the module's
+# docstring). A claim, a renewal or an update writes 1 to 5.
+WAL_CHECKPOINT_PAGES = 16
 
 _KEY_CHECK = b"smtpretry queue key check"
 
@@ -173,6 +191,7 @@ class SQLiteQueue:
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
+            conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
             self._migrate(conn)
             self._check_key(conn)
         except BaseException:
