@@ -7,6 +7,9 @@ on plain values, with no storage in sight:
 - :func:`merge` folds a new deferral of the same message (``Queue.put`` of an
   existing key) into the recipients already held;
 - :func:`apply_attempt` records what a delivery attempt did (``Queue.update``);
+- :func:`mark_sending` flags the recipients a runner is about to send
+  (``Queue.mark_sending``), so that a send whose outcome is never written back
+  is known on the next claim;
 - :func:`made_due` makes recipients due at once (``Queue.retry``);
 - :func:`encode_recipients` / :func:`decode_recipients` are the stored form,
   and :func:`next_attempt` the entry's due time.
@@ -32,6 +35,7 @@ __all__ = [
     "decode_recipients",
     "encode_recipients",
     "made_due",
+    "mark_sending",
     "merge",
     "next_attempt",
 ]
@@ -75,10 +79,16 @@ def merge(
 
     A new record replaces the held one of the same address; the others are
     kept, in their order, the new addresses after them. The entry keeps the
-    earlier creation and expiry.
+    earlier creation and expiry. A recipient flagged ``possible_duplicate``
+    stays flagged: the copy a runner may have delivered is still there,
+    whatever the new deferral says.
     """
     merged = {r.address: r for r in held}
-    merged.update((r.address, r) for r in new.recipients)
+    for r in new.recipients:
+        old = merged.get(r.address)
+        if old is not None and old.possible_duplicate and not r.possible_duplicate:
+            r = dataclasses.replace(r, possible_duplicate=True)
+        merged[r.address] = r
     recipients = tuple(merged.values())
     created = min(created_at, new.created_at)
     expires = min(expires_at, new.expires_at)
@@ -106,6 +116,20 @@ def apply_attempt(
     replace = {r.address: r for r in defer}
     recipients = tuple(replace.get(r.address, r) for r in held if r.address not in gone)
     return Attempted(recipients, next_attempt(recipients, expires_at) if recipients else None)
+
+
+def mark_sending(
+    held: Sequence[PendingRecipient], addresses: Collection[str]
+) -> tuple[PendingRecipient, ...]:
+    """``held`` with the recipients in ``addresses`` flagged ``possible_duplicate``:
+    a runner is about to send them, and until an update records the outcome
+    the server may hold a copy."""
+    wanted = set(addresses)
+    return tuple(
+        dataclasses.replace(r, possible_duplicate=True)
+        if r.address in wanted and not r.possible_duplicate else r
+        for r in held
+    )
 
 
 def made_due(held: Sequence[PendingRecipient], now: float) -> tuple[PendingRecipient, ...]:

@@ -323,6 +323,27 @@ class RedisQueue:
     async def release(self, ids: Collection[str], /, *, owner: str) -> None:
         await self._owned(ids, owner, "0")
 
+    async def mark_sending(self, entry_id: str, /, *, owner: str, recipients: Collection[str]) -> bool:
+        r = await self._redis()
+        try:
+            async with r.pipeline(transaction=True) as pipe:
+                while True:
+                    try:
+                        await pipe.watch(self._e(entry_id))
+                        held_by, text = await pipe.hmget(self._e(entry_id), "owner", "recipients")
+                        if text is None or _s(held_by) != owner:
+                            await pipe.reset()
+                            return False
+                        marked = entry.mark_sending(entry.decode_recipients(text), recipients)
+                        pipe.multi()
+                        pipe.hset(self._e(entry_id), "recipients", entry.encode_recipients(marked))
+                        await pipe.execute()
+                        return True
+                    except WatchError:
+                        continue  # a renewal or a put touched it: read again
+        except RedisError as exc:
+            raise self._error(exc) from None
+
     async def update(
         self, entry_id: str, /, *, owner: str, remove: Collection[str],
         defer: Sequence[PendingRecipient], now: float,

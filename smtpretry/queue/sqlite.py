@@ -8,8 +8,8 @@ entries, and a process killed at any instant leaves the file consistent.
 Message bytes are stored as Fernet tokens (``crypto.py``), never in clear.
 
 Each message's bytes are written once, in ``bodies``, apart from what changes
-(``entries``: the lease, the recipients, the attempts). Claiming, renewing
-and updating an entry rewrite only its small row: a claim of a 60 KB
+(``entries``: the lease, the recipients, the attempts). Claiming, renewing,
+marking and updating an entry rewrite only its small row: a claim of a 60 KB
 message writes a few pages of WAL, not the message again.
 
 A full disk is survived by keeping the WAL short: it is checkpointed into
@@ -370,6 +370,22 @@ class SQLiteQueue:
                 f"UPDATE entries SET owner = NULL, lease_until = 0 WHERE owner = ? AND id IN ({marks})",
                 (owner, *ids),
             )
+
+    async def mark_sending(self, entry_id: str, /, *, owner: str, recipients: Collection[str]) -> bool:
+        return await self._call(self._mark_sending, entry_id, owner, list(recipients))
+
+    def _mark_sending(
+        self, conn: sqlite3.Connection, entry_id: str, owner: str, recipients: list[str]
+    ) -> bool:
+        with self._transaction(conn):
+            row = conn.execute("SELECT owner, recipients FROM entries WHERE id = ?", (entry_id,)).fetchone()
+            if row is None or row[0] != owner:
+                return False
+            marked = entry.mark_sending(entry.decode_recipients(row[1]), recipients)
+            conn.execute(
+                "UPDATE entries SET recipients = ? WHERE id = ?", (entry.encode_recipients(marked), entry_id)
+            )
+        return True
 
     async def update(
         self, entry_id: str, /, *, owner: str, remove: Collection[str],

@@ -71,3 +71,19 @@ def test_an_attempt_removes_the_done_replaces_the_deferred_held_and_keeps_the_ot
 def test_made_due_moves_every_recipient_to_now_and_nothing_else() -> None:
     held = (rcpt("a@x", NOW + 900, deferrals=3), rcpt("b@x", NOW + 5))
     assert e.made_due(held, NOW) == (rcpt("a@x", NOW, deferrals=3), rcpt("b@x", NOW))
+
+
+def test_marking_flags_the_recipients_about_to_be_sent_and_a_merge_keeps_the_flag() -> None:
+    held = (rcpt("a@x"), rcpt("b@x"), rcpt("c@x", possible_duplicate=True))
+    marked = e.mark_sending(held, ["a@x", "c@x", "nobody@x"])
+    assert marked == (rcpt("a@x", possible_duplicate=True), rcpt("b@x"), rcpt("c@x", possible_duplicate=True))
+    # A new deferral of a flagged recipient does not make the copy at the server go away.
+    m = e.merge(marked, new_entry(rcpt("a@x", NOW + 60), rcpt("b@x", NOW + 60)), created_at=NOW,
+                expires_at=NOW + 1000)
+    assert m.recipients == (
+        rcpt("a@x", NOW + 60, possible_duplicate=True), rcpt("b@x", NOW + 60),
+        rcpt("c@x", possible_duplicate=True),
+    )
+    # An attempt's deferral replaces the record: its outcome says whether a copy may be there.
+    done = e.apply_attempt(marked, remove=["c@x"], defer=[rcpt("a@x", NOW + 300)], expires_at=NOW + 1000)
+    assert done.recipients == (rcpt("a@x", NOW + 300), rcpt("b@x"))

@@ -225,6 +225,33 @@ async def test_update_removes_done_recipients_keeps_deferred_and_deletes_when_em
     await q.close()
 
 
+async def test_marking_flags_what_is_about_to_be_sent_until_an_update_records_it(
+    make_queue: MakeQueue,
+) -> None:
+    q = make_queue()
+    entry_id = await q.put(entry("k", rcpt("a@example.com"), rcpt("b@example.com"), rcpt("c@example.com")))
+    assert not await q.mark_sending(entry_id, owner="r1", recipients=["a@example.com"])  # not claimed
+    await q.claim(owner="r1", now=NOW, lease_s=30, limit=1)
+    assert not await q.mark_sending(entry_id, owner="r2", recipients=["a@example.com"])  # not r2's
+    assert not await q.mark_sending("nope", owner="r1", recipients=["a@example.com"])
+    assert all(not r.possible_duplicate for r in (await q.get(entry_id)).recipients)
+    assert await q.mark_sending(entry_id, owner="r1", recipients=["a@example.com", "b@example.com"])
+    flags = {r.address: r.possible_duplicate for r in (await q.get(entry_id)).recipients}
+    assert flags == {"a@example.com": True, "b@example.com": True, "c@example.com": False}
+    # A new deferral of the same message keeps the flag: a copy may be at the server.
+    await q.put(entry("k", rcpt("b@example.com", NOW + 60)))
+    [b] = [r for r in (await q.get(entry_id)).recipients if r.address == "b@example.com"]
+    assert b.possible_duplicate
+    # The update records the outcome: a is gone, b deferred with a fresh record, c untouched.
+    left = await q.update(entry_id, owner="r1", remove=["a@example.com"],
+                          defer=[rcpt("b@example.com", NOW + 300)], now=NOW)
+    assert left is not None
+    assert {r.address: r.possible_duplicate for r in left.recipients} == {
+        "b@example.com": False, "c@example.com": False,
+    }
+    await q.close()
+
+
 async def test_next_attempt_never_later_than_expiry_and_stats_count_expired(make_queue: MakeQueue) -> None:
     q = make_queue()
     entry_id = await q.put(entry("k", rcpt("a@example.com", NOW + 500), expires_at=NOW + 100))
@@ -478,7 +505,7 @@ def _wal_bytes_of(db: Path, operation: Callable[[], Awaitable[object]]) -> Calla
     return measure
 
 
-async def test_claiming_renewing_updating_and_merging_never_rewrite_the_message(db: Path) -> None:
+async def test_claiming_renewing_marking_updating_and_merging_never_rewrite_the_message(db: Path) -> None:
     q = SQLiteQueue(db)
     people = [rcpt(f"r{i}@example.com") for i in range(3)]
     entry_id = await q.put(entry("big", *people, data=BIG))
@@ -490,6 +517,8 @@ async def test_claiming_renewing_updating_and_merging_never_rewrite_the_message(
             now=NOW))(),
         "retry": await _wal_bytes_of(db, lambda: q.retry(None, now=NOW))(),
         "merge": await _wal_bytes_of(db, lambda: q.put(entry("big", rcpt("new@example.com"), data=BIG)))(),
+        "mark": await _wal_bytes_of(db, lambda: q.mark_sending(
+            entry_id, owner="r", recipients=["r1@example.com"]))(),
         "release": await _wal_bytes_of(db, lambda: q.release([entry_id], owner="r"))(),
     }
     # Before the message had a table of its own, a claim of this entry wrote 173 KB
