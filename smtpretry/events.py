@@ -43,6 +43,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "SEND_COMPLETED",
     "LEASE_LOST",
+    "WRITEBACK_FAILED",
     "HashRecipients",
     "Logger",
     "configure_logging",
@@ -64,6 +65,7 @@ RATE_RAISED = "smtpretry.rate_raised"
 SEND_COMPLETED = "smtpretry.send_completed"
 QUEUED = "smtpretry.message_queued"
 EXPIRED = "smtpretry.message_expired"
+WRITEBACK_FAILED = "smtpretry.writeback_failed"
 LEASE_LOST = "smtpretry.lease_lost"
 BACKEND_LOST = "smtpretry.backend_lost"
 
@@ -80,6 +82,7 @@ EVENTS: tuple[str, ...] = (
     SEND_COMPLETED,
     QUEUED,
     EXPIRED,
+    WRITEBACK_FAILED,
     LEASE_LOST,
     BACKEND_LOST,
 )
@@ -365,6 +368,20 @@ def message_expired(
     log.error(
         EXPIRED, schema_version=SCHEMA_VERSION, queue_id=queue_id, recipients=list(recipients),
         created_at=round(created_at, 3), expires_at=round(expires_at, 3),
+    )
+
+
+def writeback_failed(
+    log: Logger, *, queue_id: str, recipients: Iterable[str], delivered: Iterable[str], error: str,
+    queue: str,
+) -> None:
+    """A queue runner sent ``recipients`` of an entry and could not write the
+    outcome back (``error``); ``delivered`` are those the server accepted. The
+    mark written before the send stays, so the next attempt sends them again
+    flagged ``possible_duplicate`` (at most once: takes them as delivered)."""
+    log.error(
+        WRITEBACK_FAILED, schema_version=SCHEMA_VERSION, queue_id=queue_id, recipients=list(recipients),
+        delivered=list(delivered), error=error, queue=queue,
     )
 
 

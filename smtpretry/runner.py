@@ -7,19 +7,29 @@ are the ones a first send gets), and writes the outcome back: delivered and
 failed recipients leave the entry, deferred ones get their new
 ``next_attempt_at``, and the entry goes when nothing is pending.
 
-Leases are short (30 s by default) and renewed while a send runs, so two
-runners never send the same entry at once, and a runner killed outright
-(SIGKILL, power loss) loses nothing: its entries are due again when their
-lease runs out. What such a runner had in flight may be sent twice, which is
-the at-least-once guarantee. Under ``Delivery.AT_MOST_ONCE`` (the policy of
-the entry's Mailer) it is never sent again: an entry whose lease ran out
-unreleased (``QueueEntry.interrupted``) has its due recipients taken as
-delivered (``message_delivered`` with ``assumed=True``), as the engine does
-after a lost final reply, and a runner stopped while sending leaves such
-entries leased rather than due at once.
-
-The runner sits above the queue (``queue/`` is storage): it uses only the
+It sits above the queue (``queue/`` is storage) and uses only the
 :class:`~smtpretry.queue.Queue` protocol and ``Mailer.deliver()``.
+
+Leases are short (30 s by default) and renewed while a send runs, so two
+runners never send the same entry at once. Before it sends, the runner marks
+the recipients it is about to send (``Queue.mark_sending``: they are flagged
+``possible_duplicate`` in the store), and the update after the send clears
+the mark by recording the outcome. So whatever stops a runner between the two
+(SIGKILL, power loss, Ctrl-C, a write-back that fails on a full disk or a lost
+backend), the next claim knows which recipients the server may hold a copy
+for. Under at-least-once (the default) they are sent again, flagged
+``possible_duplicate`` in the result. Under ``Delivery.AT_MOST_ONCE`` (the
+policy of the entry's Mailer) they are never sent again: they are taken as
+delivered (``message_delivered`` with ``assumed=True``), as the engine does
+after a lost final reply. If the mark cannot be written, nothing is sent.
+(An entry whose lease ran out in the hands of a runner older than 0.4, which
+marked nothing, has all its due recipients taken as delivered under at most
+once, as then.)
+
+A runner that cannot write an entry back after a send logs
+``smtpretry.writeback_failed``, claims nothing more, lets the sends in flight
+finish (and write back, if they can), and raises the :class:`QueueError`, whose
+``result`` is that send's :class:`~smtpretry.SendResult`.
 
 Credentials are never in the queue: ``mailer_factory(destination)`` builds
 the :class:`~smtpretry.Mailer` for an entry's destination from the caller's
@@ -30,19 +40,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import inspect
 import os
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import events
+from .errors import QueueError
 from .events import Logger
 from .policy import Delivery
 from .queue.base import Destination, Queue, QueueEntry, open_queue, pending_from_outcome
+from .result import SendResult
 
 if TYPE_CHECKING:
     from .mailer import Mailer
@@ -91,7 +104,8 @@ class QueueRunner:
         function. Use it to send a bounce.
     :param on_progress: called with the running totals after each entry
     :param clock: epoch seconds
-    :param logger: a structlog-style logger for the ``message_expired`` event
+    :param logger: a structlog-style logger for the runner's own events
+        (``message_expired``, ``writeback_failed``, an assumed ``message_delivered``)
 
     .. versionadded:: 0.2
     """
@@ -130,7 +144,6 @@ class QueueRunner:
         self._close_mailers = close_mailers
         self._mailers: dict[Destination, Mailer] = {}
         self._held: set[str] = set()
-        self._at_most_once_sending: set[str] = set()  # held entries a send under at-most-once began
 
     def _log(self, entry: QueueEntry) -> Logger:
         base = self._logger if self._logger is not None else events.get_logger()
@@ -141,65 +154,81 @@ class QueueRunner:
         claimed is attempted at most once, and the run returns when nothing
         more is due; else it polls until cancelled.
 
-        :raises QueueError: the queue cannot be read or written (the entries
-            held are left to their leases).
+        :raises QueueError: the queue cannot be read or written. The run then
+            claims nothing more and lets the sends in flight finish first. When
+            it was the write-back after a send that failed, ``result`` is that
+            send's :class:`~smtpretry.SendResult`, and the recipients it sent
+            are flagged in the queue as possible duplicates (see the module's
+            docstring).
         """
         stats = QueueRunStats()
         seen: set[str] = set()
         tasks: set[asyncio.Task[None]] = set()
+        failure: QueueError | None = None
         renewer = asyncio.create_task(self._renew_forever())
         try:
             while True:
                 free = self.concurrency - len(tasks)
-                if free > 0:
-                    batch = await self.queue.claim(
-                        owner=self.owner, now=self._clock(), lease_s=self.lease_s, limit=free,
-                        destination=self.destination,
-                    )
-                    if once:
-                        # An entry deferred again within this run may already be due
-                        # by the runner's clock: leave it for the next run.
-                        again = [e.id for e in batch if e.id in seen]
-                        if again:
-                            await self.queue.release(again, owner=self.owner)
-                        batch = [e for e in batch if e.id not in seen]
+                if free > 0 and failure is None:
+                    try:
+                        batch = await self._claim(free, seen if once else None)
+                    except QueueError as exc:
+                        failure, batch = _first(failure, exc), []
                     for entry in batch:
-                        if once:
-                            seen.add(entry.id)
                         self._held.add(entry.id)
                         tasks.add(asyncio.create_task(self._process(entry, stats)))
                     free -= len(batch)
                 if not tasks:
+                    if failure is not None:
+                        raise failure
                     if once:
                         return stats
                     await asyncio.sleep(self.poll_interval_s)
                     continue
                 done, _ = await asyncio.wait(
-                    tasks, timeout=None if once or free == 0 else self.poll_interval_s,
+                    tasks, timeout=None if once or free == 0 or failure else self.poll_interval_s,
                     return_when=asyncio.FIRST_COMPLETED,
                 )
                 for task in done:
                     tasks.discard(task)
-                    task.result()  # a queue that cannot be written stops the run
+                    try:
+                        task.result()
+                    except QueueError as exc:
+                        # Stop claiming; the sends in flight finish and write back if they can.
+                        failure = _first(failure, exc)
         finally:
-            # An at-most-once send cut short may have reached the server: its entry
-            # stays leased and comes back interrupted, never to be sent again.
-            unfinished = list(self._held - self._at_most_once_sending)
+            # Cancelled (Ctrl-C), or stopped by an error that is not the queue's: the
+            # entries still held are due again at once, not after the lease. What a
+            # send cut short had begun is marked, so the next claim knows it.
+            unfinished = list(self._held)
             renewer.cancel()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(renewer, *tasks, return_exceptions=True)
             if unfinished:
-                # Cancelled (Ctrl-C) or stopped by an error: due again at once, not
-                # after the lease. A send cut short may have reached the server.
                 with contextlib.suppress(Exception):
                     await self.queue.release(unfinished, owner=self.owner)
             self._held.clear()
-            self._at_most_once_sending.clear()
             if self._close_mailers:
                 for mailer in self._mailers.values():
                     await mailer.close()
                 self._mailers.clear()
+
+    async def _claim(self, free: int, seen: set[str] | None) -> list[QueueEntry]:
+        batch = await self.queue.claim(
+            owner=self.owner, now=self._clock(), lease_s=self.lease_s, limit=free,
+            destination=self.destination,
+        )
+        if seen is None:
+            return batch
+        # Once: an entry deferred again within this run may already be due by the
+        # runner's clock; leave it for the next run.
+        again = [e.id for e in batch if e.id in seen]
+        if again:
+            await self.queue.release(again, owner=self.owner)
+        batch = [e for e in batch if e.id not in seen]
+        seen.update(e.id for e in batch)
+        return batch
 
     async def _renew_forever(self) -> None:
         while True:
@@ -207,10 +236,13 @@ class QueueRunner:
             if self._held:
                 # A lease lost meanwhile (the process stalled longer than lease_s)
                 # may have gone to another runner; the update after the send
-                # still applies, so the worst case is one duplicate copy.
-                await self.queue.renew(
-                    list(self._held), owner=self.owner, now=self._clock(), lease_s=self.lease_s
-                )
+                # still applies, so the worst case is one duplicate copy, flagged.
+                # A renewal that fails (a full disk, a lost backend) is tried
+                # again at the next tick.
+                with contextlib.suppress(QueueError):
+                    await self.queue.renew(
+                        list(self._held), owner=self.owner, now=self._clock(), lease_s=self.lease_s
+                    )
 
     def _mailer(self, destination: Destination) -> Mailer:
         mailer = self._mailers.get(destination)
@@ -223,7 +255,6 @@ class QueueRunner:
             await self._attempt(entry, stats)
         finally:
             self._held.discard(entry.id)
-            self._at_most_once_sending.discard(entry.id)
         stats.entries += 1
         if self._on_progress is not None:
             self._on_progress(stats)
@@ -236,22 +267,59 @@ class QueueRunner:
             stats.expired += len(everyone)
             await self._expired(entry)
             return
-        due = {r.address: r.state() for r in entry.recipients if r.next_attempt_at <= now}
-        if not due:
+        records = [r for r in entry.recipients if r.next_attempt_at <= now]
+        if not records:
             await self.queue.release([entry.id], owner=self.owner)
             return
         mailer = self._mailer(entry.destination)
+        # Recipients the server may already hold a copy for: a send of them began
+        # and its outcome was never written back, or a reply was lost after the dot.
+        flagged = {r.address for r in records if r.possible_duplicate}
+        taken: list[str] = []
         if mailer.policy.delivery is Delivery.AT_MOST_ONCE:
-            if entry.interrupted:
-                await self._assume_sent(entry, list(due), mailer, stats)
-                return
-            self._at_most_once_sending.add(entry.id)
-        result = await mailer.deliver(entry.envelope_for(list(due)), states=due, enqueue=False)
-        deferred = [pending_from_outcome(o, due[r]) for r, o in result.deferred.items()]
-        await self.queue.update(
-            entry.id, owner=self.owner, remove=[*result.delivered, *result.failed], defer=deferred,
-            now=self._clock(),
+            if entry.interrupted and not any(r.possible_duplicate for r in entry.recipients):
+                # Held by a runner that did not mark what it sent (before 0.4) and
+                # stopped: it may have been sending any of them.
+                flagged = {r.address for r in records}
+            taken = [r.address for r in records if r.address in flagged]
+        send = [r.address for r in records if r.address not in taken]
+        if not send:
+            await self.queue.update(entry.id, owner=self.owner, remove=taken, defer=(), now=self._clock())
+            self._assumed(entry, taken, mailer, stats)
+            return
+        try:
+            held = await self.queue.mark_sending(entry.id, owner=self.owner, recipients=send)
+        except QueueError as exc:
+            with contextlib.suppress(Exception):
+                await self.queue.release([entry.id], owner=self.owner)
+            raise _explained(exc, f"before sending queue entry {entry.id}: nothing was sent", None) from exc
+        if not held:
+            return  # the lease ran out and the entry may be another runner's now: not ours to send
+        due = {r.address: r.state() for r in records if r.address in send}
+        result = _flagged(
+            await mailer.deliver(entry.envelope_for(send), states=due, enqueue=False), flagged
         )
+        deferred = [pending_from_outcome(o, due[r]) for r, o in result.deferred.items()]
+        try:
+            await self.queue.update(
+                entry.id, owner=self.owner, remove=[*taken, *result.delivered, *result.failed],
+                defer=deferred, now=self._clock(),
+            )
+        except QueueError as exc:
+            # The mark written before the send stays: the next claim sends these
+            # again flagged possible_duplicate (at most once: takes them as delivered).
+            events.writeback_failed(
+                self._log(entry), queue_id=entry.id, recipients=send, delivered=result.delivered,
+                error=str(exc), queue=self.queue.url,
+            )
+            raise _explained(
+                exc,
+                f"the outcome of sending queue entry {entry.id} was not written back; its "
+                f"{len(send)} recipient(s) stay marked as possible duplicates for the next attempt",
+                result,
+            ) from exc
+        if taken:
+            self._assumed(entry, taken, mailer, stats)
         expired = [r for r, o in result.failed.items() if o.expired]
         stats.delivered += len(result.delivered)
         stats.deferred += len(deferred)
@@ -261,14 +329,12 @@ class QueueRunner:
         if expired:
             await self._expired(entry.restricted(expired))
 
-    async def _assume_sent(self, entry: QueueEntry, due: list[str], mailer: Mailer,
-                           stats: QueueRunStats) -> None:
-        """At most once: the runner that held ``entry`` stopped while it may
-        have been sending it, so its due recipients are never sent again."""
-        await self.queue.update(entry.id, owner=self.owner, remove=due, defer=(), now=self._clock())
-        stats.delivered += len(due)
+    def _assumed(self, entry: QueueEntry, taken: list[str], mailer: Mailer, stats: QueueRunStats) -> None:
+        """At most once: a send of ``taken`` began and its outcome is unknown, so
+        they are never sent again (``update`` has removed them)."""
+        stats.delivered += len(taken)
         events.message_delivered(
-            self._log(entry).bind(queue_id=entry.id), recipients=due, attempt=0, reply=None,
+            self._log(entry).bind(queue_id=entry.id), recipients=taken, attempt=0, reply=None,
             assumed=True, connections_active=mailer.pool.active, connections_cap=mailer.pool.cap.current,
         )
 
@@ -281,3 +347,27 @@ class QueueRunner:
             outcome = self._on_expired(entry)
             if inspect.isawaitable(outcome):
                 await outcome
+
+
+def _flagged(result: SendResult, addresses: Collection[str]) -> SendResult:
+    """``result`` with the recipients in ``addresses`` flagged ``possible_duplicate``."""
+    if not addresses:
+        return result
+    return dataclasses.replace(result, outcomes={
+        r: dataclasses.replace(o, possible_duplicate=True) if r in addresses else o
+        for r, o in result.outcomes.items()
+    })
+
+
+def _first(failure: QueueError | None, exc: QueueError) -> QueueError:
+    """The error a stopped run raises: the first one after a send (it carries that
+    send's result), else the first one."""
+    if failure is None or (failure.result is None and exc.result is not None):
+        return exc
+    return failure
+
+
+def _explained(exc: QueueError, context: str, result: SendResult | None) -> QueueError:
+    """``exc`` (a :class:`QueueError` or a :class:`BackendError`) again, saying
+    what the runner was doing, with the send's result."""
+    return type(exc)(f"{exc} ({context})", result)

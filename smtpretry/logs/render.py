@@ -29,6 +29,7 @@ LABELS = {
     ev.SEND_COMPLETED: "DONE",
     ev.QUEUED: "QUEUED",
     ev.EXPIRED: "EXPIRED",
+    ev.WRITEBACK_FAILED: "WRITEBACK",
     ev.LEASE_LOST: "LEASE",
     ev.BACKEND_LOST: "BACKEND",
 }
@@ -46,6 +47,7 @@ STYLES = {
     ev.SEND_COMPLETED: "blue",
     ev.QUEUED: "magenta",
     ev.EXPIRED: "bold red",
+    ev.WRITEBACK_FAILED: "bold red",
     ev.LEASE_LOST: "bold yellow",
     ev.BACKEND_LOST: "bold yellow",
 }
@@ -123,6 +125,9 @@ def describe(r: Record) -> str:
         return f"queued as {f.get('queue_id')}, next attempt {_when(f.get('next_attempt_at'))}"
     if e == ev.EXPIRED:
         return f"expired from the queue ({f.get('queue_id')}), past {_when(f.get('expires_at'))}"
+    if e == ev.WRITEBACK_FAILED:
+        return (f"sent, but the outcome was not written back to the queue ({f.get('queue_id')}): "
+                f"{f.get('error')}; they are marked as possible duplicates for the next attempt")
     if e == ev.LEASE_LOST:
         return (f"{f.get('leases')} connection slot lease(s) ran out before renewal "
                 f"(the process stalled over {f.get('lease_s')} s)")

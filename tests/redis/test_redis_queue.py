@@ -7,6 +7,7 @@ backends in tests/unit/test_queue_sqlite.py (``make_queue``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import socket
@@ -22,10 +23,11 @@ from smtpretry.queue.crypto import KEY_ENV, MessageCipher, generate_key
 from smtpretry.queue.entry import encode_recipients
 from smtpretry.queue.redis import RedisQueue
 from smtpretry.redis_limiter import BackendError
+from smtpretry.runner import QueueRunner
 from tests.integration.test_queue import due_entries
 from tests.redis.test_redis_limiter import SlowHandler, workers, write_config
 from tests.redis.worker import message
-from tests.redis_server import RedisServer, client_for
+from tests.redis_server import RedisServer, client_for, require_redis
 from tests.servers import R422_OVER_QUOTA, ScriptedHandler, serve
 
 BODY_MARK = b"the body of a queued message"
@@ -192,3 +194,48 @@ async def test_an_entry_of_the_layout_before_0_4_is_moved_when_it_is_met(redis_u
     assert sorted(probe.scan_iter("smtpretry:queue:*")) == [b"smtpretry:queue:check"]
     probe.close()
     await q.close()
+
+
+async def test_a_runner_that_loses_redis_after_a_delivery_raises_with_the_result_and_the_mark_holds(
+    tmp_path: Path,
+) -> None:
+    """Redis goes away between the server's 250 and the write-back: the runner raises
+    BackendError carrying what the send did, and the mark it wrote before sending is
+    still in Redis when it comes back, so the resend is flagged."""
+    server = RedisServer(require_redis(), tmp_path / "redis")
+    server.start()
+
+    class StopsRedis(ScriptedHandler):
+        async def handle_DATA(self, server_, session, envelope):  # type: ignore[no-untyped-def]
+            reply = await super().handle_DATA(server_, session, envelope)
+            if self.copies.total() == 2:  # the first message, to both of its recipients
+                await asyncio.to_thread(server.stop)  # SIGTERM: Redis writes its AOF out first
+            return reply
+
+    handler = StopsRedis()
+    policy = RetryPolicy(backoff_base=0.001, backoff_cap=0.005, max_attempts=3)
+    try:
+        async with serve(handler) as port:
+            queue = RedisQueue(server.url)
+            [entry] = due_entries(port, 1, time.time() - 1)
+            people = (*entry.recipients, dataclasses.replace(entry.recipients[0], address="cc@example.com"))
+            await queue.put(dataclasses.replace(entry, recipients=people))
+            runner = QueueRunner(queue, lambda d: Mailer(d.host, d.port, tls="none", policy=policy))
+            with pytest.raises(BackendError, match="not written back") as caught:
+                await runner.run(once=True)
+            result = caught.value.result
+            assert result is not None and sorted(result.delivered) == ["cc@example.com", "r0@example.com"]
+
+            server.start(port=server.port)  # the same data directory: the queue comes back
+            [held] = await queue.entries()
+            assert all(r.possible_duplicate for r in held.recipients)
+            later = lambda: time.time() + 31  # noqa: E731  (the lease it kept has run out)
+            again = await QueueRunner(
+                queue, lambda d: Mailer(d.host, d.port, tls="none", policy=policy), clock=later,
+            ).run(once=True)
+            assert await queue.entries() == []
+            await queue.close()
+    finally:
+        server.stop()
+    assert (again.delivered, again.possible_duplicates) == (2, 2)
+    assert handler.copies == Counter({"r0@example.com": 2, "cc@example.com": 2})  # both flagged
