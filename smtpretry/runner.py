@@ -21,10 +21,10 @@ for. Under at-least-once (the default) they are sent again, flagged
 ``possible_duplicate`` in the result. Under ``Delivery.AT_MOST_ONCE`` (the
 policy of the entry's Mailer) they are never sent again: they are taken as
 delivered (``message_delivered`` with ``assumed=True``), as the engine does
-after a lost final reply. If the mark cannot be written, nothing is sent.
-(An entry whose lease ran out in the hands of a runner older than 0.4, which
-marked nothing, has all its due recipients taken as delivered under at most
-once, as then.)
+after a lost final reply. If the mark cannot be written, nothing is sent,
+so an entry whose lease ran out with nothing marked (``interrupted``) was not
+being sent, and is sent as any other. (What runners older than 0.4 held, as
+they marked nothing, is marked when the queue is migrated or the entry met.)
 
 A runner that cannot write an entry back after a send logs
 ``smtpretry.writeback_failed``, claims nothing more, lets the sends in flight
@@ -277,10 +277,6 @@ class QueueRunner:
         flagged = {r.address for r in records if r.possible_duplicate}
         taken: list[str] = []
         if mailer.policy.delivery is Delivery.AT_MOST_ONCE:
-            if entry.interrupted and not any(r.possible_duplicate for r in entry.recipients):
-                # Held by a runner that did not mark what it sent (before 0.4) and
-                # stopped: it may have been sending any of them.
-                flagged = {r.address for r in records}
             taken = [r.address for r in records if r.address in flagged]
         send = [r.address for r in records if r.address not in taken]
         if not send:

@@ -40,7 +40,10 @@ The message lives apart from what changes (leases, recipients, attempts), so
 claims, renewals and updates never write it again. Queues written before 0.4
 kept it in the entry's hash as ``data``: such an entry is moved to the new
 layout when it is met (claimed or read with its message), in one script, and
-the other operations work on either layout meanwhile. Upgrade every worker of
+the other operations work on either layout meanwhile. One that a runner of
+that version held until its lease ran out has its due recipients marked
+``possible_duplicate`` when claimed, as a runner of this version marks what
+it is about to send. Upgrade every worker of
 one queue together: an older worker cannot read a message in ``b:<id>``.
 
 Scripts name entry keys they compute, so this needs a single Redis (or a
@@ -118,17 +121,16 @@ end
 return out
 """
 
-# KEYS[1]: b:<id>, KEYS[2]: e:<id>. The entry's message; an entry of the layout
-# before 0.4 (the message in the hash, as 'data') is moved to b:<id> on the way.
+# KEYS[1]: b:<id>, KEYS[2]: e:<id>. The entry's message, and '1' if the entry was of
+# the layout before 0.4 (the message in the hash, as 'data'): it is moved on the way.
 _BODY = """
 local body = redis.call('GET', KEYS[1])
-if body then return body end
+if body then return {body, '0'} end
 body = redis.call('HGET', KEYS[2], 'data')
-if body then
-  redis.call('SET', KEYS[1], body)
-  redis.call('HDEL', KEYS[2], 'data')
-end
-return body
+if not body then return {false, '0'} end
+redis.call('SET', KEYS[1], body)
+redis.call('HDEL', KEYS[2], 'data')
+return {body, '1'}
 """
 
 
@@ -304,8 +306,19 @@ class RedisQueue:
                 rows = await pipe.execute()
         except RedisError as exc:
             raise self._error(exc) from None
-        return [dataclasses.replace(self._entry(i, head, body), interrupted=i in interrupted)
-                for i, head, body in zip(ids, rows[0::2], rows[1::2], strict=True) if head[0]]
+        claimed = []
+        for i, head, (body, moved) in zip(ids, rows[0::2], rows[1::2], strict=True):
+            if not head[0]:
+                continue
+            e = dataclasses.replace(self._entry(i, head, body), interrupted=i in interrupted)
+            if e.interrupted and moved == b"1":
+                # Held by a runner older than 0.4, which did not mark what it was
+                # sending before it stopped: mark what was due, as it would have.
+                due = [r.address for r in e.recipients if r.next_attempt_at <= now]
+                if await self.mark_sending(i, owner=owner, recipients=due):
+                    e = dataclasses.replace(e, recipients=entry.mark_sending(e.recipients, due))
+            claimed.append(e)
+        return claimed
 
     async def _owned(self, ids: Collection[str], owner: str, lease_until: str) -> set[str]:
         if not ids:
@@ -403,7 +416,7 @@ class RedisQueue:
             async with r.pipeline(transaction=False) as pipe:
                 pipe.hmget(self._e(entry_id), *_HEAD)
                 pipe.eval(_BODY, 2, self._b(entry_id), self._e(entry_id))
-                head, body = await pipe.execute()
+                head, (body, _) = await pipe.execute()
         except RedisError as exc:
             raise self._error(exc) from None
         if head[0] is None:

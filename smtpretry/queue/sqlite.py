@@ -95,6 +95,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "INSERT INTO bodies (id, data) SELECT id, data FROM entries",
         "ALTER TABLE entries DROP COLUMN data",
+        # Runners from now on mark what they send before sending (possible_duplicate).
+        # One of an older version may have been sending what it held: mark that too.
+        """UPDATE entries SET recipients = (
+            SELECT json_group_array(CASE
+                WHEN json_extract(r.value, '$.next_attempt_at') <= entries.lease_until
+                THEN json_set(r.value, '$.possible_duplicate', json('true'))
+                ELSE json(r.value) END)
+            FROM json_each(entries.recipients) AS r
+        ) WHERE owner IS NOT NULL""",
     ),
     # To change the schema, append a tuple of statements here (never edit one
     # above: files in the field have run it). Each runs once, in order, in the

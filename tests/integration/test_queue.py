@@ -287,7 +287,7 @@ async def test_a_runner_killed_with_sigkill_loses_nothing(tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize("delivery", [Delivery.AT_LEAST_ONCE, Delivery.AT_MOST_ONCE])
-async def test_an_entry_a_dead_runner_held_is_sent_again_only_at_least_once(
+async def test_an_entry_a_dead_runner_was_sending_is_sent_again_only_at_least_once_and_flagged(
     tmp_path: Path, delivery: Delivery
 ) -> None:
     handler = ScriptedHandler()
@@ -295,19 +295,24 @@ async def test_an_entry_a_dead_runner_held_is_sent_again_only_at_least_once(
     queue = SQLiteQueue(tmp_path / "q.db")
     policy = dataclasses.replace(FAST, delivery=delivery)
     async with serve(handler) as port:
-        entry_id = await queue.put(due_entries(port, 1, NOW)[0])
-        await queue.claim(owner="dead-runner", now=NOW, lease_s=30, limit=1)  # ...and it was killed
+        sending, _idle = [await queue.put(e) for e in due_entries(port, 2, NOW)]
+        await queue.claim(owner="dead-runner", now=NOW, lease_s=30, limit=2)
+        # It marked the first as it began to send it, and was killed before the second.
+        assert await queue.mark_sending(sending, owner="dead-runner", recipients=["r0@example.com"])
         clock.now = NOW + 31
         with capture_logs() as logs:
             runner = QueueRunner(queue, lambda d: mailer(d.port, policy=policy), clock=clock)
             stats = await runner.run(once=True)
-    assert await queue.entries() == [] and stats.delivered == 1
+    assert await queue.entries() == [] and stats.delivered == 2
     assumed = [(e["recipients"], e["queue_id"]) for e in logs
                if e["event"] == "smtpretry.message_delivered" and e["assumed"]]
-    if delivery is Delivery.AT_LEAST_ONCE:
-        assert handler.copies == Counter({"r0@example.com": 1}) and assumed == []
+    # Nothing was marked in the second: it was never sent, and is sent as any other.
+    if delivery is Delivery.AT_LEAST_ONCE:  # sent again, said to be a possible duplicate
+        assert handler.copies == Counter({"r0@example.com": 1, "r1@example.com": 1}) and assumed == []
+        assert stats.possible_duplicates == 1
     else:  # the dead runner may have sent it: never again, and the log says it was assumed
-        assert handler.copies == Counter() and assumed == [(["r0@example.com"], entry_id)]
+        assert handler.copies == Counter({"r1@example.com": 1})
+        assert assumed == [(["r0@example.com"], sending)] and stats.possible_duplicates == 0
     await queue.close()
 
 

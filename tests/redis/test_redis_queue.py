@@ -163,34 +163,43 @@ async def test_an_entry_of_the_layout_before_0_4_is_moved_when_it_is_met(redis_u
     probe = client_for(redis_url)
     cipher = MessageCipher(os.environ[KEY_ENV], source=KEY_ENV)  # the key the old worker had
     now = time.time()
-    old = due_entries(2525, 2, now - 1)
+    old = due_entries(2525, 3, now - 1)
     for n, e in enumerate(old):
         entry_id = f"0{n}" * 8
+        held = n == 2  # by a runner of that version, whose lease ran out
         meta = {"key": e.key, "destination": e.destination.key, "host": e.destination.host,
                 "port": e.destination.port, "tls": e.destination.tls, "profile": None,
                 "sender": e.sender, "message_id": e.message_id}
         probe.hset(f"smtpretry:queue:e:{entry_id}", mapping={
             "meta": json.dumps(meta), "recipients": encode_recipients(e.recipients), "n": 1,
             "attempts": 2, "created_at": repr(now - 60), "next_attempt_at": repr(now - 1),
-            "expires_at": repr(now + 3600), "owner": "", "lease_until": "0",
-            "data": cipher.encrypt(e.data or b""),
+            "expires_at": repr(now + 3600), "owner": "old-runner" if held else "",
+            "lease_until": repr(now - 5) if held else "0", "data": cipher.encrypt(e.data or b""),
         })
         probe.set(f"smtpretry:queue:k:{e.key}", entry_id)
         for due in ("smtpretry:queue:due", f"smtpretry:queue:due:{e.destination.key}"):
             probe.zadd(due, {entry_id: now - 1})
-    first, second = "00" * 8, "01" * 8
+    first, second, third = "00" * 8, "01" * 8, "02" * 8
     listed = {e.id: e for e in await q.entries()}
-    assert set(listed) == {first, second} and listed[first].attempts == 2  # read in either layout
-    [claimed] = await q.claim(owner="r", now=now, lease_s=30, limit=1)
-    assert claimed.id == first and claimed.data == old[0].data
+    assert set(listed) == {first, second, third} and listed[first].attempts == 2  # either layout
+    claimed = {e.id: e for e in await q.claim(owner="r", now=now, lease_s=30, limit=10)}
+    assert set(claimed) == {first, second, third} and claimed[first].data == old[0].data
+    # The old runner that held the third may have been sending it: marked, as runners
+    # mark what they send now; the others were idle.
+    assert claimed[third].interrupted and claimed[third].recipients[0].possible_duplicate
+    assert (await q.get(third)).recipients[0].possible_duplicate
+    assert not any(r.possible_duplicate for e in (claimed[first], claimed[second]) for r in e.recipients)
+    await q.release([first, second, third], owner="r")
     got = await q.get(second)
     assert got.data == old[1].data and got.recipients == old[1].recipients
     for entry_id in (first, second):  # moved: the hash without the message, the message apart
         assert b"data" not in probe.hkeys(f"smtpretry:queue:e:{entry_id}")
         assert probe.exists(f"smtpretry:queue:b:{entry_id}")
     assert (await q.get(first)).data == old[0].data
+    await q.claim(owner="r", now=now, lease_s=30, limit=1)
     assert await q.update(first, owner="r", remove=["r0@example.com"], defer=[], now=now) is None
     await q.delete(second)
+    await q.delete(third)
     assert sorted(probe.scan_iter("smtpretry:queue:*")) == [b"smtpretry:queue:check"]
     probe.close()
     await q.close()
