@@ -292,9 +292,16 @@ class QueueRunner:
         if not held:
             return  # the lease ran out and the entry may be another runner's now: not ours to send
         due = {r.address: r.state() for r in records if r.address in send}
-        result = _flagged(
-            await mailer.deliver(entry.envelope_for(send), states=due, enqueue=False), flagged
-        )
+        stopped: QueueError | None = None
+        try:
+            sent = await mailer.deliver(entry.envelope_for(send), states=due, enqueue=False)
+        except QueueError as exc:
+            # The send could not go on (the shared backend gave no connection slot);
+            # what it did is on the error: write that back, then stop.
+            if exc.result is None:
+                raise
+            sent, stopped = exc.result, exc
+        result = _flagged(sent, flagged)
         deferred = [pending_from_outcome(o, due[r]) for r, o in result.deferred.items()]
         try:
             await self.queue.update(
@@ -324,6 +331,10 @@ class QueueRunner:
         stats.possible_duplicates += len(result.possible_duplicates)
         if expired:
             await self._expired(entry.restricted(expired))
+        if stopped is not None:
+            raise _explained(
+                stopped, f"while sending queue entry {entry.id}; what it did is written back", result
+            ) from stopped
 
     def _assumed(self, entry: QueueEntry, taken: list[str], mailer: Mailer, stats: QueueRunStats) -> None:
         """At most once: a send of ``taken`` began and its outcome is unknown, so

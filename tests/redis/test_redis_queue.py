@@ -16,13 +16,16 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
-from smtpretry import Mailer, QueueError, RetryPolicy
+from smtpretry import Limits, Mailer, QueueError, RetryPolicy
+from smtpretry.events import get_logger
 from smtpretry.queue import open_queue
 from smtpretry.queue.crypto import KEY_ENV, MessageCipher, generate_key
 from smtpretry.queue.entry import encode_recipients
 from smtpretry.queue.redis import RedisQueue
-from smtpretry.redis_limiter import BackendError
+from smtpretry.queue.sqlite import SQLiteQueue
+from smtpretry.redis_limiter import BackendError, redis_limiter
 from smtpretry.runner import QueueRunner
 from tests.integration.test_queue import due_entries
 from tests.redis.test_redis_limiter import SlowHandler, workers, write_config
@@ -248,3 +251,49 @@ async def test_a_runner_that_loses_redis_after_a_delivery_raises_with_the_result
         server.stop()
     assert (again.delivered, again.possible_duplicates) == (2, 2)
     assert handler.copies == Counter({"r0@example.com": 2, "cc@example.com": 2})  # both flagged
+
+
+async def test_a_runner_whose_send_loses_the_shared_cap_writes_back_what_was_done_and_stops(
+    tmp_path: Path,
+) -> None:
+    """The shared cap's Redis goes away in the middle of a resend (the queue itself, on
+    SQLite, stays): the recipient delivered leaves the entry, the other is deferred and
+    not marked, and the run stops with the BackendError carrying the send's result."""
+    server = RedisServer(require_redis(), tmp_path / "redis")
+    server.start()
+
+    class StopsRedis(ScriptedHandler):
+        async def handle_DATA(self, srv, session, envelope):  # type: ignore[no-untyped-def]
+            server.stop()
+            return await super().handle_DATA(srv, session, envelope)
+
+    # The first transaction takes a (too many recipients: b goes next), the next MAIL is
+    # throttled, and Redis is gone before the retry can have a slot.
+    handler = StopsRedis(rcpt=["250 OK", "452 4.5.3 Too many recipients"],
+                         mail=["250 OK", "421 4.7.0 Too many connections, try later"])
+    queue = SQLiteQueue(tmp_path / "q.db")
+    limits = Limits(max_connections=2)
+    policy = RetryPolicy(backoff_base=0.001, backoff_cap=0.01, max_attempts=50)
+    try:
+        async with serve(handler) as port:
+            [entry] = due_entries(port, 1, time.time() - 1)
+            people = (dataclasses.replace(entry.recipients[0], address="a@example.com"),
+                      dataclasses.replace(entry.recipients[0], address="b@example.com"))
+            entry_id = await queue.put(dataclasses.replace(entry, recipients=people))
+            limiter = redis_limiter(server.url, f"127.0.0.1:{port}", limits, get_logger(), lease_s=1.0)
+            with capture_logs() as logs:
+                runner = QueueRunner(queue, lambda d: Mailer(
+                    d.host, d.port, tls="none", policy=policy, limits=limits, limiter=limiter))
+                with pytest.raises(BackendError, match="what it did is written back") as caught:
+                    await runner.run(once=True)
+            await limiter.close()
+    finally:
+        server.stop()
+    result = caught.value.result
+    assert result is not None and result.delivered == ["a@example.com"]
+    assert list(result.deferred) == ["b@example.com"]
+    [left] = (await queue.get(entry_id)).recipients
+    assert (left.address, left.possible_duplicate, left.failure) == ("b@example.com", False, "backend")
+    assert not [e for e in logs if e["event"] == "smtpretry.writeback_failed"]
+    await queue.close()
+    assert handler.copies == Counter({"a@example.com": 1})
