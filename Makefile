@@ -1,10 +1,14 @@
 # The two commands of the README. Each installs what it needs on a fresh machine.
 #   make demo   install smtpretry with the cli extra and run the demo against an embedded throttling server
-#   make test   install the test tools (and the Debian packages the tests drive) and run every test
+#   make test   install the test tools (and the Debian packages the tests drive) and run every test,
+#               once on each supported Python found (pyenv's, else on PATH), each in its own venv
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
+# The supported Pythons. `make test` runs the suite on each one found, in .venv-X.Y, and
+# says which ran and which are missing; it fails when none is found or a run fails.
+PYTHON_VERSIONS ?= 3.11 3.12 3.13
 # Debian packages that tests drive: Chromium renders the HTML log report; tests/mta runs a
 # private Postfix instance (its own config and queue under a temporary directory); tests/redis
 # start a private redis-server on a loopback port.
@@ -15,8 +19,19 @@ DEBIAN_PACKAGES ?= chromium postfix redis-server
 demo: install
 	$(BIN)/smtpretry demo
 
-test: install-test debian-packages
-	$(BIN)/pytest
+test: debian-packages
+	@ran=""; failed=""; missing=""; \
+	for v in $(PYTHON_VERSIONS); do \
+	  py=$$(ls -d "$$HOME"/.pyenv/versions/$$v*/bin/python$$v 2>/dev/null | sort -V | tail -n 1); \
+	  if [ -z "$$py" ] && python$$v -c "" >/dev/null 2>&1; then py=$$(command -v python$$v); fi; \
+	  if [ -z "$$py" ]; then missing="$$missing $$v"; continue; fi; \
+	  echo "== Python $$v: $$py, in .venv-$$v"; \
+	  if $(MAKE) --no-print-directory install-test PYTHON="$$py" VENV=.venv-$$v && .venv-$$v/bin/pytest; \
+	  then ran="$$ran $$v"; else failed="$$failed $$v"; fi; \
+	done; \
+	echo "tests passed on Python:$${ran:- none}; failed on:$${failed:- none}; missing:$${missing:- none}"; \
+	if [ -z "$$ran$$failed" ]; then echo "no supported Python found ($(PYTHON_VERSIONS))"; exit 1; fi; \
+	[ -z "$$failed" ]
 
 install:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

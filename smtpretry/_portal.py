@@ -125,5 +125,9 @@ def running_here() -> bool:
 
 async def settle_background() -> None:  # on the portal loop
     """Wait for the clean-up submitted so far (connections on their way back to a pool)."""
-    while _background:
-        await asyncio.gather(*list(_background), return_exceptions=True)
+    # Only the tasks not yet done: a finished task leaves ``_background`` through its done
+    # callback, which runs at the loop's next turn, and since Python 3.12 gather() over
+    # tasks that are all done completes without yielding, so waiting on ``_background``
+    # itself would spin without ever giving the loop that turn.
+    while pending := [task for task in _background if not task.done()]:
+        await asyncio.gather(*pending, return_exceptions=True)

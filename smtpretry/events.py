@@ -48,6 +48,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "SEND_COMPLETED",
     "SPECS",
+    "WRITEBACK_FAILED",
     "EventSpec",
     "HashRecipients",
     "K",
@@ -77,6 +78,7 @@ RATE_RAISED = "smtpretry.rate_raised"
 SEND_COMPLETED = "smtpretry.send_completed"
 QUEUED = "smtpretry.message_queued"
 EXPIRED = "smtpretry.message_expired"
+WRITEBACK_FAILED = "smtpretry.writeback_failed"
 LEASE_LOST = "smtpretry.lease_lost"
 BACKEND_LOST = "smtpretry.backend_lost"
 
@@ -320,6 +322,16 @@ SPECS: tuple[EventSpec, ...] = (
         EXPIRED, "error",
         "recipients left the queue undelivered: the message outlived `max_lifetime`",
         _keys(K.QUEUE_ID, K.RECIPIENTS, K.CREATED_AT, K.EXPIRES_AT),
+        context=(K.MESSAGE_ID,),
+    ),
+    EventSpec(
+        WRITEBACK_FAILED, "error",
+        "a queue runner sent these recipients of an entry and could not write the outcome back to "
+        "the queue: they stay marked, and the next attempt sends them again flagged "
+        "`possible_duplicate` (at most once: takes them as delivered)",
+        _keys(K.QUEUE_ID, K.RECIPIENTS, K.DELIVERED, K.ERROR, K.QUEUE,
+              recipients="what the runner sent, marked before the send",
+              delivered="those of them the server accepted"),
         context=(K.MESSAGE_ID,),
     ),
     EventSpec(

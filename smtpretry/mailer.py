@@ -53,7 +53,7 @@ from .transaction import TransactionState
 from .transport import Session, encode_data
 
 if TYPE_CHECKING:
-    from .queue.runner import QueueRunStats
+    from .runner import QueueRunStats
 
 __all__ = ["Mailer"]
 
@@ -332,7 +332,7 @@ class Mailer:
 
         :raises QueueError: no queue, or the queue cannot be read or written.
         """
-        from .queue.runner import QueueRunner
+        from .runner import QueueRunner
 
         if self.queue is None:
             raise QueueError("run_queue: this Mailer has no queue (Mailer(..., queue=URL))")

@@ -31,7 +31,7 @@ from .._logging import configure_logging
 from ..errors import SMTPRetryError
 from ..mailer import Mailer
 from ..queue.base import Destination, Queue, QueueEntry, default_queue_path, open_queue
-from ..queue.runner import QueueRunner, QueueRunStats
+from ..runner import QueueRunner, QueueRunStats
 from ._errors import fail
 
 __all__ = ["queue_group"]

@@ -31,6 +31,7 @@ LABELS = {
     ev.SEND_COMPLETED: "DONE",
     ev.QUEUED: "QUEUED",
     ev.EXPIRED: "EXPIRED",
+    ev.WRITEBACK_FAILED: "WRITEBACK",
     ev.LEASE_LOST: "LEASE",
     ev.BACKEND_LOST: "BACKEND",
 }
@@ -48,6 +49,7 @@ STYLES = {
     ev.SEND_COMPLETED: "blue",
     ev.QUEUED: "magenta",
     ev.EXPIRED: "bold red",
+    ev.WRITEBACK_FAILED: "bold red",
     ev.LEASE_LOST: "bold yellow",
     ev.BACKEND_LOST: "bold yellow",
 }
@@ -116,6 +118,9 @@ def describe(r: Record) -> str:
         return f"queued as {f.get(K.QUEUE_ID)}, next attempt {_when(f.get(K.NEXT_ATTEMPT_AT))}"
     if e == ev.EXPIRED:
         return f"expired from the queue ({f.get(K.QUEUE_ID)}), past {_when(f.get(K.EXPIRES_AT))}"
+    if e == ev.WRITEBACK_FAILED:
+        return (f"sent, but the outcome was not written back to the queue ({f.get(K.QUEUE_ID)}): "
+                f"{f.get(K.ERROR)}; they are marked as possible duplicates for the next attempt")
     if e == ev.LEASE_LOST:
         return (f"{f.get(K.LEASES)} connection slot lease(s) ran out before renewal "
                 f"(the process stalled over {f.get(K.LEASE_S)} s)")

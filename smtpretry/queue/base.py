@@ -76,7 +76,15 @@ class PendingRecipient:
     (it picks the next step of ``RetryPolicy.defer_schedule``);
     ``first_attempt_at`` and ``next_attempt_at`` are epoch seconds.
 
+    ``possible_duplicate`` says the server may already hold a copy for this
+    recipient: an earlier attempt lost its connection after the final dot, or
+    a runner began sending it and its outcome was never written back (the
+    write-back failed, or the runner was killed). The next send of it is
+    flagged ``possible_duplicate`` under at-least-once; under at-most-once it
+    is taken as delivered instead.
+
     .. versionadded:: 0.2
+    .. versionchanged:: 0.4 ``possible_duplicate``
     """
 
     address: str
@@ -90,6 +98,7 @@ class PendingRecipient:
     failure: str | None = None
     category: str | None = None
     action: str | None = None
+    possible_duplicate: bool = False
 
     def state(self) -> RecipientState:
         """The :class:`RecipientState` to hand back to ``Mailer.deliver(states=...)``."""
@@ -219,6 +228,20 @@ class Queue(Protocol):
         """Give up ``owner``'s leases on ``ids`` without changing them."""
         ...
 
+    async def mark_sending(self, entry_id: str, /, *, owner: str, recipients: Collection[str]) -> bool:
+        """Record, before sending, that ``owner`` is about to send ``recipients``
+        of the entry: they are flagged ``possible_duplicate`` until an
+        :meth:`update` records what the send did. So a send whose outcome
+        cannot be written back (a full disk, a lost backend, a killed runner)
+        is known on the next claim. The write is small: it never rewrites the
+        message. Returns ``False``, changing nothing, when ``owner`` no longer
+        holds the entry's lease (it ran out and may have gone to another
+        runner), or the entry is gone: then it must not be sent.
+
+        .. versionadded:: 0.4
+        """
+        ...
+
     async def update(
         self, entry_id: str, /, *, owner: str, remove: Collection[str],
         defer: Sequence[PendingRecipient], now: float,
@@ -287,6 +310,7 @@ def pending_from_outcome(outcome: Outcome, prior: RecipientState | None) -> Pend
         failure=failure.kind.value if failure else None,
         category=c.category.value,
         action=c.action.value,
+        possible_duplicate=outcome.possible_duplicate,
     )
 
 

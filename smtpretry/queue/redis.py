@@ -27,12 +27,24 @@ Keys, under ``smtpretry:queue`` (``?prefix=`` in the URL changes it):
 ``e:<id>``           hash  one entry: ``meta`` (JSON: destination, sender, ...),
                            ``recipients`` (JSON), ``n``, ``attempts``,
                            ``created_at``, ``next_attempt_at``, ``expires_at``,
-                           ``owner``, ``lease_until``, ``data`` (Fernet token)
+                           ``owner``, ``lease_until``
+``b:<id>``           str   the entry's message bytes (Fernet token), written
+                           once when the entry is made, deleted with it
 ``k:<entry key>``    str   the id of the entry holding that message
 ``due``              zset  every entry id, scored by ``next_attempt_at``
 ``due:<host:port>``  zset  the same, per destination (``claim(destination=...)``)
 ``check``            str   the key-check token
 =================== ====== =====================================================
+
+The message lives apart from what changes (leases, recipients, attempts), so
+claims, renewals and updates never write it again. Queues written before 0.4
+kept it in the entry's hash as ``data``: such an entry is moved to the new
+layout when it is met (claimed or read with its message), in one script, and
+the other operations work on either layout meanwhile. One that a runner of
+that version held until its lease ran out has its due recipients marked
+``possible_duplicate`` when claimed, as a runner of this version marks what
+it is about to send. Upgrade every worker of
+one queue together: an older worker cannot read a message in ``b:<id>``.
 
 Scripts name entry keys they compute, so this needs a single Redis (or a
 Sentinel-managed primary), not Redis Cluster. When Redis cannot be reached
@@ -57,13 +69,13 @@ from redis.exceptions import RedisError, WatchError
 
 from .._redis import backend_error, connect, redacted
 from ..errors import QueueError
+from . import entry
 from .base import Destination, PendingRecipient, QueueEntry, QueueStats
 from .crypto import KEY_ENV, MessageCipher
 
 __all__ = ["RedisQueue"]
 
 _KEY_CHECK = b"smtpretry queue key check"
-_PENDING_FIELDS = frozenset(f.name for f in dataclasses.fields(PendingRecipient))
 _HEAD = ("meta", "recipients", "attempts", "created_at", "next_attempt_at", "expires_at", "owner",
          "lease_until")
 
@@ -109,20 +121,17 @@ end
 return out
 """
 
-
-def _encode_recipients(recipients: Sequence[PendingRecipient]) -> str:
-    return json.dumps([dataclasses.asdict(r) for r in recipients], separators=(",", ":"))
-
-
-def _decode_recipients(text: str | bytes) -> tuple[PendingRecipient, ...]:
-    return tuple(
-        PendingRecipient(**{k: v for k, v in item.items() if k in _PENDING_FIELDS})
-        for item in json.loads(text)
-    )
-
-
-def _next_attempt(recipients: Sequence[PendingRecipient], expires_at: float) -> float:
-    return min(min(r.next_attempt_at for r in recipients), expires_at)
+# KEYS[1]: b:<id>, KEYS[2]: e:<id>. The entry's message, and '1' if the entry was of
+# the layout before 0.4 (the message in the hash, as 'data'): it is moved on the way.
+_BODY = """
+local body = redis.call('GET', KEYS[1])
+if body then return {body, '0'} end
+body = redis.call('HGET', KEYS[2], 'data')
+if not body then return {false, '0'} end
+redis.call('SET', KEYS[1], body)
+redis.call('HDEL', KEYS[2], 'data')
+return {body, '1'}
+"""
 
 
 def _s(value: bytes | None) -> str:
@@ -182,6 +191,9 @@ class RedisQueue:
     def _k(self, key: str) -> str:
         return f"{self.prefix}:k:{key}"
 
+    def _b(self, entry_id: str) -> str:
+        return f"{self.prefix}:b:{entry_id}"
+
     async def _redis(self) -> Any:
         if self._client is None:
             self._client = connect(self._redis_url)
@@ -209,7 +221,7 @@ class RedisQueue:
             id=entry_id, key=meta["key"],
             destination=Destination(meta["host"], meta["port"], meta["tls"], meta["profile"]),
             sender=meta["sender"], message_id=meta["message_id"],
-            recipients=_decode_recipients(_s(recipients)), attempts=int(_s(attempts) or 0),
+            recipients=entry.decode_recipients(_s(recipients)), attempts=int(_s(attempts) or 0),
             created_at=float(_s(created_at)), next_attempt_at=float(_s(next_at)),
             expires_at=float(_s(expires_at)), owner=_s(owner) or None,
             lease_until=float(_s(lease_until) or 0), data=data,
@@ -234,41 +246,39 @@ class RedisQueue:
         except RedisError as exc:
             raise self._error(exc) from None
 
-    async def _put(self, pipe: Any, entry: QueueEntry, token: bytes) -> str:
-        d = entry.destination
-        await pipe.watch(self._k(entry.key))
-        found = await pipe.get(self._k(entry.key))
+    async def _put(self, pipe: Any, new: QueueEntry, token: bytes) -> str:
+        d = new.destination
+        await pipe.watch(self._k(new.key))
+        found = await pipe.get(self._k(new.key))
         old = None
         if found is not None:
             entry_id: str = found.decode()
             await pipe.watch(self._e(entry_id))
             old = await pipe.hmget(self._e(entry_id), "recipients", "created_at", "expires_at")
         if old is not None and old[0] is not None:
-            merged = {r.address: r for r in _decode_recipients(old[0])}
-            merged.update((r.address, r) for r in entry.recipients)
-            recipients = list(merged.values())
-            created_at = min(float(old[1]), entry.created_at)
-            expires_at = min(float(old[2]), entry.expires_at)
-            next_at = _next_attempt(recipients, expires_at)
+            m = entry.merge(entry.decode_recipients(old[0]), new, created_at=float(old[1]),
+                            expires_at=float(old[2]))
+            next_at = m.next_attempt_at
             pipe.multi()
             pipe.hset(self._e(entry_id), mapping={
-                "recipients": _encode_recipients(recipients), "n": len(recipients),
-                "created_at": repr(created_at), "expires_at": repr(expires_at),
+                "recipients": entry.encode_recipients(m.recipients), "n": len(m.recipients),
+                "created_at": repr(m.created_at), "expires_at": repr(m.expires_at),
                 "next_attempt_at": repr(next_at),
             })
         else:
             entry_id = secrets.token_hex(8)
-            next_at = _next_attempt(entry.recipients, entry.expires_at)
-            meta = {"key": entry.key, "destination": d.key, "host": d.host, "port": d.port, "tls": d.tls,
-                    "profile": d.profile, "sender": entry.sender, "message_id": entry.message_id}
+            next_at = entry.next_attempt(new.recipients, new.expires_at)
+            meta = {"key": new.key, "destination": d.key, "host": d.host, "port": d.port, "tls": d.tls,
+                    "profile": d.profile, "sender": new.sender, "message_id": new.message_id}
             pipe.multi()
             pipe.hset(self._e(entry_id), mapping={
                 "meta": json.dumps(meta, separators=(",", ":")),
-                "recipients": _encode_recipients(entry.recipients), "n": len(entry.recipients),
-                "attempts": 0, "created_at": repr(entry.created_at), "next_attempt_at": repr(next_at),
-                "expires_at": repr(entry.expires_at), "owner": "", "lease_until": "0", "data": token,
+                "recipients": entry.encode_recipients(new.recipients), "n": len(new.recipients),
+                "attempts": 0, "created_at": repr(new.created_at), "next_attempt_at": repr(next_at),
+                "expires_at": repr(new.expires_at), "owner": "", "lease_until": "0",
             })
-            pipe.set(self._k(entry.key), entry_id)
+            pipe.set(self._b(entry_id), token)
+            pipe.set(self._k(new.key), entry_id)
         pipe.zadd(self._due(), {entry_id: next_at})
         pipe.zadd(self._due(d.key), {entry_id: next_at})
         await pipe.execute()
@@ -291,12 +301,24 @@ class RedisQueue:
             interrupted = {i for i, flag in zip(ids, flat[1::2], strict=True) if flag == "1"}
             async with r.pipeline(transaction=False) as pipe:
                 for entry_id in ids:
-                    pipe.hmget(self._e(entry_id), *_HEAD, "data")
+                    pipe.hmget(self._e(entry_id), *_HEAD)
+                    pipe.eval(_BODY, 2, self._b(entry_id), self._e(entry_id))
                 rows = await pipe.execute()
         except RedisError as exc:
             raise self._error(exc) from None
-        return [dataclasses.replace(self._entry(i, row[:8], row[8]), interrupted=i in interrupted)
-                for i, row in zip(ids, rows, strict=True) if row[0]]
+        claimed = []
+        for i, head, (body, moved) in zip(ids, rows[0::2], rows[1::2], strict=True):
+            if not head[0]:
+                continue
+            e = dataclasses.replace(self._entry(i, head, body), interrupted=i in interrupted)
+            if e.interrupted and moved == b"1":
+                # Held by a runner older than 0.4, which did not mark what it was
+                # sending before it stopped: mark what was due, as it would have.
+                due = [r.address for r in e.recipients if r.next_attempt_at <= now]
+                if await self.mark_sending(i, owner=owner, recipients=due):
+                    e = dataclasses.replace(e, recipients=entry.mark_sending(e.recipients, due))
+            claimed.append(e)
+        return claimed
 
     async def _owned(self, ids: Collection[str], owner: str, lease_until: str) -> set[str]:
         if not ids:
@@ -314,12 +336,32 @@ class RedisQueue:
     async def release(self, ids: Collection[str], /, *, owner: str) -> None:
         await self._owned(ids, owner, "0")
 
+    async def mark_sending(self, entry_id: str, /, *, owner: str, recipients: Collection[str]) -> bool:
+        r = await self._redis()
+        try:
+            async with r.pipeline(transaction=True) as pipe:
+                while True:
+                    try:
+                        await pipe.watch(self._e(entry_id))
+                        held_by, text = await pipe.hmget(self._e(entry_id), "owner", "recipients")
+                        if text is None or _s(held_by) != owner:
+                            await pipe.reset()
+                            return False
+                        marked = entry.mark_sending(entry.decode_recipients(text), recipients)
+                        pipe.multi()
+                        pipe.hset(self._e(entry_id), "recipients", entry.encode_recipients(marked))
+                        await pipe.execute()
+                        return True
+                    except WatchError:
+                        continue  # a renewal or a put touched it: read again
+        except RedisError as exc:
+            raise self._error(exc) from None
+
     async def update(
         self, entry_id: str, /, *, owner: str, remove: Collection[str],
         defer: Sequence[PendingRecipient], now: float,
     ) -> QueueEntry | None:
         r = await self._redis()
-        remove, replace = set(remove), {p.address: p for p in defer}
         try:
             async with r.pipeline(transaction=True) as pipe:
                 while True:
@@ -329,20 +371,20 @@ class RedisQueue:
                         if fields[0] is None:
                             return None  # deleted meanwhile (by hand, or by a runner that took over)
                         meta = json.loads(fields[0])
-                        expires_at = float(fields[5])
-                        recipients = [
-                            replace.get(p.address, p) for p in _decode_recipients(fields[1])
-                            if p.address not in remove
-                        ]
+                        done = entry.apply_attempt(
+                            entry.decode_recipients(fields[1]), remove=remove, defer=defer,
+                            expires_at=float(fields[5]),
+                        )
                         pipe.multi()
-                        if not recipients:
+                        if done.next_attempt_at is None:
                             self._delete_in(pipe, entry_id, meta)
                             await pipe.execute()
                             return None
-                        next_at = _next_attempt(recipients, expires_at)
+                        next_at = done.next_attempt_at
                         ours = _s(fields[6]) == owner
                         change: dict[str, Any] = {
-                            "recipients": _encode_recipients(recipients), "n": len(recipients),
+                            "recipients": entry.encode_recipients(done.recipients),
+                            "n": len(done.recipients),
                             "attempts": int(fields[2]) + 1, "next_attempt_at": repr(next_at),
                         }
                         if ours:
@@ -364,19 +406,22 @@ class RedisQueue:
             raise self._error(exc) from None
 
     def _delete_in(self, pipe: Any, entry_id: str, meta: dict[str, Any]) -> None:
-        pipe.delete(self._e(entry_id), self._k(meta["key"]))
+        pipe.delete(self._e(entry_id), self._b(entry_id), self._k(meta["key"]))
         pipe.zrem(self._due(), entry_id)
         pipe.zrem(self._due(meta["destination"]), entry_id)
 
     async def get(self, entry_id: str, /) -> QueueEntry:
         r = await self._redis()
         try:
-            row = await r.hmget(self._e(entry_id), *_HEAD, "data")
+            async with r.pipeline(transaction=False) as pipe:
+                pipe.hmget(self._e(entry_id), *_HEAD)
+                pipe.eval(_BODY, 2, self._b(entry_id), self._e(entry_id))
+                head, (body, _) = await pipe.execute()
         except RedisError as exc:
             raise self._error(exc) from None
-        if row[0] is None:
+        if head[0] is None:
             raise QueueError(f"queue {self._url}: no entry {entry_id!r}")
-        return self._entry(entry_id, row[:8], row[8])
+        return self._entry(entry_id, head, body)
 
     async def entries(self, *, limit: int | None = None) -> list[QueueEntry]:
         r = await self._redis()
@@ -406,11 +451,10 @@ class RedisQueue:
                                     raise QueueError(f"queue {self._url}: no entry {entry_id!r}")
                                 await pipe.reset()
                                 break
-                            due = [dataclasses.replace(p, next_attempt_at=now)
-                                   for p in _decode_recipients(recipients)]
+                            due = entry.made_due(entry.decode_recipients(recipients), now)
                             pipe.multi()
                             pipe.hset(self._e(one), mapping={
-                                "recipients": _encode_recipients(due), "next_attempt_at": repr(now),
+                                "recipients": entry.encode_recipients(due), "next_attempt_at": repr(now),
                             })
                             pipe.zadd(self._due(), {one: now})
                             pipe.zadd(self._due(json.loads(meta_raw)["destination"]), {one: now})

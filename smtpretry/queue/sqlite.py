@@ -7,9 +7,28 @@ returns, and readers never wait for the writer. Every write is one
 entries, and a process killed at any instant leaves the file consistent.
 Message bytes are stored as Fernet tokens (``crypto.py``), never in clear.
 
+Each message's bytes are written once, in ``bodies``, apart from what changes
+(``entries``: the lease, the recipients, the attempts). Claiming, renewing,
+marking and updating an entry rewrite only its small row: a claim of a 60 KB
+message writes a few pages of WAL, not the message again.
+
+A full disk is survived by keeping the WAL short: it is checkpointed into
+the database file once it holds ``WAL_CHECKPOINT_PAGES`` pages, not at
+SQLite's default of 1000 (4 MB). With the default, a queue of a few MB lived
+mostly in the WAL (the database file of a queue filled to a full disk was
+4 KB, its WAL 3 MB), and after a disk-full no checkpoint could run, for it
+needs room to write those pages into the database file: the WAL could never
+start over, so every write needed new room at its end, and each runner's
+writes soon used up whatever had been freed. Checkpointed every few pages,
+the database file is never more than a few pages short of its whole size,
+the WAL starts over again and again within the room it already has, and a
+write needs new room only for what it adds. So, after a disk-full, freeing
+about one entry's size is enough for runners to go on: their writes are
+small, and deleting a delivered entry gives its pages to the next message.
+
 The schema is versioned with ``PRAGMA user_version``: ``MIGRATIONS[i]`` takes
-a file from version ``i`` to ``i + 1``, and a file newer than this code is
-refused rather than misread.
+a file from version ``i`` to ``i + 1``, all in one transaction at open, and a
+file newer than this code is refused rather than misread.
 
 Each call runs in a worker thread (``asyncio.to_thread``) and holds the
 connection's lock only for its own statements, so the event loop never waits
@@ -21,7 +40,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import os
 import secrets
 import sqlite3
@@ -31,10 +49,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..errors import QueueError
+from . import entry
 from .base import Destination, PendingRecipient, QueueEntry, QueueStats
 from .crypto import MessageCipher
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SQLiteQueue"]
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "WAL_CHECKPOINT_PAGES", "SQLiteQueue"]
 
 T = TypeVar("T")
 
@@ -67,8 +86,34 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # A token of a known text: a wrong key is found at open, not at the first resend.
         "CREATE TABLE meta (name TEXT PRIMARY KEY, value BLOB NOT NULL)",
     ),
+    # 2: message bytes in their own table, written once. In the entry's row, every
+    # claim, renewal and update rewrote them (SQLite rewrites a changed row whole).
+    (
+        """CREATE TABLE bodies (
+            id   TEXT PRIMARY KEY,                  -- the entry's id
+            data BLOB NOT NULL                      -- Fernet token
+        )""",
+        "INSERT INTO bodies (id, data) SELECT id, data FROM entries",
+        "ALTER TABLE entries DROP COLUMN data",
+        # Runners from now on mark what they send before sending (possible_duplicate).
+        # One of an older version may have been sending what it held: mark that too.
+        """UPDATE entries SET recipients = (
+            SELECT json_group_array(CASE
+                WHEN json_extract(r.value, '$.next_attempt_at') <= entries.lease_until
+                THEN json_set(r.value, '$.possible_duplicate', json('true'))
+                ELSE json(r.value) END)
+            FROM json_each(entries.recipients) AS r
+        ) WHERE owner IS NOT NULL""",
+    ),
+    # To change the schema, append a tuple of statements here (never edit one
+    # above: files in the field have run it). Each runs once, in order, in the
+    # transaction that opens a file of an older version.
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+
+# Checkpoint once the WAL holds this many pages of 4 KB (see the module's
+# docstring). A claim, a renewal or an update writes 1 to 5.
+WAL_CHECKPOINT_PAGES = 16
 
 _KEY_CHECK = b"smtpretry queue key check"
 
@@ -76,22 +121,7 @@ _COLUMNS = (
     "id, key, host, port, tls, profile, sender, message_id, recipients, attempts, "
     "created_at, next_attempt_at, expires_at, owner, lease_until"
 )
-_PENDING_FIELDS = frozenset(f.name for f in dataclasses.fields(PendingRecipient))
-
-
-def _encode_recipients(recipients: Sequence[PendingRecipient]) -> str:
-    return json.dumps([dataclasses.asdict(r) for r in recipients], separators=(",", ":"))
-
-
-def _decode_recipients(text: str) -> tuple[PendingRecipient, ...]:
-    return tuple(
-        PendingRecipient(**{k: v for k, v in item.items() if k in _PENDING_FIELDS})
-        for item in json.loads(text)
-    )
-
-
-def _next_attempt(recipients: Sequence[PendingRecipient], expires_at: float) -> float:
-    return min(min(r.next_attempt_at for r in recipients), expires_at)
+_WITH_BODY = ", ".join(f"e.{c.strip()}" for c in _COLUMNS.split(",")) + ", b.data"
 
 
 class SQLiteQueue:
@@ -170,6 +200,7 @@ class SQLiteQueue:
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
+            conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
             self._migrate(conn)
             self._check_key(conn)
         except BaseException:
@@ -223,10 +254,18 @@ class SQLiteQueue:
             data = self._cipher.decrypt(data, what=f"queue entry {id_}")
         return QueueEntry(
             id=id_, key=key, destination=Destination(host, port, tls, profile), sender=sender,
-            message_id=message_id, recipients=_decode_recipients(recipients), attempts=attempts,
+            message_id=message_id, recipients=entry.decode_recipients(recipients), attempts=attempts,
             created_at=created_at, next_attempt_at=next_attempt_at, expires_at=expires_at,
             owner=owner, lease_until=lease_until, data=data,
         )
+
+    def _with_bodies(self, conn: sqlite3.Connection, where: str, args: Sequence[Any]) -> list[QueueEntry]:
+        rows = conn.execute(
+            f"SELECT {_WITH_BODY} FROM entries e JOIN bodies b ON b.id = e.id WHERE {where} "
+            "ORDER BY e.next_attempt_at",
+            args,
+        ).fetchall()
+        return [self._entry(row, row[15]) for row in rows]
 
     # -- the Queue protocol --------------------------------------------------------------------
 
@@ -237,39 +276,38 @@ class SQLiteQueue:
             raise QueueError("queue: an entry needs its message bytes")
         return await self._call(self._put, entry)
 
-    def _put(self, conn: sqlite3.Connection, entry: QueueEntry) -> str:
+    def _put(self, conn: sqlite3.Connection, new: QueueEntry) -> str:
         with self._transaction(conn):
-            return self._put_one(conn, entry)
+            return self._put_one(conn, new)
 
-    def _put_one(self, conn: sqlite3.Connection, entry: QueueEntry) -> str:
-        assert self._cipher is not None and entry.data is not None
+    def _put_one(self, conn: sqlite3.Connection, new: QueueEntry) -> str:
+        assert self._cipher is not None and new.data is not None
         row = conn.execute(
-            "SELECT id, recipients, created_at, expires_at FROM entries WHERE key = ?", (entry.key,)
+            "SELECT id, recipients, created_at, expires_at FROM entries WHERE key = ?", (new.key,)
         ).fetchone()
         if row is not None:
-            entry_id, old, created_at, expires_at = row
-            merged = {r.address: r for r in _decode_recipients(old)}
-            merged.update((r.address, r) for r in entry.recipients)
-            recipients = list(merged.values())
-            created_at = min(created_at, entry.created_at)
-            expires_at = min(expires_at, entry.expires_at)
+            entry_id, held, created_at, expires_at = row
+            m = entry.merge(entry.decode_recipients(held), new, created_at=created_at,
+                            expires_at=expires_at)
             conn.execute(
                 "UPDATE entries SET recipients = ?, created_at = ?, expires_at = ?, "
                 "next_attempt_at = ? WHERE id = ?",
-                (_encode_recipients(recipients), created_at, expires_at,
-                 _next_attempt(recipients, expires_at), entry_id),
+                (entry.encode_recipients(m.recipients), m.created_at, m.expires_at,
+                 m.next_attempt_at, entry_id),
             )
             return str(entry_id)
         entry_id = secrets.token_hex(8)
-        d = entry.destination
+        d = new.destination
         conn.execute(
             "INSERT INTO entries (id, key, destination, host, port, tls, profile, sender, "
-            "message_id, recipients, attempts, created_at, next_attempt_at, expires_at, data) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)",
-            (entry_id, entry.key, d.key, d.host, d.port, d.tls, d.profile, entry.sender,
-             entry.message_id, _encode_recipients(entry.recipients), entry.created_at,
-             _next_attempt(entry.recipients, entry.expires_at), entry.expires_at,
-             self._cipher.encrypt(entry.data)),
+            "message_id, recipients, attempts, created_at, next_attempt_at, expires_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
+            (entry_id, new.key, d.key, d.host, d.port, d.tls, d.profile, new.sender,
+             new.message_id, entry.encode_recipients(new.recipients), new.created_at,
+             entry.next_attempt(new.recipients, new.expires_at), new.expires_at),
+        )
+        conn.execute(
+            "INSERT INTO bodies (id, data) VALUES (?, ?)", (entry_id, self._cipher.encrypt(new.data))
         )
         return entry_id
 
@@ -308,16 +346,13 @@ class SQLiteQueue:
             # An update or a release clears the owner: one still set lost its lease.
             interrupted = {r[0] for r in found if r[1] is not None}
             marks = ",".join("?" * len(ids))
+            # Only the small row changes: the message stays where it was written.
             conn.execute(
                 f"UPDATE entries SET owner = ?, lease_until = ? WHERE id IN ({marks})",
                 (owner, now + lease_s, *ids),
             )
-            rows = conn.execute(
-                f"SELECT {_COLUMNS}, data FROM entries WHERE id IN ({marks}) ORDER BY next_attempt_at",
-                ids,
-            ).fetchall()
-        return [dataclasses.replace(e, interrupted=True) if e.id in interrupted else e
-                for e in (self._entry(row, row[15]) for row in rows)]
+            claimed = self._with_bodies(conn, f"e.id IN ({marks})", ids)
+        return [dataclasses.replace(e, interrupted=True) if e.id in interrupted else e for e in claimed]
 
     async def renew(self, ids: Collection[str], /, *, owner: str, now: float, lease_s: float) -> set[str]:
         if not ids:
@@ -345,6 +380,22 @@ class SQLiteQueue:
                 (owner, *ids),
             )
 
+    async def mark_sending(self, entry_id: str, /, *, owner: str, recipients: Collection[str]) -> bool:
+        return await self._call(self._mark_sending, entry_id, owner, list(recipients))
+
+    def _mark_sending(
+        self, conn: sqlite3.Connection, entry_id: str, owner: str, recipients: list[str]
+    ) -> bool:
+        with self._transaction(conn):
+            row = conn.execute("SELECT owner, recipients FROM entries WHERE id = ?", (entry_id,)).fetchone()
+            if row is None or row[0] != owner:
+                return False
+            marked = entry.mark_sending(entry.decode_recipients(row[1]), recipients)
+            conn.execute(
+                "UPDATE entries SET recipients = ? WHERE id = ?", (entry.encode_recipients(marked), entry_id)
+            )
+        return True
+
     async def update(
         self, entry_id: str, /, *, owner: str, remove: Collection[str],
         defer: Sequence[PendingRecipient], now: float,
@@ -361,31 +412,34 @@ class SQLiteQueue:
             ).fetchone()
             if row is None:
                 return None  # deleted meanwhile (by hand, or by a runner that took over)
-            replace = {r.address: r for r in defer}
-            recipients = [
-                replace.get(r.address, r) for r in _decode_recipients(row[0]) if r.address not in remove
-            ]
-            if not recipients:
-                conn.execute("DELETE FROM entries WHERE id = ?", (entry_id,))
+            done = entry.apply_attempt(
+                entry.decode_recipients(row[0]), remove=remove, defer=defer, expires_at=row[1]
+            )
+            if done.next_attempt_at is None:
+                self._delete_in(conn, entry_id)
                 return None
             conn.execute(
                 "UPDATE entries SET recipients = ?, attempts = attempts + 1, next_attempt_at = ?, "
                 "lease_until = CASE WHEN owner = ? THEN 0 ELSE lease_until END, "
                 "owner = CASE WHEN owner = ? THEN NULL ELSE owner END WHERE id = ?",
-                (_encode_recipients(recipients), _next_attempt(recipients, row[1]), owner, owner,
-                 entry_id),
+                (entry.encode_recipients(done.recipients), done.next_attempt_at, owner, owner, entry_id),
             )
             got = conn.execute(f"SELECT {_COLUMNS} FROM entries WHERE id = ?", (entry_id,)).fetchone()
         return self._entry(got)
+
+    @staticmethod
+    def _delete_in(conn: sqlite3.Connection, entry_id: str) -> int:
+        conn.execute("DELETE FROM bodies WHERE id = ?", (entry_id,))
+        return conn.execute("DELETE FROM entries WHERE id = ?", (entry_id,)).rowcount
 
     async def get(self, entry_id: str, /) -> QueueEntry:
         return await self._call(self._get, entry_id)
 
     def _get(self, conn: sqlite3.Connection, entry_id: str) -> QueueEntry:
-        row = conn.execute(f"SELECT {_COLUMNS}, data FROM entries WHERE id = ?", (entry_id,)).fetchone()
-        if row is None:
+        found = self._with_bodies(conn, "e.id = ?", (entry_id,))
+        if not found:
             raise QueueError(f"queue {self.path}: no entry {entry_id!r}")
-        return self._entry(row, row[15])
+        return found[0]
 
     async def entries(self, *, limit: int | None = None) -> list[QueueEntry]:
         return await self._call(self._entries, limit)
@@ -411,10 +465,10 @@ class SQLiteQueue:
                 if not rows:
                     raise QueueError(f"queue {self.path}: no entry {entry_id!r}")
             for id_, recipients in rows:
-                due = [dataclasses.replace(r, next_attempt_at=now) for r in _decode_recipients(recipients)]
+                due = entry.made_due(entry.decode_recipients(recipients), now)
                 conn.execute(
                     "UPDATE entries SET recipients = ?, next_attempt_at = ? WHERE id = ?",
-                    (_encode_recipients(due), now, id_),
+                    (entry.encode_recipients(due), now, id_),
                 )
         return len(rows)
 
@@ -423,7 +477,7 @@ class SQLiteQueue:
 
     def _delete(self, conn: sqlite3.Connection, entry_id: str) -> None:
         with self._transaction(conn):
-            if conn.execute("DELETE FROM entries WHERE id = ?", (entry_id,)).rowcount == 0:
+            if self._delete_in(conn, entry_id) == 0:
                 raise QueueError(f"queue {self.path}: no entry {entry_id!r}")
 
     async def stats(self, *, now: float) -> QueueStats:

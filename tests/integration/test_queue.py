@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
+import sqlite3
 import sys
 import textwrap
 import time
@@ -286,7 +287,7 @@ async def test_a_runner_killed_with_sigkill_loses_nothing(tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize("delivery", [Delivery.AT_LEAST_ONCE, Delivery.AT_MOST_ONCE])
-async def test_an_entry_a_dead_runner_held_is_sent_again_only_at_least_once(
+async def test_an_entry_a_dead_runner_was_sending_is_sent_again_only_at_least_once_and_flagged(
     tmp_path: Path, delivery: Delivery
 ) -> None:
     handler = ScriptedHandler()
@@ -294,19 +295,24 @@ async def test_an_entry_a_dead_runner_held_is_sent_again_only_at_least_once(
     queue = SQLiteQueue(tmp_path / "q.db")
     policy = dataclasses.replace(FAST, delivery=delivery)
     async with serve(handler) as port:
-        entry_id = await queue.put(due_entries(port, 1, NOW)[0])
-        await queue.claim(owner="dead-runner", now=NOW, lease_s=30, limit=1)  # ...and it was killed
+        sending, _idle = [await queue.put(e) for e in due_entries(port, 2, NOW)]
+        await queue.claim(owner="dead-runner", now=NOW, lease_s=30, limit=2)
+        # It marked the first as it began to send it, and was killed before the second.
+        assert await queue.mark_sending(sending, owner="dead-runner", recipients=["r0@example.com"])
         clock.now = NOW + 31
         with capture_logs() as logs:
             runner = QueueRunner(queue, lambda d: mailer(d.port, policy=policy), clock=clock)
             stats = await runner.run(once=True)
-    assert await queue.entries() == [] and stats.delivered == 1
+    assert await queue.entries() == [] and stats.delivered == 2
     assumed = [(e["recipients"], e["queue_id"]) for e in logs
                if e["event"] == "smtpretry.message_delivered" and e["assumed"]]
-    if delivery is Delivery.AT_LEAST_ONCE:
-        assert handler.copies == Counter({"r0@example.com": 1}) and assumed == []
+    # Nothing was marked in the second: it was never sent, and is sent as any other.
+    if delivery is Delivery.AT_LEAST_ONCE:  # sent again, said to be a possible duplicate
+        assert handler.copies == Counter({"r0@example.com": 1, "r1@example.com": 1}) and assumed == []
+        assert stats.possible_duplicates == 1
     else:  # the dead runner may have sent it: never again, and the log says it was assumed
-        assert handler.copies == Counter() and assumed == [(["r0@example.com"], entry_id)]
+        assert handler.copies == Counter({"r1@example.com": 1})
+        assert assumed == [(["r0@example.com"], sending)] and stats.possible_duplicates == 0
     await queue.close()
 
 
@@ -344,21 +350,24 @@ async def test_a_runner_killed_with_sigkill_under_at_most_once_never_duplicates(
 
 
 @pytest.mark.parametrize("delivery", [Delivery.AT_LEAST_ONCE, Delivery.AT_MOST_ONCE])
-async def test_a_runner_stopped_mid_send_gives_the_entry_back_only_at_least_once(
+async def test_a_runner_stopped_mid_send_gives_the_entry_back_marked_as_a_possible_duplicate(
     tmp_path: Path, delivery: Delivery
 ) -> None:
     arrived, let_go = asyncio.Event(), asyncio.Event()
 
     class Hanging(ScriptedHandler):
         async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
-            arrived.set()
-            await let_go.wait()  # the runner is stopped while the server holds the message
-            return "451 4.3.0 Try again later"
+            if not arrived.is_set():
+                arrived.set()
+                await let_go.wait()  # the runner is stopped while the server holds the message
+                return "451 4.3.0 Try again later"
+            return await super().handle_DATA(server, session, envelope)
 
     queue = SQLiteQueue(tmp_path / "q.db")
     policy = dataclasses.replace(FAST, delivery=delivery)
-    async with serve(Hanging()) as port:
-        await queue.put(due_entries(port, 1, time.time() - 1)[0])
+    handler = Hanging()
+    async with serve(handler) as port:
+        entry_id = await queue.put(due_entries(port, 1, time.time() - 1)[0])
         runner = QueueRunner(queue, lambda d: mailer(d.port, policy=policy), lease_s=30)
         task = asyncio.create_task(runner.run(once=True))
         await asyncio.wait_for(arrived.wait(), 5)
@@ -366,8 +375,88 @@ async def test_a_runner_stopped_mid_send_gives_the_entry_back_only_at_least_once
         with pytest.raises(asyncio.CancelledError):
             await task
         stats = await queue.stats(now=time.time())
+        [held] = (await queue.get(entry_id)).recipients
         let_go.set()
-    # At least once: due again at once. At most once: the server may have it, so the
-    # entry stays leased and comes back interrupted, never to be sent again.
-    assert (stats.due, stats.leased) == ((1, 0) if delivery is Delivery.AT_LEAST_ONCE else (0, 1))
+        # Due again at once either way, marked: the server may have the message.
+        assert (stats.due, stats.leased) == (1, 0) and held.possible_duplicate
+        with capture_logs() as logs:
+            again = await QueueRunner(queue, lambda d: mailer(d.port, policy=policy)).run(once=True)
+    assert await queue.entries() == []
+    assumed = [e["recipients"] for e in logs if e["event"] == "smtpretry.message_delivered" and e["assumed"]]
+    if delivery is Delivery.AT_LEAST_ONCE:  # sent again, and said to be a possible duplicate
+        assert handler.copies == Counter({"r0@example.com": 1}) and assumed == []
+        assert (again.delivered, again.possible_duplicates) == (1, 1)
+    else:  # never sent again: taken as delivered, and the log says it was assumed
+        assert handler.copies == Counter() and assumed == [["r0@example.com"]]
+        assert (again.delivered, again.possible_duplicates) == (1, 0)
     await queue.close()
+
+
+@pytest.mark.parametrize("delivery", [Delivery.AT_LEAST_ONCE, Delivery.AT_MOST_ONCE])
+async def test_a_write_back_that_fails_after_delivery_is_resent_flagged_or_assumed(
+    tmp_path: Path, delivery: Delivery
+) -> None:
+    """The server accepts; then the runner cannot write the outcome back (the file is
+    locked by another process, as a full disk would refuse it). What it sent stays
+    marked, and the next run sends it again flagged possible_duplicate (at most once:
+    takes it as delivered)."""
+    db = tmp_path / "q.db"
+    total, lock_at = 8, 3
+    blocker = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+
+    class LocksTheQueue(ScriptedHandler):
+        accepted = 0
+
+        async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+            reply = await super().handle_DATA(server, session, envelope)
+            self.accepted += 1
+            if self.accepted == lock_at:
+                blocker.execute("BEGIN EXCLUSIVE")  # from here on, no write reaches the queue
+            return reply
+
+    handler = LocksTheQueue()
+    policy = dataclasses.replace(FAST, delivery=delivery)
+    queue = SQLiteQueue(db, busy_timeout=0.05)
+    async with serve(handler) as port:
+        for e in due_entries(port, total, time.time() - 1):
+            await queue.put(dataclasses.replace(e, recipients=(
+                *e.recipients, dataclasses.replace(e.recipients[0], address="cc-" + e.recipients[0].address),
+            )))
+        everyone = {r.address for e in await queue.entries() for r in e.recipients}
+        with capture_logs() as first_logs:
+            runner = QueueRunner(queue, lambda d: mailer(d.port, policy=policy), concurrency=3, lease_s=30)
+            with pytest.raises(QueueError, match="locked") as caught:
+                await runner.run(once=True)
+        blocker.execute("ROLLBACK")
+        failed = [e for e in first_logs if e["event"] == "smtpretry.writeback_failed"]
+        assert failed and all(e["queue_id"] and e["recipients"] and e["error"] for e in failed)
+        # The error says what happened, and carries what the send did.
+        assert "not written back" in str(caught.value)
+        result = caught.value.result
+        assert result is not None and set(result.delivered) <= set(handler.copies)
+        assert set(result.delivered) in ({r for r in e["recipients"]} for e in failed)
+        # What it sent and could not write back is marked in the queue.
+        unconfirmed = {r.address for e in await queue.entries() for r in e.recipients if r.possible_duplicate}
+        assert unconfirmed == {r for e in failed for r in e["recipients"]}
+        # Their leases are kept (no resend at once, while the queue may still refuse
+        # writes); the next run comes after they ran out.
+        later = Clock(time.time() + 31)
+        with capture_logs() as logs:
+            again = QueueRunner(queue, lambda d: mailer(d.port, policy=policy), clock=later)
+            second = await again.run(once=True)
+        assert await queue.entries() == []
+    await queue.close()
+    blocker.close()
+    copies = handler.copies
+    delivered = {r for e in first_logs + logs if e["event"] == "smtpretry.message_delivered"
+                 for r in e["recipients"]}
+    assumed = {r for e in logs if e["event"] == "smtpretry.message_delivered" and e["assumed"]
+               for r in e["recipients"]}
+    assert delivered == everyone  # no recipient is missing
+    assert all(copies[r] >= 1 for r in delivered)  # every recipient reported delivered has a copy
+    extra = {r for r, n in copies.items() if n > 1}
+    if delivery is Delivery.AT_LEAST_ONCE:
+        assert extra and extra <= unconfirmed  # every extra copy was flagged a possible duplicate
+        assert second.possible_duplicates == len(unconfirmed) and assumed == set()
+    else:  # at most once: never a second copy; the unconfirmed ones are taken as delivered
+        assert extra == set() and assumed == unconfirmed and second.possible_duplicates == 0

@@ -33,6 +33,10 @@ def test_every_event_has_a_label_and_a_colour() -> None:
      "queued as q1, next attempt 2027-01-15 08:05:00.000"),
     (ev.EXPIRED, {"queue_id": "q1", "recipients": ["a@x"], "created_at": TS, "expires_at": TS + 86400},
      "expired from the queue (q1), past 2027-01-16 08:00:00.000"),
+    (ev.WRITEBACK_FAILED, {"queue_id": "q1", "recipients": ["a@x"], "delivered": ["a@x"],
+                           "error": "queue /q.db: database or disk is full", "queue": "sqlite:///q.db"},
+     "sent, but the outcome was not written back to the queue (q1): queue /q.db: database or disk is "
+     "full; they are marked as possible duplicates for the next attempt"),
     (ev.LEASE_LOST, {"leases": 2, "lease_s": 30.0},
      "2 connection slot lease(s) ran out before renewal (the process stalled over 30.0 s)"),
     (ev.BACKEND_LOST, {"backend": "redis://:***@127.0.0.1:6379/0", "doing": "move the shared cap",

@@ -7,22 +7,30 @@ backends in tests/unit/test_queue_sqlite.py (``make_queue``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
+import os
 import socket
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
-from smtpretry import Mailer, QueueError, RetryPolicy
+from smtpretry import Limits, Mailer, QueueError, RetryPolicy
+from smtpretry.events import get_logger
 from smtpretry.queue import open_queue
-from smtpretry.queue.crypto import KEY_ENV, generate_key
+from smtpretry.queue.crypto import KEY_ENV, MessageCipher, generate_key
+from smtpretry.queue.entry import encode_recipients
 from smtpretry.queue.redis import RedisQueue
-from smtpretry.redis_limiter import BackendError
+from smtpretry.queue.sqlite import SQLiteQueue
+from smtpretry.redis_limiter import BackendError, redis_limiter
+from smtpretry.runner import QueueRunner
 from tests.integration.test_queue import due_entries
 from tests.redis.test_redis_limiter import SlowHandler, workers, write_config
 from tests.redis.worker import message
-from tests.redis_server import RedisServer, client_for
+from tests.redis_server import RedisServer, client_for, require_redis
 from tests.servers import R422_OVER_QUOTA, ScriptedHandler, serve
 
 BODY_MARK = b"the body of a queued message"
@@ -130,3 +138,162 @@ async def test_two_runner_processes_deliver_each_recipient_once(tmp_path: Path, 
         await q.close()
     assert sum(s["delivered"] for s in stats) == 60
     assert handler.copies == Counter({f"r{i}@example.com": 1 for i in range(60)})
+
+
+async def test_the_message_has_a_key_of_its_own_and_goes_with_its_entry(redis_url: str) -> None:
+    q = RedisQueue(redis_url)
+    probe = client_for(redis_url)
+    a, b = [await q.put(e) for e in due_entries(2525, 2, time.time() - 1)]
+    for entry_id in (a, b):
+        assert b"data" not in probe.hkeys(f"smtpretry:queue:e:{entry_id}")
+        assert probe.exists(f"smtpretry:queue:b:{entry_id}")
+    token = probe.get(f"smtpretry:queue:b:{a}")
+    claimed = await q.claim(owner="r", now=time.time(), lease_s=30, limit=10)
+    assert {e.id for e in claimed} == {a, b} and all(BODY_MARK in (e.data or b"") for e in claimed)
+    await q.renew([a, b], owner="r", now=time.time(), lease_s=30)
+    assert probe.get(f"smtpretry:queue:b:{a}") == token  # written once
+    assert await q.update(a, owner="r", remove=["r0@example.com"], defer=[], now=time.time()) is None
+    await q.delete(b)
+    assert sorted(probe.scan_iter("smtpretry:queue:*")) == [b"smtpretry:queue:check"]  # nothing left behind
+    probe.close()
+    await q.close()
+
+
+async def test_an_entry_of_the_layout_before_0_4_is_moved_when_it_is_met(redis_url: str) -> None:
+    """Before 0.4 the message was the ``data`` field of the entry's hash."""
+    q = RedisQueue(redis_url)
+    await q.stats(now=0)  # writes the key check
+    probe = client_for(redis_url)
+    cipher = MessageCipher(os.environ[KEY_ENV], source=KEY_ENV)  # the key the old worker had
+    now = time.time()
+    old = due_entries(2525, 3, now - 1)
+    for n, e in enumerate(old):
+        entry_id = f"0{n}" * 8
+        held = n == 2  # by a runner of that version, whose lease ran out
+        meta = {"key": e.key, "destination": e.destination.key, "host": e.destination.host,
+                "port": e.destination.port, "tls": e.destination.tls, "profile": None,
+                "sender": e.sender, "message_id": e.message_id}
+        probe.hset(f"smtpretry:queue:e:{entry_id}", mapping={
+            "meta": json.dumps(meta), "recipients": encode_recipients(e.recipients), "n": 1,
+            "attempts": 2, "created_at": repr(now - 60), "next_attempt_at": repr(now - 1),
+            "expires_at": repr(now + 3600), "owner": "old-runner" if held else "",
+            "lease_until": repr(now - 5) if held else "0", "data": cipher.encrypt(e.data or b""),
+        })
+        probe.set(f"smtpretry:queue:k:{e.key}", entry_id)
+        for due in ("smtpretry:queue:due", f"smtpretry:queue:due:{e.destination.key}"):
+            probe.zadd(due, {entry_id: now - 1})
+    first, second, third = "00" * 8, "01" * 8, "02" * 8
+    listed = {e.id: e for e in await q.entries()}
+    assert set(listed) == {first, second, third} and listed[first].attempts == 2  # either layout
+    claimed = {e.id: e for e in await q.claim(owner="r", now=now, lease_s=30, limit=10)}
+    assert set(claimed) == {first, second, third} and claimed[first].data == old[0].data
+    # The old runner that held the third may have been sending it: marked, as runners
+    # mark what they send now; the others were idle.
+    assert claimed[third].interrupted and claimed[third].recipients[0].possible_duplicate
+    assert (await q.get(third)).recipients[0].possible_duplicate
+    assert not any(r.possible_duplicate for e in (claimed[first], claimed[second]) for r in e.recipients)
+    await q.release([first, second, third], owner="r")
+    got = await q.get(second)
+    assert got.data == old[1].data and got.recipients == old[1].recipients
+    for entry_id in (first, second):  # moved: the hash without the message, the message apart
+        assert b"data" not in probe.hkeys(f"smtpretry:queue:e:{entry_id}")
+        assert probe.exists(f"smtpretry:queue:b:{entry_id}")
+    assert (await q.get(first)).data == old[0].data
+    await q.claim(owner="r", now=now, lease_s=30, limit=1)
+    assert await q.update(first, owner="r", remove=["r0@example.com"], defer=[], now=now) is None
+    await q.delete(second)
+    await q.delete(third)
+    assert sorted(probe.scan_iter("smtpretry:queue:*")) == [b"smtpretry:queue:check"]
+    probe.close()
+    await q.close()
+
+
+async def test_a_runner_that_loses_redis_after_a_delivery_raises_with_the_result_and_the_mark_holds(
+    tmp_path: Path,
+) -> None:
+    """Redis goes away between the server's 250 and the write-back: the runner raises
+    BackendError carrying what the send did, and the mark it wrote before sending is
+    still in Redis when it comes back, so the resend is flagged."""
+    server = RedisServer(require_redis(), tmp_path / "redis")
+    server.start()
+
+    class StopsRedis(ScriptedHandler):
+        async def handle_DATA(self, server_, session, envelope):  # type: ignore[no-untyped-def]
+            reply = await super().handle_DATA(server_, session, envelope)
+            if self.copies.total() == 2:  # the first message, to both of its recipients
+                await asyncio.to_thread(server.stop)  # SIGTERM: Redis writes its AOF out first
+            return reply
+
+    handler = StopsRedis()
+    policy = RetryPolicy(backoff_base=0.001, backoff_cap=0.005, max_attempts=3)
+    try:
+        async with serve(handler) as port:
+            queue = RedisQueue(server.url)
+            [entry] = due_entries(port, 1, time.time() - 1)
+            people = (*entry.recipients, dataclasses.replace(entry.recipients[0], address="cc@example.com"))
+            await queue.put(dataclasses.replace(entry, recipients=people))
+            runner = QueueRunner(queue, lambda d: Mailer(d.host, d.port, tls="none", policy=policy))
+            with pytest.raises(BackendError, match="not written back") as caught:
+                await runner.run(once=True)
+            result = caught.value.result
+            assert result is not None and sorted(result.delivered) == ["cc@example.com", "r0@example.com"]
+
+            server.start(port=server.port)  # the same data directory: the queue comes back
+            [held] = await queue.entries()
+            assert all(r.possible_duplicate for r in held.recipients)
+            later = lambda: time.time() + 31  # noqa: E731  (the lease it kept has run out)
+            again = await QueueRunner(
+                queue, lambda d: Mailer(d.host, d.port, tls="none", policy=policy), clock=later,
+            ).run(once=True)
+            assert await queue.entries() == []
+            await queue.close()
+    finally:
+        server.stop()
+    assert (again.delivered, again.possible_duplicates) == (2, 2)
+    assert handler.copies == Counter({"r0@example.com": 2, "cc@example.com": 2})  # both flagged
+
+
+async def test_a_runner_whose_send_loses_the_shared_cap_writes_back_what_was_done_and_stops(
+    tmp_path: Path,
+) -> None:
+    """The shared cap's Redis goes away in the middle of a resend (the queue itself, on
+    SQLite, stays): the recipient delivered leaves the entry, the other is deferred and
+    not marked, and the run stops with the BackendError carrying the send's result."""
+    server = RedisServer(require_redis(), tmp_path / "redis")
+    server.start()
+
+    class StopsRedis(ScriptedHandler):
+        async def handle_DATA(self, srv, session, envelope):  # type: ignore[no-untyped-def]
+            server.stop()
+            return await super().handle_DATA(srv, session, envelope)
+
+    # The first transaction takes a (too many recipients: b goes next), the next MAIL is
+    # throttled, and Redis is gone before the retry can have a slot.
+    handler = StopsRedis(rcpt=["250 OK", "452 4.5.3 Too many recipients"],
+                         mail=["250 OK", "421 4.7.0 Too many connections, try later"])
+    queue = SQLiteQueue(tmp_path / "q.db")
+    limits = Limits(max_connections=2)
+    policy = RetryPolicy(backoff_base=0.001, backoff_cap=0.01, max_attempts=50)
+    try:
+        async with serve(handler) as port:
+            [entry] = due_entries(port, 1, time.time() - 1)
+            people = (dataclasses.replace(entry.recipients[0], address="a@example.com"),
+                      dataclasses.replace(entry.recipients[0], address="b@example.com"))
+            entry_id = await queue.put(dataclasses.replace(entry, recipients=people))
+            limiter = redis_limiter(server.url, f"127.0.0.1:{port}", limits, get_logger(), lease_s=1.0)
+            with capture_logs() as logs:
+                runner = QueueRunner(queue, lambda d: Mailer(
+                    d.host, d.port, tls="none", policy=policy, limits=limits, limiter=limiter))
+                with pytest.raises(BackendError, match="what it did is written back") as caught:
+                    await runner.run(once=True)
+            await limiter.close()
+    finally:
+        server.stop()
+    result = caught.value.result
+    assert result is not None and result.delivered == ["a@example.com"]
+    assert list(result.deferred) == ["b@example.com"]
+    [left] = (await queue.get(entry_id)).recipients
+    assert (left.address, left.possible_duplicate, left.failure) == ("b@example.com", False, "backend")
+    assert not [e for e in logs if e["event"] == "smtpretry.writeback_failed"]
+    await queue.close()
+    assert handler.copies == Counter({"a@example.com": 1})

@@ -8,12 +8,14 @@ retry) take ``make_queue`` and run against every backend: SQLite, and Redis
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
+import json
 import os
 import sqlite3
 import stat
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -21,7 +23,7 @@ import pytest
 from smtpretry import QueueError
 from smtpretry.queue import Destination, PendingRecipient, Queue, QueueEntry, default_queue_path, open_queue
 from smtpretry.queue.crypto import KEY_ENV, MessageCipher, generate_key
-from smtpretry.queue.sqlite import SCHEMA_VERSION, SQLiteQueue
+from smtpretry.queue.sqlite import MIGRATIONS, SCHEMA_VERSION, SQLiteQueue
 
 NOW = 1_800_000_000.0
 BODY = b"Subject: hi\r\n\r\nTOP-SECRET-BODY-TEXT the queue must never hold in clear\r\n"
@@ -223,6 +225,33 @@ async def test_update_removes_done_recipients_keeps_deferred_and_deletes_when_em
     await q.close()
 
 
+async def test_marking_flags_what_is_about_to_be_sent_until_an_update_records_it(
+    make_queue: MakeQueue,
+) -> None:
+    q = make_queue()
+    entry_id = await q.put(entry("k", rcpt("a@example.com"), rcpt("b@example.com"), rcpt("c@example.com")))
+    assert not await q.mark_sending(entry_id, owner="r1", recipients=["a@example.com"])  # not claimed
+    await q.claim(owner="r1", now=NOW, lease_s=30, limit=1)
+    assert not await q.mark_sending(entry_id, owner="r2", recipients=["a@example.com"])  # not r2's
+    assert not await q.mark_sending("nope", owner="r1", recipients=["a@example.com"])
+    assert all(not r.possible_duplicate for r in (await q.get(entry_id)).recipients)
+    assert await q.mark_sending(entry_id, owner="r1", recipients=["a@example.com", "b@example.com"])
+    flags = {r.address: r.possible_duplicate for r in (await q.get(entry_id)).recipients}
+    assert flags == {"a@example.com": True, "b@example.com": True, "c@example.com": False}
+    # A new deferral of the same message keeps the flag: a copy may be at the server.
+    await q.put(entry("k", rcpt("b@example.com", NOW + 60)))
+    [b] = [r for r in (await q.get(entry_id)).recipients if r.address == "b@example.com"]
+    assert b.possible_duplicate
+    # The update records the outcome: a is gone, b deferred with a fresh record, c untouched.
+    left = await q.update(entry_id, owner="r1", remove=["a@example.com"],
+                          defer=[rcpt("b@example.com", NOW + 300)], now=NOW)
+    assert left is not None
+    assert {r.address: r.possible_duplicate for r in left.recipients} == {
+        "b@example.com": False, "c@example.com": False,
+    }
+    await q.close()
+
+
 async def test_next_attempt_never_later_than_expiry_and_stats_count_expired(make_queue: MakeQueue) -> None:
     q = make_queue()
     entry_id = await q.put(entry("k", rcpt("a@example.com", NOW + 500), expires_at=NOW + 100))
@@ -344,3 +373,171 @@ def test_the_benchmark_runs_with_a_tiny_queue(capsys: pytest.CaptureFixture[str]
     [row] = bench.main(["--sizes", "50", "--sample", "5"])
     assert row["size"] == 50 and "entries_due" in str(row["plan"])
     assert "claim100 p50 ms" in capsys.readouterr().out
+
+
+# -- message bytes apart from what changes (schema 2) -----------------------------------------
+
+# The schema as version 1 of this code created it, kept here as it was written in the
+# field (MIGRATIONS[0] must never change: files exist that ran it).
+V1_DDL = (
+    """CREATE TABLE entries (
+            id              TEXT PRIMARY KEY,
+            key             TEXT NOT NULL UNIQUE,   -- merge key: destination, sender, message
+            destination     TEXT NOT NULL,          -- Destination.key, host:port
+            host            TEXT NOT NULL,
+            port            INTEGER NOT NULL,
+            tls             TEXT NOT NULL,
+            profile         TEXT,
+            sender          TEXT NOT NULL,
+            message_id      TEXT,
+            recipients      TEXT NOT NULL,          -- JSON list of PendingRecipient
+            attempts        INTEGER NOT NULL DEFAULT 0,
+            created_at      REAL NOT NULL,
+            next_attempt_at REAL NOT NULL,
+            expires_at      REAL NOT NULL,
+            owner           TEXT,
+            lease_until     REAL NOT NULL DEFAULT 0,
+            data            BLOB NOT NULL           -- Fernet token; last, so scans skip it
+        )""",
+    "CREATE INDEX entries_due ON entries (next_attempt_at, lease_until)",
+    "CREATE INDEX entries_destination_due ON entries (destination, next_attempt_at, lease_until)",
+    "CREATE TABLE meta (name TEXT PRIMARY KEY, value BLOB NOT NULL)",
+)
+
+BIG = b"Subject: big\r\n\r\n" + os.urandom(30_000).hex().encode()  # 60 KB that do not compress
+
+
+def make_v1_file(db: Path, rows: list[dict[str, object]]) -> MessageCipher:
+    """A queue file as version 1 wrote it (schema 1, the message in the entry's row),
+    with its key file beside it."""
+    db.parent.mkdir(mode=0o700, exist_ok=True)
+    cipher = MessageCipher.for_directory(db.parent)
+    with contextlib.closing(sqlite3.connect(db, isolation_level=None)) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+        for statement in V1_DDL:
+            conn.execute(statement)
+        check = cipher.encrypt(b"smtpretry queue key check")
+        conn.execute("INSERT INTO meta VALUES ('key_check', ?)", (check,))
+        for row in rows:
+            conn.execute(
+                "INSERT INTO entries (id, key, destination, host, port, tls, profile, sender, message_id, "
+                "recipients, attempts, created_at, next_attempt_at, expires_at, owner, lease_until, data) "
+                "VALUES (:id, :key, :destination, :host, :port, :tls, :profile, :sender, :message_id, "
+                ":recipients, :attempts, :created_at, :next_attempt_at, :expires_at, :owner, :lease_until, "
+                ":data)",
+                {**row, "data": cipher.encrypt(row["data"])},  # type: ignore[arg-type]
+            )
+        conn.execute("PRAGMA user_version = 1")
+    return cipher
+
+
+def v1_row(n: int, data: bytes, **kw: object) -> dict[str, object]:
+    recipients = [
+        {"address": f"r{n}-{i}@example.com", "next_attempt_at": NOW - n, "deferrals": 1 + i,
+         "first_attempt_at": NOW - 600, "code": 422, "enhanced": "4.2.2", "text": "Mailbox over quota",
+         "phase": "rcpt", "failure": None, "category": "mailbox_full", "action": "defer"}
+        for i in range(2)
+    ]
+    row: dict[str, object] = {
+        "id": f"{n:016x}", "key": f"key{n}", "destination": "mx.example.net:25", "host": "mx.example.net",
+        "port": 25, "tls": "starttls", "profile": "isp" if n % 2 else None, "sender": "s@example.org",
+        "message_id": f"<v1-{n}@test>", "recipients": json.dumps(recipients), "attempts": n,
+        "created_at": NOW - 600, "next_attempt_at": NOW - n, "expires_at": NOW + 86400, "owner": None,
+        "lease_until": 0.0, "data": data,
+    }
+    row.update(kw)
+    return row
+
+
+def test_the_v1_schema_the_fixture_builds_is_the_first_migration() -> None:
+    assert MIGRATIONS[0] == V1_DDL  # a migration that ran in the field is never edited
+
+
+async def test_a_version_1_file_is_migrated_with_every_entry_and_message_intact(db: Path) -> None:
+    bodies = {n: (BIG if n == 0 else BODY + str(n).encode()) for n in range(5)}
+    rows = [v1_row(n, bodies[n]) for n in range(5)]
+    rows[3].update(owner="old-runner", lease_until=NOW + 30)  # held by a runner when the file moved
+    make_v1_file(db, rows)
+    q = SQLiteQueue(db)
+    listed = {e.id: e for e in await q.entries()}
+    assert set(listed) == {f"{n:016x}" for n in range(5)}
+    for n, row in enumerate(rows):
+        got = await q.get(f"{n:016x}")
+        assert got.data == bodies[n]
+        assert dataclasses.replace(got, data=None) == listed[got.id]
+        assert (got.key, got.destination, got.sender, got.message_id, got.attempts) == (
+            row["key"], Destination("mx.example.net", 25, "starttls", row["profile"]),  # type: ignore[arg-type]
+            "s@example.org", row["message_id"], n,
+        )
+        assert (got.created_at, got.next_attempt_at, got.expires_at, got.owner, got.lease_until) == (
+            row["created_at"], row["next_attempt_at"], row["expires_at"], row["owner"], row["lease_until"]
+        )
+        assert [(r.address, r.deferrals, r.code, r.enhanced, r.first_attempt_at) for r in got.recipients] == [
+            (f"r{n}-{i}@example.com", 1 + i, 422, "4.2.2", NOW - 600) for i in range(2)
+        ]
+        # The runner that held entry 3 (a version that marked nothing) may have been
+        # sending its due recipients: they are marked, as a runner marks them now.
+        assert [r.possible_duplicate for r in got.recipients] == [n == 3, n == 3]
+    # The lease survived: the held entry is not claimable until it runs out.
+    claimed = await q.claim(owner="new", now=NOW, lease_s=30, limit=10)
+    assert sorted(e.id for e in claimed) == sorted(f"{n:016x}" for n in (0, 1, 2, 4))
+    assert {e.id: e.data for e in claimed} == {f"{n:016x}": bodies[n] for n in (0, 1, 2, 4)}
+    await q.close()
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        columns = [r[1] for r in conn.execute("PRAGMA table_info(entries)")]
+        assert "data" not in columns and "recipients" in columns
+        assert conn.execute("SELECT count(*) FROM bodies").fetchone()[0] == 5
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    on_disk = b"".join(p.read_bytes() for p in db.parent.glob("queue.db*"))
+    assert b"TOP-SECRET-BODY-TEXT" not in on_disk and BIG[20:60] not in on_disk  # still encrypted
+
+
+def _wal_bytes_of(db: Path, operation: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[int]]:
+    """How many bytes of WAL ``operation`` writes: the WAL is checkpointed and cut to
+    nothing from another connection first, then measured after."""
+
+    async def measure() -> int:
+        with contextlib.closing(sqlite3.connect(db)) as side:
+            busy, _, _ = side.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        assert busy == 0
+        await operation()
+        wal = db.with_name(db.name + "-wal")
+        return wal.stat().st_size if wal.exists() else 0
+
+    return measure
+
+
+async def test_claiming_renewing_marking_updating_and_merging_never_rewrite_the_message(db: Path) -> None:
+    q = SQLiteQueue(db)
+    people = [rcpt(f"r{i}@example.com") for i in range(3)]
+    entry_id = await q.put(entry("big", *people, data=BIG))
+    measured = {
+        "claim": await _wal_bytes_of(db, lambda: q.claim(owner="r", now=NOW, lease_s=30, limit=10))(),
+        "renew": await _wal_bytes_of(db, lambda: q.renew([entry_id], owner="r", now=NOW + 1, lease_s=30))(),
+        "update": await _wal_bytes_of(db, lambda: q.update(
+            entry_id, owner="r", remove=["r0@example.com"], defer=[rcpt("r1@example.com", NOW + 300)],
+            now=NOW))(),
+        "retry": await _wal_bytes_of(db, lambda: q.retry(None, now=NOW))(),
+        "merge": await _wal_bytes_of(db, lambda: q.put(entry("big", rcpt("new@example.com"), data=BIG)))(),
+        "mark": await _wal_bytes_of(db, lambda: q.mark_sending(
+            entry_id, owner="r", recipients=["r1@example.com"]))(),
+        "release": await _wal_bytes_of(db, lambda: q.release([entry_id], owner="r"))(),
+    }
+    # Before the message had a table of its own, a claim of this entry wrote 173 KB
+    # (the row and its overflow pages, twice over); now each writes a few pages.
+    assert all(size < len(BIG) // 3 for size in measured.values()), measured
+    assert (await q.get(entry_id)).data == BIG
+    await q.close()
+
+
+async def test_a_delivered_entry_takes_its_message_with_it(db: Path) -> None:
+    q = SQLiteQueue(db)
+    a = await q.put(entry("a"))
+    b = await q.put(entry("b", rcpt("b@example.com")))
+    await q.claim(owner="r", now=NOW, lease_s=30, limit=10)
+    assert await q.update(a, owner="r", remove=["a@example.com"], defer=[], now=NOW) is None
+    await q.delete(b)
+    await q.close()
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        assert conn.execute("SELECT count(*) FROM bodies").fetchone()[0] == 0
