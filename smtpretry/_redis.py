@@ -1,5 +1,5 @@
 """The one place that opens Redis connections: the shared limiter
-(``redis_limiter.py``) and the Redis queue (``queue/redis.py``) both take their
+(``limits/redis.py``) and the Redis queue (``queue/redis.py``) both take their
 client, their error and their URL redaction from here. redis-py is imported
 only when a client is made, so :func:`redacted` costs nothing without it.
 

@@ -43,8 +43,8 @@ from .config import Config, active_config
 from .endpoint import Endpoint, TLSMode, is_loopback
 from .endpoint import local_hostname as _local_hostname
 from .envelope import build_envelope
+from .limits import Lease, Limiter, Refusal
 from .mailer import Mailer
-from .pool import Lease, Limiter, Refusal
 from .reply import Evidence, FailureKind, Phase, Reply, TransportFailure
 from .result import SendResult, Status
 from .transport import Session
@@ -188,7 +188,7 @@ def _new_mailer(key: tuple[int, _Key], e: Endpoint, config: Config) -> Mailer:
         limiter = _limiters.get((key[0], settings.limit_key))
         if limiter is None:
             if config.backend_url is not None:
-                from .redis_limiter import redis_limiter
+                from .limits.redis import redis_limiter
 
                 # Several processes (or hosts) share this destination's cap through Redis.
                 limiter = redis_limiter(config.backend_url, settings.limit_key, settings.limits)

@@ -44,8 +44,8 @@ from .decide import (
 from .endpoint import Endpoint, TLSMode
 from .envelope import Envelope, build_envelope
 from .errors import QueueError
+from .limits import DestinationPool, Lease, Limiter, Refusal, SessionSource
 from .policy import Limits, RetryPolicy
-from .pool import DestinationPool, Lease, Limiter, Refusal, SessionSource
 from .queue.base import Destination, Queue, entry_from_result, open_queue
 from .reply import Evidence, FailureKind, Phase, Reply, TransportFailure
 from .result import Outcome, SendResult, Status
@@ -76,10 +76,10 @@ class Mailer:
         always verified unless this context says otherwise
     :param allow_plaintext_auth: allow a password over an unencrypted
         connection to a host that is not on loopback
-    :param limiter: a :class:`~smtpretry.pool.Limiter` shared with other
+    :param limiter: a :class:`~smtpretry.limits.Limiter` shared with other
         Mailers, so that their connections count against one cap; without one,
         a ``config`` with ``backend = "redis://..."`` gives a limiter shared
-        through Redis by every process (``redis_limiter.redis_limiter``)
+        through Redis by every process (``limits.redis.redis_limiter``)
     :param policy, limits: explicit settings; otherwise those ``config`` gives
         this host (see :func:`load_config`), else the defaults
     :param queue: where deferred recipients go: a :class:`~smtpretry.queue.Queue`
@@ -169,7 +169,7 @@ class Mailer:
     def pool(self) -> DestinationPool:
         if self._pool is None:
             if self._limiter is None and self.config is not None and self.config.backend_url is not None:
-                from .redis_limiter import redis_limiter
+                from .limits.redis import redis_limiter
 
                 self._limiter = redis_limiter(
                     self.config.backend_url, self._limit_key, self.limits, self._logger

@@ -48,7 +48,7 @@ one queue together: an older worker cannot read a message in ``b:<id>``.
 
 Scripts name entry keys they compute, so this needs a single Redis (or a
 Sentinel-managed primary), not Redis Cluster. When Redis cannot be reached
-every call raises :class:`~smtpretry.redis_limiter.BackendError`, a
+every call raises :class:`~smtpretry.errors.BackendError`, a
 :class:`QueueError`.
 
 .. versionadded:: 0.3

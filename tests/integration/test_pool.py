@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from smtpretry import Limits, Mailer
-from smtpretry.pool import DestinationPool
+from smtpretry.limits import DestinationPool
 from smtpretry.transport import Endpoint, Session, TLSMode
 from tests.servers import ScriptedHandler, serve
 

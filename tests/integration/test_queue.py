@@ -202,7 +202,9 @@ async def test_run_queue_without_a_queue_is_a_queue_error() -> None:
 
 
 async def test_two_runners_on_one_file_deliver_each_recipient_once(tmp_path: Path) -> None:
-    handler = ScriptedHandler()
+    # A little slow at the server, so that neither runner can drain the file before the
+    # other has claimed its first batch: both must take a share.
+    handler = SlowHandler()
     db = tmp_path / "q.db"
     now = time.time()
     async with serve(handler) as port:

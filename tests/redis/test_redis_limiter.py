@@ -23,8 +23,9 @@ import structlog
 from structlog.testing import capture_logs
 
 from smtpretry import Limits, Mailer, QueueError, RetryPolicy, configure_logging, load_config
+from smtpretry.errors import BackendError
+from smtpretry.limits.redis import RedisSlots, redis_limiter
 from smtpretry.queue.crypto import KEY_ENV, generate_key
-from smtpretry.redis_limiter import BackendError, RedisSlots, redis_limiter
 from tests.redis.worker import message
 from tests.redis_server import RedisServer, client_for, require_redis
 from tests.servers import R250, R421_TOO_MANY, ScriptedHandler, serve, wait_until

@@ -19,13 +19,14 @@ import pytest
 from structlog.testing import capture_logs
 
 from smtpretry import Limits, Mailer, QueueError, RetryPolicy
+from smtpretry.errors import BackendError
 from smtpretry.events import get_logger
+from smtpretry.limits.redis import redis_limiter
 from smtpretry.queue import open_queue
 from smtpretry.queue.crypto import KEY_ENV, MessageCipher, generate_key
 from smtpretry.queue.entry import encode_recipients
 from smtpretry.queue.redis import RedisQueue
 from smtpretry.queue.sqlite import SQLiteQueue
-from smtpretry.redis_limiter import BackendError, redis_limiter
 from smtpretry.runner import QueueRunner
 from tests.integration.test_queue import due_entries
 from tests.redis.test_redis_limiter import SlowHandler, workers, write_config

@@ -32,7 +32,7 @@ from email.message import EmailMessage
 from typing import Any
 
 from smtpretry import Mailer, load_config
-from smtpretry.redis_limiter import redis_limiter
+from smtpretry.limits.redis import redis_limiter
 
 
 class Collect:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from smtpretry import Limits
-from smtpretry.pool import AdaptiveCap
+from smtpretry.limits.cap import AdaptiveCap
 
 
 def cap(configured: int = 10, recovery: int = 3, probe_after: float = 100.0) -> AdaptiveCap:
@@ -71,7 +71,7 @@ def test_never_above_the_configured_cap_and_fixed_when_not_adaptive() -> None:
 
 
 def test_rate_halves_once_per_window_and_recovers_in_tenths() -> None:
-    from smtpretry.pool import AdaptiveRate
+    from smtpretry.limits.cap import AdaptiveRate
 
     r = AdaptiveRate(configured=600.0, current=600.0, recovery=2)
     assert r.lower(now=10.0) == 300.0

@@ -7,7 +7,7 @@ import pytest
 
 from smtpretry import ConfigError, Mailer
 from smtpretry.config import Config, parse_config
-from smtpretry.pool import LocalSlots
+from smtpretry.limits import LocalSlots
 from smtpretry.queue.crypto import KEY_ENV, generate_key
 
 
@@ -33,8 +33,8 @@ def test_a_bad_backend_names_the_key_and_never_echoes_a_url(value: object) -> No
 
 
 def test_a_mailer_with_a_backend_config_takes_its_limiter_from_redis(monkeypatch: pytest.MonkeyPatch) -> None:
+    from smtpretry.limits.redis import RedisSlots
     from smtpretry.queue.redis import RedisQueue
-    from smtpretry.redis_limiter import RedisSlots
 
     monkeypatch.setenv(KEY_ENV, generate_key())
     config = parse_config({
