@@ -24,6 +24,7 @@ Two aiosmtplib facts shape it:
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import re
@@ -296,9 +297,15 @@ class Session:
         self._abort()
 
     def _abort(self) -> None:
-        """Close after a timeout or an error on our side: the server has not
-        closed its end, and may count the connection for a moment more."""
+        """Cut the connection after a timeout or an error on our side, at once:
+        a graceful close would wait for unsent bytes (a message the server is
+        slow to read) before its FIN, and the server would go on counting the
+        connection after its slot was given back. The server may still count it
+        for a moment (``aborted``)."""
         self.aborted = self._client.is_connected or self.aborted
+        transport = self._client.transport
+        if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
+            transport.abort()
         self._client.close()
 
 
