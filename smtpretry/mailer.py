@@ -1,14 +1,17 @@
-"""The async API: :class:`Mailer` drives the pure core over a connection pool.
+"""The async API: :class:`Mailer` drives the pure core over leased connections.
 
 ``Mailer.send()`` runs its first attempt directly and retries under tenacity
-(``_retrying.py``). Each attempt
-takes a session from the destination's pool, runs as many transactions as the
-recipients still pending need (more than one when the server takes only so
-many recipients at a time), and hands every reply to ``classify()`` and
-``decide()``. Recipients whose decision is final leave the send with an
-:class:`Outcome`; the rest are retried after the backoff, and deferred when
-the stop condition fires. Every decision is logged (``_logging.emit``, the schema in
-``events.py``).
+(``_retrying.py``). Each attempt leases a connection (a
+:class:`~smtpretry.limits.Lease`) from its source, the destination's pool by
+default, and runs as many transactions as the recipients still pending need
+(more than one when the server takes only so many recipients at a time): a
+:class:`~smtpretry.transaction.TransactionState` driven by the transport. Every
+reply is classified and read once for what it says about the destination
+(``decide.signal``), which goes to the lease's limiter, and for each recipient
+``decide()`` says what now. Recipients whose decision is final leave the send
+with an :class:`Outcome`; the rest are retried after the backoff, and deferred
+when the stop condition fires. Every decision is logged (``_logging.emit``, the
+schema in ``events.py``).
 """
 
 from __future__ import annotations
