@@ -93,7 +93,7 @@ class Wire:
 
     def buffered(self) -> SMTPResponse | None:
         """A whole reply already in the buffer, if any (pipelined groups)."""
-        return self._parse() if self.active else None
+        return self._parse() if self.active and self.protocol._buffer else None
 
     async def read(self, timeout: float | None) -> SMTPResponse:
         """The next reply: one already buffered, else the next to arrive."""

@@ -248,7 +248,8 @@ class TransactionState:
             raise RuntimeError("receive() without a command awaiting its reply")
         command, index = self._awaiting.popleft()
         if isinstance(evidence, Reply):
-            evidence = expect(command.phase, evidence)
+            if evidence.code not in EXPECTED[command.phase] or evidence.phase is not command.phase:
+                evidence = expect(command.phase, evidence)
         elif command.phase is Phase.DATA_END and evidence.kind in _LOST_AFTER_DOT and self._accepted:
             # RFC 1047: the message went out whole and no valid reply came: the server may have it.
             evidence = TransportFailure(FailureKind.AMBIGUOUS, Phase.DATA_END, evidence.detail)
