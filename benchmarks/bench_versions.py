@@ -141,10 +141,10 @@ def goodput(args: argparse.Namespace) -> Table:
                 print(f"  versions goodput {client} run {run + 1}/{args.runs} {name:<14} "
                       f"{got[name]:7.0f} msg/s 421s={server['refused_421']}", file=sys.stderr)
             ratios.append(got["this checkout"] / got["previous"])
+        spread = f"{median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
         for name in ("previous", "this checkout"):
             r = median(rates[name])
-            t.add(client, name, r, f"{r / ideal:.2f}",
-                  "" if name == "previous" else f"{median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})",
+            t.add(client, name, r, f"{r / ideal:.2f}", "" if name == "previous" else spread,
                   int(median(refused[name])), bad[name][0], bad[name][1])
     t.notes.append("- Counted at the server; Mailer with the default RetryPolicy, 4K sends in flight.")
     t.notes.append(f"- {machine_line()}")
