@@ -102,7 +102,7 @@ def happy(args: argparse.Namespace) -> Table:
     t = Table(f"Happy path, `Mailer` to a local sink: {args.n:,} messages, K={args.k}, "
               f"{args.runs} runs of each version in turn",
               ["version", "CPU µs/msg (median)", "this / previous, pair by pair (median, min-max)"])
-    t.add("previous", median(cpu["previous"]), "")
+    t.add("previous", median(cpu["previous"]), "-")
     t.add("this checkout", median(cpu["this checkout"]),
           f"{median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})")
     t.notes.append(f"- Sink: {sink.kind}; recipients not delivered: {failed}. Each run is a fresh client "
@@ -144,7 +144,7 @@ def goodput(args: argparse.Namespace) -> Table:
         spread = f"{median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
         for name in ("previous", "this checkout"):
             r = median(rates[name])
-            t.add(client, name, r, f"{r / ideal:.2f}", "" if name == "previous" else spread,
+            t.add(client, name, r, f"{r / ideal:.2f}", "-" if name == "previous" else spread,
                   int(median(refused[name])), bad[name][0], bad[name][1])
     t.notes.append("- Counted at the server; Mailer with the default RetryPolicy, 4K sends in flight.")
     t.notes.append(f"- {machine_line()}")

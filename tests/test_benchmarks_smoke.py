@@ -63,3 +63,15 @@ def test_runner_writes_results(tmp_path: Path, capsys: pytest.CaptureFixture[str
     out = tmp_path / "results.md"
     run.main(["--only", "classify", "--classify-seconds", "0.02", "--output", str(out)])
     assert out.read_text(encoding="utf-8") in capsys.readouterr().out + "\n"
+
+
+def test_versions_side_by_side() -> None:
+    """This checkout against itself: every row there, nothing lost or duplicated."""
+    from benchmarks import bench_versions
+    from benchmarks._common import ROOT
+
+    tables = bench_versions.run(["--against", str(ROOT), "--runs", "1", "--n", "20", "--k", "2",
+                                 "--goodput-n", "20", "--service-ms", "1"])
+    _well_formed(tables[:1], min_rows=2)
+    _well_formed(tables[1:], min_rows=4)
+    assert all(row[-2:] == ["0", "0"] for row in tables[1].rows)  # lost, duplicated
