@@ -40,7 +40,7 @@ from smtplib import (
 )
 
 from .classify import RULES, Action, Category, Classification, Rule, classify, classify_reply
-from .config import Config, Profile, Settings, configure, load_config
+from .config import Config, Profile, Route, Settings, configure, load_config
 from .decide import Decision, Defer, Fail, Ok, RecipientState, Retry, decide
 from .endpoint import Endpoint, TLSMode
 from .envelope import Envelope, build_envelope
@@ -61,11 +61,13 @@ if _typing.TYPE_CHECKING:
     from ._logging import configure_logging
     from .compat import SMTP, SMTP_SSL, SMTPHandler
     from .mailer import Mailer
+    from .router import Router
 
 __version__ = "0.1.0"
 
 _LAZY = {
     "Mailer": ".mailer",
+    "Router": ".router",
     "SMTP": ".compat",
     "SMTP_SSL": ".compat",
     "SMTPHandler": ".compat",
@@ -137,6 +139,8 @@ __all__ = [
     "ReplyParseError",
     "Retry",
     "RetryPolicy",
+    "Route",
+    "Router",
     "Rule",
     "SMTPRetryError",
     "SendResult",

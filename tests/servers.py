@@ -434,6 +434,8 @@ async def _start(
     starttls_context: ssl.SSLContext | None,
     auth_require_tls: bool,
     data_size_limit: int | None,
+    host: str = "127.0.0.1",
+    port: int = 0,
 ) -> tuple[asyncio.Server, int, set[CountingSMTP]]:
     kwargs = _smtp_kwargs(
         handler,
@@ -449,9 +451,9 @@ async def _start(
         live.add(protocol)
         return protocol
 
-    server = await loop.create_server(factory, "127.0.0.1", 0, ssl=tls_context)
-    port: int = server.sockets[0].getsockname()[1]
-    return server, port, live
+    server = await loop.create_server(factory, host, port, ssl=tls_context)
+    bound: int = server.sockets[0].getsockname()[1]
+    return server, bound, live
 
 
 @contextlib.asynccontextmanager
@@ -462,14 +464,21 @@ async def serve(
     starttls_context: ssl.SSLContext | None = None,
     auth_require_tls: bool = False,
     data_size_limit: int | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
 ) -> AsyncIterator[int]:
-    """``async with serve(handler) as port``: ``start_server``, then close it all on exit."""
+    """``async with serve(handler) as port``: ``start_server``, then close it all on exit.
+
+    ``host`` and ``port`` bind elsewhere in 127.0.0.0/8 (MX hosts: 127.0.0.2 and 127.0.0.3 on
+    one shared port, since MX records carry no port)."""
     server, port, live = await _start(
         handler,
         tls_context=tls_context,
         starttls_context=starttls_context,
         auth_require_tls=auth_require_tls,
         data_size_limit=data_size_limit,
+        host=host,
+        port=port,
     )
     try:
         yield port

@@ -1,0 +1,315 @@
+"""Routing by recipient domain, through a real DNS server and real SMTP servers on loopback.
+
+A dnslib authoritative server on 127.0.0.1 (``tests/dns_server.py``) answers the MX, A and
+AAAA questions; the MX hosts are aiosmtpd servers on 127.0.0.2 and 127.0.0.3 sharing one port
+(MX records carry no port: the route's ``mx_port`` names it), so the configuration allows
+private MX addresses. Assertions are made at the servers (copies per recipient, sessions
+open at once) and on the decision log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import ssl
+from collections.abc import AsyncIterator
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from smtpretry import Router, Status
+from smtpretry.config import Config, parse_config
+from tests.dns_server import Zone, dns_config, dns_server
+from tests.servers import ScriptedHandler, serve
+
+MX1, MX2 = "127.0.0.2", "127.0.0.3"
+FAST = {"backoff_base": 0.001, "backoff_cap": 0.01, "max_attempts": 8}
+
+
+def message(*to: str, mid: str = "<m@test>") -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = "app@example.org"
+    msg["To"] = ", ".join(to)
+    msg["Message-ID"] = mid
+    msg["Subject"] = "routed"
+    msg.set_content("hello")
+    return msg
+
+
+@contextlib.asynccontextmanager
+async def mx_pair(first: Any, second: Any, **kw: Any) -> AsyncIterator[int]:
+    """Two SMTP servers, on 127.0.0.2 and 127.0.0.3, on one shared port."""
+    for _ in range(20):
+        async with serve(first, host=MX1, **kw) as port:
+            try:
+                cm = serve(second, host=MX2, port=port, **kw)
+                await cm.__aenter__()
+            except OSError:  # that port is taken on 127.0.0.3: another one
+                continue
+            try:
+                yield port
+            finally:
+                await cm.__aexit__(None, None, None)
+            return
+    raise RuntimeError("no port free on both 127.0.0.2 and 127.0.0.3")
+
+
+def config(dns_port: int, mx_port: int, *, routes: dict[str, Any] | None = None,
+           dns: dict[str, Any] | None = None, **top: Any) -> Config:
+    data: dict[str, Any] = {
+        "helo_name": "client.example.org",
+        "defaults": {"retry": FAST, **top.pop("defaults", {})},
+        "dns": dns_config(dns_port, **(dns or {})),
+        "routes": routes or {"default": {"via": "mx", "mx_port": mx_port, "allow_private_mx": True}},
+        **top,
+    }
+    return parse_config(data)
+
+
+def events_named(logs: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    return [e for e in logs if e["event"] == f"smtpretry.{name}"]
+
+
+async def test_two_preferences_fall_back_to_the_second_on_a_421_greeting() -> None:
+    first = ScriptedHandler(greeting=["421 4.3.2 Service shutting down, closing channel"])
+    second = ScriptedHandler()
+    zone = Zone(mx={"a.test": [(10, "mx1.a.test"), (20, "mx2.a.test")]},
+                a={"mx1.a.test": [MX1], "mx2.a.test": [MX2]})
+    with dns_server(zone) as dns:
+        async with mx_pair(first, second) as port:
+            with capture_logs() as logs:
+                async with Router(config(dns.port, port)) as router:
+                    result = await router.send(message("ann@a.test", "bob@a.test"))
+    assert result.delivered == ["ann@a.test", "bob@a.test"]
+    assert first.copies == {} and dict(second.copies) == {"ann@a.test": 1, "bob@a.test": 1}
+    [skipped] = events_named(logs, "mx_skipped")
+    assert (skipped["host"], skipped["address"], skipped["reason"], skipped["code"]) == (
+        "mx1.a.test", MX1, "greeting", 421)
+    [resolved] = events_named(logs, "route_resolved")
+    assert resolved["mx_hosts"] == ["mx1.a.test", "mx2.a.test"]
+    assert resolved["limit_key"] == "mx1.a.test,mx2.a.test" and resolved["from_cache"] is False
+
+
+async def test_a_refused_connection_moves_to_the_next_mx_and_a_throttle_does_not() -> None:
+    # mx1 has no server at all (refused); mx2 throttles once, then takes the message.
+    second = ScriptedHandler(greeting=["421 4.7.0 Too many connections from your IP, slow down"])
+    zone = Zone(mx={"a.test": [(10, "mx1.a.test"), (20, "mx2.a.test")]},
+                a={"mx1.a.test": ["127.0.0.4"], "mx2.a.test": [MX2]})
+    with dns_server(zone) as dns:
+        async with serve(second, host=MX2) as port:
+            with capture_logs() as logs:
+                async with Router(config(dns.port, port)) as router:
+                    result = await router.send(message("ann@a.test"))
+    assert result.delivered == ["ann@a.test"] and second.copies == {"ann@a.test": 1}
+    skipped = events_named(logs, "mx_skipped")
+    assert [(e["host"], e["reason"]) for e in skipped] == [("mx1.a.test", "refused")]
+    # The throttling greeting was the engine's to act on: a retry, the provider's cap lowered.
+    [retry] = events_named(logs, "retry_scheduled")
+    assert retry["category"] == "throttled" and retry["destination"] == "mx1.a.test,mx2.a.test"
+
+
+async def test_equal_preferences_are_used_in_varying_order() -> None:
+    first, second = ScriptedHandler(), ScriptedHandler()
+    zone = Zone(mx={"a.test": [(10, "mx1.a.test"), (10, "mx2.a.test")]},
+                a={"mx1.a.test": [MX1], "mx2.a.test": [MX2]})
+    with dns_server(zone) as dns:
+        async with mx_pair(first, second) as port:
+            # A new connection per message, so each delivery picks its first host anew.
+            cfg = config(dns.port, port, defaults={"max_messages_per_connection": 1})
+            async with Router(cfg, rng=random.Random(7)) as router:
+                for i in range(16):
+                    result = await router.send(message(f"u{i}@a.test", mid=f"<{i}@t>"))
+                    assert result.ok
+            questions = dns.questions("a.test", "MX")
+    assert len(first.received) + len(second.received) == 16
+    assert len(first.received) >= 3 and len(second.received) >= 3
+    assert questions == 1  # the answer is cached for its TTL
+
+
+async def test_null_mx_fails_at_once_without_a_connection() -> None:
+    server = ScriptedHandler()
+    zone = Zone(mx={"null.test": [(0, ".")]})
+    with dns_server(zone) as dns, capture_logs() as logs:
+        async with serve(server, host=MX1) as port, Router(config(dns.port, port)) as router:
+            result = await router.send(message("ann@null.test"))
+    outcome = result.failed["ann@null.test"]
+    assert (outcome.code, str(outcome.enhanced), outcome.reply and outcome.reply.phase.value) == (
+        556, "5.1.10", "resolution")
+    assert outcome.classification.reason == "resolution: null MX"
+    assert server.commands == []
+    [failed] = events_named(logs, "recipient_failed")
+    assert (failed["phase"], failed["code"], failed["action"]) == ("resolution", 556, "fail")
+
+
+async def test_a_domain_with_only_an_a_record_is_its_own_mx() -> None:
+    server = ScriptedHandler()
+    zone = Zone(mx={"aonly.test": []}, a={"aonly.test": [MX1]})
+    with dns_server(zone) as dns:
+        async with serve(server, host=MX1) as port:
+            with capture_logs() as logs:
+                async with Router(config(dns.port, port)) as router:
+                    result = await router.send(message("ann@aonly.test"))
+    assert result.ok and server.copies == {"ann@aonly.test": 1}
+    [resolved] = events_named(logs, "route_resolved")
+    assert resolved["mx_hosts"] == ["aonly.test"] and resolved["limit_key"] == "aonly.test"
+
+
+@pytest.mark.parametrize("nxdomain, status", [("fail", Status.FAILED), ("defer", Status.DEFERRED)])
+async def test_a_domain_that_does_not_exist_fails_or_defers_by_setting(nxdomain: str, status: Status) -> None:
+    with dns_server(Zone()) as dns:
+        async with Router(config(dns.port, 2525, dns={"nxdomain": nxdomain})) as router:
+            result = await router.send(message("ann@nowhere.test"))
+    outcome = result.outcomes["ann@nowhere.test"]
+    assert outcome.status is status
+    assert (outcome.code, str(outcome.enhanced)) == (550, "5.1.2")
+
+
+@pytest.mark.parametrize("trouble", ["servfail", "silent"])
+async def test_a_temporary_dns_failure_defers_and_never_fails(trouble: str) -> None:
+    zone = Zone(servfail={"flaky.test"} if trouble == "servfail" else set(),
+                silent={"flaky.test"} if trouble == "silent" else set())
+    with dns_server(zone) as dns:
+        cfg = config(dns.port, 2525, dns={"timeout": "500ms"})
+        async with Router(cfg) as router:
+            result = await router.send(message("ann@flaky.test"))
+    outcome = result.deferred["ann@flaky.test"]
+    assert (outcome.code, str(outcome.enhanced)) == (451, "4.4.3")
+    assert outcome.classification.reason == "resolution: temporary DNS failure"
+    assert outcome.next_attempt_at is not None
+
+
+async def test_mx_hosts_none_of_which_resolves_fail_unless_a_lookup_was_temporary() -> None:
+    zone = Zone(mx={"gone.test": [(10, "mx.gone.test")], "half.test": [(10, "mx.half.test")]},
+                servfail={"mx.half.test"})
+    with dns_server(zone) as dns:
+        async with Router(config(dns.port, 2525)) as router:
+            result = await router.send(message("ann@gone.test", "bob@half.test"))
+    assert (result.failed["ann@gone.test"].code, str(result.failed["ann@gone.test"].enhanced)) == (
+        550, "5.4.4")
+    assert (result.deferred["bob@half.test"].code, str(result.deferred["bob@half.test"].enhanced)) == (
+        451, "4.4.3")
+
+
+async def test_mx_addresses_on_loopback_are_refused_unless_allowed() -> None:
+    server = ScriptedHandler()
+    zone = Zone(mx={"a.test": [(10, "mx1.a.test")]}, a={"mx1.a.test": [MX1]})
+    with dns_server(zone) as dns:
+        async with serve(server, host=MX1) as port:
+            routes = {"default": {"via": "mx", "mx_port": port}}
+            async with Router(config(dns.port, port, routes=routes)) as router:
+                result = await router.send(message("ann@a.test"))
+    outcome = result.failed["ann@a.test"]
+    assert (outcome.code, str(outcome.enhanced)) == (550, "5.4.4") and "private" in outcome.text
+    assert server.commands == []
+
+
+async def test_two_domains_on_one_providers_mx_set_hold_one_cap_at_the_servers() -> None:
+    # One handler behind both addresses: its session count is the provider's.
+    provider = ScriptedHandler()
+    mx = [(10, "mx1.p.test"), (10, "mx2.p.test")]
+    zone = Zone(mx={"one.test": mx, "two.test": list(reversed(mx))},
+                a={"mx1.p.test": [MX1], "mx2.p.test": [MX2]})
+
+    class Slow(ScriptedHandler):
+        async def handle_DATA(self, *args: Any) -> str:
+            await asyncio.sleep(0.01)
+            return await super().handle_DATA(*args)
+
+    provider = Slow()
+    with dns_server(zone) as dns:
+        async with mx_pair(provider, provider) as port:
+            cfg = config(dns.port, port, defaults={"max_connections": 2})
+            with capture_logs() as logs:
+                async with Router(cfg, rng=random.Random(3)) as router:
+                    results = await asyncio.gather(*(
+                        router.send(message(f"u{i}@one.test", f"u{i}@two.test", mid=f"<{i}@t>"))
+                        for i in range(24)
+                    ))
+    assert all(r.ok for r in results)
+    assert provider.max_active == 2  # the cap was reached, and never passed, over both hosts
+    assert provider.sessions_refused == 0
+    assert set(provider.copies.values()) == {1} and len(provider.copies) == 48
+    keys = {e["limit_key"] for e in events_named(logs, "route_resolved")}
+    assert keys == {"mx1.p.test,mx2.p.test"}
+
+
+async def test_an_mx_rule_gathers_every_domain_whose_hosts_all_match_it() -> None:
+    provider, other = ScriptedHandler(), ScriptedHandler()
+    zone = Zone(mx={"one.test": [(10, "mx1.p.test")], "mixed.test": [(10, "mx1.p.test"), (20, "mx.q.test")]},
+                a={"mx1.p.test": [MX1], "mx.q.test": [MX2]})
+    with dns_server(zone) as dns:
+        async with mx_pair(provider, other) as port:
+            cfg = config(dns.port, port, destinations={"mx:.p.test": {"max_connections": 1}})
+            with capture_logs() as logs:
+                async with Router(cfg) as router:
+                    result = await router.send(message("ann@one.test", "bob@mixed.test"))
+    assert result.ok
+    keys = {e["domain"]: e["limit_key"] for e in events_named(logs, "route_resolved")}
+    assert keys == {"one.test": "mx:.p.test", "mixed.test": "mx.q.test,mx1.p.test"}
+
+
+async def test_one_message_to_three_domains_gives_one_result_and_one_copy_each(
+    tls_pair: tuple[ssl.SSLContext, ssl.SSLContext], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # a.test and b.test are on provider P (127.0.0.2), c.test on provider Q (127.0.0.3);
+    # corp.test goes through a smarthost profile on 127.0.0.1.
+    p, q = ScriptedHandler(rcpt={"gone@b.test": ["550 5.1.1 User unknown"]}), ScriptedHandler()
+    relay = ScriptedHandler()
+    zone = Zone(mx={"a.test": [(10, "mx.p.test")], "b.test": [(10, "mx.p.test")],
+                    "c.test": [(10, "mx.q.test")]},
+                a={"mx.p.test": [MX1], "mx.q.test": [MX2]})
+    to = ["ann@A.test", "bob@b.test", "gone@b.test", "cat@c.test", "dan@corp.test", "eve@a.test"]
+    with dns_server(zone) as dns:
+        async with mx_pair(p, q) as port, serve(relay) as relay_port:
+            routes = {
+                "default": {"via": "mx", "mx_port": port, "allow_private_mx": True},
+                "domain:corp.test": {"via": "profile:relay"},
+            }
+            profiles = {"relay": {"host": "127.0.0.1", "port": relay_port, "tls": "none"}}
+            cfg = config(dns.port, port, routes=routes, profiles=profiles)
+            with capture_logs() as logs:
+                async with Router(cfg) as router:
+                    result = await router.send(message(*to))
+    assert list(result.outcomes) == to
+    assert result.delivered == ["ann@A.test", "bob@b.test", "cat@c.test", "dan@corp.test", "eve@a.test"]
+    assert result.failed["gone@b.test"].code == 550
+    assert dict(p.copies) == {"ann@A.test": 1, "eve@a.test": 1, "bob@b.test": 1}
+    assert dict(q.copies) == {"cat@c.test": 1} and dict(relay.copies) == {"dan@corp.test": 1}
+    routes_seen = {e["domain"]: (e["route"], e["limit_key"]) for e in events_named(logs, "route_resolved")}
+    assert routes_seen == {
+        "a.test": ("default", "mx.p.test"), "b.test": ("default", "mx.p.test"),
+        "c.test": ("default", "mx.q.test"), "corp.test": ("domain:corp.test", f"127.0.0.1:{relay_port}"),
+    }
+
+
+async def test_opportunistic_tls_encrypts_when_offered_without_verifying(
+    tls_pair: tuple[ssl.SSLContext, ssl.SSLContext],
+) -> None:
+    server_ctx, _ = tls_pair  # a certificate for "localhost" from a CA the client does not trust
+    handler = ScriptedHandler()
+    zone = Zone(mx={"a.test": [(10, "mx1.a.test")]}, a={"mx1.a.test": [MX1]})
+    with dns_server(zone) as dns:
+        async with serve(handler, host=MX1, starttls_context=server_ctx) as port:
+            async with Router(config(dns.port, port)) as router:
+                result = await router.send(message("ann@a.test"))
+    assert result.ok and handler.copies == {"ann@a.test": 1}
+    assert ("STARTTLS", "") in handler.commands
+
+
+async def test_required_tls_verifies_the_mx_certificate(
+    tls_pair: tuple[ssl.SSLContext, ssl.SSLContext],
+) -> None:
+    server_ctx, _ = tls_pair
+    handler = ScriptedHandler()
+    zone = Zone(mx={"a.test": [(10, "mx1.a.test")]}, a={"mx1.a.test": [MX1]})
+    with dns_server(zone) as dns:
+        async with serve(handler, host=MX1, starttls_context=server_ctx) as port:
+            routes = {"default": {"via": "mx", "mx_port": port, "allow_private_mx": True, "tls": "required"}}
+            async with Router(config(dns.port, port, routes=routes)) as router:
+                result = await router.send(message("ann@a.test"))
+    outcome = result.failed["ann@a.test"]
+    assert outcome.failure is not None and outcome.failure.kind.value == "tls"
+    assert handler.copies == {}
