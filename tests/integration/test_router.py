@@ -313,3 +313,21 @@ async def test_required_tls_verifies_the_mx_certificate(
     outcome = result.failed["ann@a.test"]
     assert outcome.failure is not None and outcome.failure.kind.value == "tls"
     assert handler.copies == {}
+
+
+async def test_opportunistic_tls_goes_on_in_clear_when_the_handshake_fails(
+    tls_pair: tuple[ssl.SSLContext, ssl.SSLContext],
+) -> None:
+    # The server offers STARTTLS with a context that has no certificate at all: every
+    # handshake breaks, so the client reconnects without STARTTLS.
+    broken = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    handler = ScriptedHandler()
+    zone = Zone(mx={"a.test": [(10, "mx1.a.test")]}, a={"mx1.a.test": [MX1]})
+    with dns_server(zone) as dns:
+        async with serve(handler, host=MX1, starttls_context=broken) as port:
+            async with Router(config(dns.port, port)) as router:
+                result = await router.send(message("ann@a.test"))
+    assert result.ok and handler.copies == {"ann@a.test": 1}
+    starttls = [c for c, _ in handler.commands if c == "STARTTLS"]
+    ehlo = [c for c, _ in handler.commands if c == "EHLO"]
+    assert (len(starttls), len(ehlo)) == (1, 2)  # one broken upgrade, then a session in clear
