@@ -331,3 +331,63 @@ async def test_opportunistic_tls_goes_on_in_clear_when_the_handshake_fails(
     starttls = [c for c, _ in handler.commands if c == "STARTTLS"]
     ehlo = [c for c, _ in handler.commands if c == "EHLO"]
     assert (len(starttls), len(ehlo)) == (1, 2)  # one broken upgrade, then a session in clear
+
+
+async def test_deferred_recipients_of_profile_routes_are_queued_one_entry_per_destination(
+    tmp_path: Any,
+) -> None:
+    relay_a = ScriptedHandler(rcpt=["450 4.2.0 Greylisted, please try again later"])
+    relay_b = ScriptedHandler(rcpt=["450 4.2.0 Greylisted, please try again later"])
+    async with serve(relay_a) as port_a, serve(relay_b) as port_b:
+        cfg = parse_config({
+            "defaults": {"retry": FAST},
+            "profiles": {"a": {"host": "127.0.0.1", "port": port_a, "tls": "none"},
+                         "b": {"host": "127.0.0.1", "port": port_b, "tls": "none"}},
+            "routes": {"domain:a.test": {"via": "profile:a"}, "default": {"via": "profile:b"}},
+        })
+        async with Router(cfg, queue=f"sqlite:///{tmp_path}/q.db") as router:
+            result = await router.send(message("ann@a.test", "bob@b.test"))
+            assert router.queue is not None
+            entries = await router.queue.entries()
+    assert set(result.deferred) == {"ann@a.test", "bob@b.test"}
+    assert len(result.queue_ids) == 2 and result.queue_id == result.queue_ids[0]
+    assert {e.id for e in entries} == set(result.queue_ids)
+    assert {(e.destination.profile, e.recipients[0].address) for e in entries} == {
+        ("a", "ann@a.test"), ("b", "bob@b.test")}
+
+
+async def test_deferred_recipients_of_an_mx_route_are_reported_not_dropped_when_a_queue_is_set(
+    tmp_path: Any,
+) -> None:
+    from smtpretry import QueueError
+
+    with dns_server(Zone(servfail={"flaky.test"}, a={"ok.test": [MX1]})) as dns:
+        server = ScriptedHandler()
+        async with serve(server, host=MX1) as port:
+            async with Router(config(dns.port, port), queue=f"sqlite:///{tmp_path}/q.db") as router:
+                with pytest.raises(QueueError, match="cannot be queued yet") as info:
+                    await router.send(message("ann@flaky.test", "bob@ok.test"))
+    result = info.value.result
+    assert result is not None
+    assert list(result.deferred) == ["ann@flaky.test"] and result.delivered == ["bob@ok.test"]
+    assert server.copies == {"bob@ok.test": 1}
+
+
+async def test_a_domain_no_route_matches_fails_its_recipients_and_the_others_go() -> None:
+    relay = ScriptedHandler()
+    async with serve(relay) as port:
+        cfg = parse_config({"defaults": {"retry": FAST},
+                            "profiles": {"r": {"host": "127.0.0.1", "port": port, "tls": "none"}},
+                            "routes": {"domain:a.test": {"via": "profile:r"}}})
+        async with Router(cfg) as router:
+            result = await router.send(message("ann@a.test", "bob@elsewhere.test"))
+    assert result.delivered == ["ann@a.test"]
+    assert result.failed["bob@elsewhere.test"].code == 550
+    assert "no route" in result.failed["bob@elsewhere.test"].text
+
+
+def test_a_router_needs_routes() -> None:
+    from smtpretry import ConfigError
+
+    with pytest.raises(ConfigError, match=r"routes: the Router needs a \[routes\] table"):
+        Router(parse_config({}))
