@@ -43,14 +43,20 @@ DOMAINS = ("d0.bench", "d1.bench", "d2.bench", "d3.bench", "d4.bench")
 PROVIDER_A, PROVIDER_B = "127.0.0.2", "127.0.0.3"
 
 
-def message(i: int) -> EmailMessage:
+def recipients(i: int) -> list[str]:
+    return [f"u{i}-{j}@{DOMAINS[(i + j) % 5]}" for j in range(3)]
+
+
+def message(i: int) -> bytes:
+    """Message ``i``, as the bytes both clients are handed with its envelope (so the timed part
+    is the engine's, not the email package's)."""
     msg = EmailMessage()
     msg["From"] = "bench@example.org"
-    msg["To"] = ", ".join(f"u{i}-{j}@{DOMAINS[(i + j) % 5]}" for j in range(3))
+    msg["To"] = ", ".join(recipients(i))
     msg["Subject"] = "Your receipt"
     msg["Message-ID"] = f"<route-{i}@example.org>"
     msg.set_content("The quick brown fox jumps over the lazy dog, again and again.\n" * 16)
-    return msg
+    return msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
 
 
 # -- the sink: aiosmtpd in its own process ---------------------------------------------------------
@@ -108,17 +114,17 @@ async def worker(variant: str, args: argparse.Namespace) -> dict[str, Any]:
     gate = asyncio.Semaphore(args.k)
     failed = delivered = 0
 
-    async def send_all(send: Any, first: int, count: int) -> None:
+    async def send_all(send: Any, data: dict[int, bytes]) -> None:
         nonlocal failed, delivered
 
         async def one(i: int) -> None:
             nonlocal failed, delivered
             async with gate:
-                result = await send(message(i))
+                result = await send(data[i], sender="bench@example.org", recipients=recipients(i))
             delivered += len(result.delivered)
             failed += len(result.outcomes) - len(result.delivered)
 
-        await asyncio.gather(*(one(i) for i in range(first, first + count)))
+        await asyncio.gather(*(one(i) for i in data))
 
     queries = 0
     if variant == "mailer":
@@ -133,11 +139,12 @@ async def worker(variant: str, args: argparse.Namespace) -> dict[str, Any]:
         })
         client = Router(config)
     async with client:
-        await send_all(client.send, 10**6, args.warmup)
+        await send_all(client.send, {i: message(i) for i in range(10**6, 10**6 + args.warmup)})
         delivered = failed = 0
         before = client.resolver.queries if variant != "mailer" else 0
+        data = {i: message(i) for i in range(args.n)}  # built before the clock starts
         cpu, wall = time.process_time(), time.perf_counter()
-        await send_all(client.send, 0, args.n)
+        await send_all(client.send, data)
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
         if variant != "mailer":
             queries = client.resolver.queries - before
@@ -184,17 +191,21 @@ def run(argv: list[str] | None = None) -> list[Table]:
     base = median([s["cpu_s"] for s in samples["mailer"]]) / args.n
     t = Table(f"Routing by MX: {args.n:,} messages of 3 recipients over 5 domains and 2 providers, "
               f"K={args.k}, median of {args.runs} run(s)",
-              ["client", "CPU µs/msg", "CPU vs Mailer", "msgs/s", "DNS queries per 1,000 msgs",
-               "failed"])
+              ["client", "CPU µs/msg", "CPU vs Mailer", "transactions/msg", "CPU µs/transaction", "msgs/s",
+               "DNS queries per 1,000 msgs", "failed"])
     for variant in VARIANTS:
         s = samples[variant]
         cpu = median([x["cpu_s"] for x in s]) / args.n
-        t.add(LABELS[variant], cpu * 1e6, f"{cpu / base:.2f}x", args.n / median([x["wall_s"] for x in s]),
+        per = 1 if variant == "mailer" else 3  # the 3 recipients of a message are at 3 domains
+        t.add(LABELS[variant], cpu * 1e6, f"{cpu / base:.2f}x", per, cpu * 1e6 / per,
+              args.n / median([x["wall_s"] for x in s]),
               median([x["queries"] for x in s]) * 1000 / args.n if variant != "mailer" else "-",
               sum(x["failed"] for x in s))
     t.notes += [
-        "- Each message gives the Router 3 domain groups (2 or 3 transactions, on 2 providers), the "
-        "Mailer one transaction of 3 recipients: the ratio is what splitting by domain costs.",
+        "- The 3 recipients of each message are at 3 different domains, so the Router makes 3 "
+        "transactions (one per domain, as Postfix does per next-hop domain) where the Mailer to one relay "
+        "makes one of 3 recipients: the ratio per message is what splitting by domain costs, the ratio "
+        "per transaction what routing adds to each.",
         f"- Recipients accepted at the sinks (warm-ups included): relay {sent.get('relay', 0):,}, "
         f"provider A {sent.get('a', 0):,}, provider B {sent.get('b', 0):,}.",
         "- DNS queries: each MX, A or AAAA question once, counted by the resolver; with TTL 300 s the "
