@@ -53,7 +53,7 @@ from .endpoint import Endpoint, TLSMode
 from .envelope import Envelope, build_envelope
 from .errors import ConfigError, MessageError, QueueError
 from .mailer import Mailer
-from .mx import MXResolver, Resolution, candidates, for_route, order_hosts, unroutable
+from .mx import MXHost, MXResolver, Resolution, candidates, for_route, order_hosts, unroutable
 from .policy import Limits
 from .pool import DestinationPool, Lease, Limiter, Refusal
 from .queue.base import Queue, open_queue
@@ -61,7 +61,7 @@ from .reply import Evidence, FailureKind, Phase, Reply, TransportFailure
 from .result import Outcome, SendResult
 from .transport import Session
 
-__all__ = ["DOWN_S", "MXSource", "Router", "skip_reason"]
+__all__ = ["DOWN_S", "MXSource", "RoutePlan", "Router", "skip_reason"]
 
 DOWN_S = 30.0
 """Seconds an MX address that would not take a connection is tried last."""
@@ -170,6 +170,26 @@ class _Refuse:
 
     async def give_back(self, session: Session, *, reusable: bool) -> None:  # pragma: no cover
         session.close()
+
+
+@dataclass(frozen=True, slots=True)
+class RoutePlan:
+    """Where the recipients of one domain go (:meth:`Router.plan`): the
+    ``route`` (None: no route matches), the ``limit_key`` and ``settings``
+    they count against, for an MX route its ``mx_hosts`` by preference, and
+    ``failure``, the reply that would end their attempt (a DNS outcome, no
+    route). ``from_cache``: the DNS answer came from the cache.
+
+    .. versionadded:: 0.5
+    """
+
+    domain: str
+    route: Route | None
+    limit_key: str | None
+    settings: Settings | None
+    mx_hosts: tuple[MXHost, ...] = ()
+    failure: Reply | None = None
+    from_cache: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,12 +418,7 @@ class Router:
 
     async def _deliver_mx(self, domain: str, route: Route, envelope: Envelope,
                           states: Mapping[str, RecipientState], enqueue: bool) -> SendResult:
-        if not domain:
-            resolution = Resolution(domain, failure=unroutable("(none)", "an address without a domain"))
-        else:
-            assert self.resolver is not None
-            resolution = await self.resolver.resolve(domain)
-        resolution = for_route(resolution, allow_private=route.allow_private_mx)
+        resolution = await self._resolve(domain, route)
         if resolution.failure is not None:
             self._resolved(domain, domain, route.key, resolution.host_names, None,
                            resolution.from_cache, envelope.recipients)
@@ -433,6 +448,38 @@ class Router:
                           down=self._down)
         result = await mailer.deliver(envelope, states=states, sessions=source)
         return self._unsaved(result, enqueue)
+
+    async def _resolve(self, domain: str, route: Route) -> Resolution:
+        if not domain:
+            return Resolution(domain, failure=unroutable("(none)", "an address without a domain"))
+        assert self.resolver is not None
+        return for_route(await self.resolver.resolve(domain), allow_private=route.allow_private_mx)
+
+    async def plan(self, domain: str) -> RoutePlan:
+        """Where recipients at ``domain`` would go, without sending: the route,
+        for an MX route the MX hosts (by preference) and the DNS outcome, the
+        limit key and the settings (what ``smtpretry config check --domain``
+        prints).
+
+        :raises ValueError: the domain cannot be IDNA-encoded.
+        """
+        domain = domain_key(domain)
+        route = self.config.route_for(domain)
+        if route is None:
+            return RoutePlan(domain, None, None, None, failure=unroutable(
+                domain or "(none)", "no route for this domain in the configuration"))
+        if not route.is_mx:
+            assert route.profile is not None
+            p = self.config.profile(route.profile)
+            settings = self.config.settings_for(p.host, p.port, recipient_domain=domain)
+            return RoutePlan(domain, route, settings.limit_key, settings)
+        resolution = await self._resolve(domain, route)
+        if resolution.failure is not None:
+            return RoutePlan(domain, route, None, None, resolution.hosts, resolution.failure,
+                             resolution.from_cache)
+        settings = self.config.mx_settings(domain, resolution.host_names)
+        return RoutePlan(domain, route, settings.limit_key, settings, resolution.hosts, None,
+                         resolution.from_cache)
 
     def _unsaved(self, result: SendResult, enqueue: bool) -> SendResult:
         """Deferred recipients of an MX route and a queue to put them in: the

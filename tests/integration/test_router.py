@@ -391,3 +391,24 @@ def test_a_router_needs_routes() -> None:
 
     with pytest.raises(ConfigError, match=r"routes: the Router needs a \[routes\] table"):
         Router(parse_config({}))
+
+
+async def test_plan_tells_the_route_the_mx_hosts_and_the_limit_key_of_a_domain() -> None:
+    zone = Zone(mx={"a.test": [(20, "mx2.p.test"), (10, "mx1.p.test")], "null.test": [(0, ".")]},
+                a={"mx1.p.test": [MX1], "mx2.p.test": [MX2]})
+    with dns_server(zone) as dns:
+        cfg = config(dns.port, 2525, destinations={"mx:.p.test": {"max_connections": 7}},
+                     profiles={"r": {"host": "relay.test", "port": 587}},
+                     routes={"default": {"via": "mx", "allow_private_mx": True},
+                             "domain:corp.test": {"via": "profile:r"}})
+        async with Router(cfg) as router:
+            mx = await router.plan("A.test")
+            cached = await router.plan("a.test")
+            null = await router.plan("null.test")
+            relay = await router.plan("corp.test")
+    assert mx.route is not None and mx.route.key == "default"
+    assert [h.name for h in mx.mx_hosts] == ["mx1.p.test", "mx2.p.test"]
+    assert (mx.limit_key, mx.settings and mx.settings.limits.max_connections) == ("mx:.p.test", 7)
+    assert (mx.from_cache, cached.from_cache) == (False, True)
+    assert null.failure is not None and null.failure.code == 556 and null.limit_key is None
+    assert (relay.limit_key, relay.mx_hosts) == ("relay.test:587", ())
