@@ -37,6 +37,7 @@ under a lowered cap, as a single host does.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -259,6 +260,9 @@ class Router:
         self._rules: tuple[Rule, ...] = (
             (NXDOMAIN_DEFER, *RULES) if config.dns.nxdomain == "defer" else RULES
         )
+        # The Mailers of MX routes (and of refusals) must not write the queue themselves:
+        # an entry records a host, and theirs is a limit key, not a host to connect to.
+        self._unqueued = dataclasses.replace(config, queue_url=None)
         self._limiters: dict[str, Limiter] = {}
         self._pools: dict[tuple[object, ...], DestinationPool] = {}
         self._mailers: dict[tuple[object, ...], Mailer] = {}
@@ -432,7 +436,7 @@ class Router:
         mailer = self._mailers.get(("mx", route.key, key))
         if mailer is None:
             mailer = Mailer(
-                key, route.mx_port, tls=TLSMode.NONE, config=self.config, limits=settings.limits,
+                key, route.mx_port, tls=TLSMode.NONE, config=self._unqueued, limits=settings.limits,
                 policy=settings.policy, limiter=limiter, logger=self._logger, rng=self._rng,
                 clock=self._clock, rules=self._rules, name=key, local_hostname=helo,
             )
@@ -446,7 +450,7 @@ class Router:
                        envelope.recipients)
         source = MXSource(domain, chosen, rules=self._rules, context=LogContext(key, self._logger),
                           down=self._down)
-        result = await mailer.deliver(envelope, states=states, sessions=source)
+        result = await mailer.deliver(envelope, states=states, sessions=source, enqueue=False)
         return self._unsaved(result, enqueue)
 
     async def _resolve(self, domain: str, route: Route) -> Resolution:
@@ -500,7 +504,7 @@ class Router:
             self.config.limits, self.config.policy, "(none)", "defaults")
         name = domain or "(none)"
         limiter = Limiter(name, settings.limits, self._logger)
-        mailer = Mailer(name, 25, tls=TLSMode.NONE, config=self.config, limits=settings.limits,
+        mailer = Mailer(name, 25, tls=TLSMode.NONE, config=self._unqueued, limits=settings.limits,
                         policy=settings.policy, limiter=limiter, logger=self._logger, rng=self._rng,
                         clock=self._clock, rules=self._rules, name=name)
         return await mailer.deliver(envelope, states=states, enqueue=False,

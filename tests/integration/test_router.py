@@ -412,3 +412,24 @@ async def test_plan_tells_the_route_the_mx_hosts_and_the_limit_key_of_a_domain()
     assert (mx.from_cache, cached.from_cache) == (False, True)
     assert null.failure is not None and null.failure.code == 556 and null.limit_key is None
     assert (relay.limit_key, relay.mx_hosts) == ("relay.test:587", ())
+
+
+async def test_a_configured_queue_gets_no_entry_it_could_not_resend_for_an_mx_route(tmp_path: Any) -> None:
+    from smtpretry import QueueError
+    from smtpretry.queue import open_queue
+
+    url = f"sqlite:///{tmp_path}/q.db"
+    greylisting = ScriptedHandler(rcpt=["450 4.2.0 Greylisted, please try again later"])
+    zone = Zone(mx={"a.test": [(10, "mx1.a.test")]}, a={"mx1.a.test": [MX1]}, servfail={"flaky.test"})
+    with dns_server(zone) as dns:
+        async with serve(greylisting, host=MX1) as port:
+            async with Router(config(dns.port, port, queue={"url": url})) as router:
+                with pytest.raises(QueueError) as info:
+                    await router.send(message("ann@a.test", "bob@flaky.test"))
+    assert info.value.result is not None
+    assert list(info.value.result.deferred) == ["ann@a.test", "bob@flaky.test"]
+    queue = open_queue(url)
+    try:
+        assert await queue.entries() == []  # no entry naming a limit key as if it were a host
+    finally:
+        await queue.close()
