@@ -4,6 +4,8 @@ Every server reply is classified (``classify``) into a category and an action
 (ok, retry, defer, fail); :class:`Mailer` acts on it per recipient: retries
 421s with backoff on new connections under a per-destination cap, defers
 over-quota mailboxes, fails messages too large, and logs every decision.
+:class:`Router` sends recipients at many domains, each by its route (a
+smarthost profile, or the domain's MX hosts under its provider's limits).
 
 The package also stands in for :mod:`smtplib` (``import smtpretry as
 smtplib``): :class:`SMTP` and :class:`SMTP_SSL` run the engine inside every
