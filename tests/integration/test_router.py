@@ -109,6 +109,9 @@ async def test_a_refused_connection_moves_to_the_next_mx_and_a_throttle_does_not
     # The throttling greeting was the engine's to act on: a retry, the provider's cap lowered.
     [retry] = events_named(logs, "retry_scheduled")
     assert retry["category"] == "throttled" and retry["destination"] == "mx1.a.test,mx2.a.test"
+    [lowered] = events_named(logs, "cap_lowered")
+    assert (lowered["destination"], lowered["previous_cap"], lowered["connections_cap"]) == (
+        "mx1.a.test,mx2.a.test", 10, 5)
 
 
 async def test_equal_preferences_are_used_in_varying_order() -> None:
