@@ -39,11 +39,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
+import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from email.message import Message
-from typing import Any, Self
+from typing import Self
 
 from . import events
 from ._logging import LogContext, Logger, emit, evidence_keys
@@ -235,7 +236,7 @@ class Router:
         queue: Queue | str | None = None,
         logger: Logger | None = None,
         resolver: MXResolver | None = None,
-        tls_context: Any = None,
+        tls_context: ssl.SSLContext | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
