@@ -14,8 +14,8 @@ send, and smtplib's exceptions and constants are re-exported unchanged.
 Importing the package is cheap: smtplib's names and the pure core (replies,
 classification, policy, decisions, configuration, results: the standard
 library only) are imported with it; the names that need the engine or a
-third-party package (:class:`Mailer`, :class:`SMTP`, :class:`SMTP_SSL`,
-:class:`SMTPHandler` need aiosmtplib and tenacity, :func:`configure_logging`
+third-party package (:class:`Mailer`, :class:`Router`, :class:`SMTP`,
+:class:`SMTP_SSL`, :class:`SMTPHandler` need aiosmtplib and tenacity, :func:`configure_logging`
 needs structlog) are imported on first use (PEP 562), so ``import
 smtpretry.logs`` or ``smtpretry.events`` does not load the engine.
 """
