@@ -44,7 +44,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from email.message import Message
-from typing import Self
+from typing import TYPE_CHECKING, Any, Self
 
 from . import events
 from ._logging import LogContext, Logger, emit, evidence_keys
@@ -58,12 +58,15 @@ from .mailer import Mailer
 from .mx import MXHost, MXResolver, Resolution, candidates, for_route, order_hosts, unroutable
 from .policy import Limits
 from .pool import DestinationPool, Lease, Limiter, Refusal
-from .queue.base import Queue, open_queue
+from .queue.base import Destination, Queue, entry_from_result, open_queue
 from .reply import Evidence, FailureKind, Phase, Reply, TransportFailure
 from .result import Outcome, SendResult
 from .transport import Session
 
-__all__ = ["DOWN_S", "MXSource", "RoutePlan", "Router", "skip_reason"]
+if TYPE_CHECKING:
+    from .runner import QueueRunStats
+
+__all__ = ["DOWN_S", "MXSource", "RoutePlan", "RoutedResend", "Router", "skip_reason"]
 
 DOWN_S = 30.0
 """Seconds an MX address that would not take a connection is tried last."""
@@ -172,6 +175,37 @@ class _Refuse:
 
     async def give_back(self, session: Session, *, reusable: bool) -> None:  # pragma: no cover
         session.close()
+
+
+class RoutedResend:
+    """A queued MX route's entry, as the queue runner resends it: through the
+    router (:meth:`Router.resender`), so its domain takes the route the
+    configuration gives it now and its MX hosts are looked up again.
+    ``policy`` and ``pool`` are those of the domain's own settings (its
+    ``domain:`` rule, else ``[defaults]``), for the runner's bookkeeping.
+
+    .. versionadded:: 0.5
+    """
+
+    def __init__(self, router: Router, destination: Destination) -> None:
+        self.router = router
+        self.destination = destination
+        domain = destination.domain or destination.host
+        settings = router.config.mx_settings(domain, [])
+        self.policy = settings.policy
+        self._stand_in = Mailer(domain, destination.port, tls=TLSMode.NONE, config=router._unqueued,
+                                limits=settings.limits, policy=settings.policy, name=domain)
+
+    @property
+    def pool(self) -> DestinationPool:
+        return self._stand_in.pool
+
+    async def deliver(self, envelope: Envelope, /, *, states: Mapping[str, RecipientState] | None = None,
+                      enqueue: bool = True) -> SendResult:
+        return await self.router.deliver(envelope, states=states, enqueue=enqueue)
+
+    async def close(self) -> None:
+        await self._stand_in.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -428,7 +462,10 @@ class Router:
             self._resolved(domain, domain, route.key, resolution.host_names, None,
                            resolution.from_cache, envelope.recipients)
             result = await self._refused(envelope, states, domain, resolution.failure)
-            return self._unsaved(result, enqueue)
+            if enqueue:
+                result = await self._enqueue(result, envelope, states, route, domain, None,
+                                             self.config.mx_settings(domain, []).policy.max_lifetime)
+            return result
         hosts = order_hosts(resolution.hosts, self._rng)
         settings = self.config.mx_settings(domain, resolution.host_names)
         key = settings.limit_key
@@ -452,7 +489,10 @@ class Router:
         source = MXSource(domain, chosen, rules=self._rules, context=LogContext(key, self._logger),
                           down=self._down)
         result = await mailer.deliver(envelope, states=states, sessions=source, enqueue=False)
-        return self._unsaved(result, enqueue)
+        if enqueue:
+            result = await self._enqueue(result, envelope, states, route, domain, key,
+                                         settings.policy.max_lifetime)
+        return result
 
     async def _resolve(self, domain: str, route: Route) -> Resolution:
         if not domain:
@@ -486,16 +526,61 @@ class Router:
         return RoutePlan(domain, route, settings.limit_key, settings, resolution.hosts, None,
                          resolution.from_cache)
 
-    def _unsaved(self, result: SendResult, enqueue: bool) -> SendResult:
-        """Deferred recipients of an MX route and a queue to put them in: the
-        queue cannot hold an MX route's entry yet (it records a host, not a
-        route), so say so rather than drop the deferral quietly."""
-        if self.queue is not None and enqueue and result.deferred:
-            raise QueueError(
-                "queue: deferred recipients of an MX route cannot be queued yet (the queue records a "
-                f"host, not a route); not saved: {', '.join(result.deferred)}", result,
-            )
-        return result
+    async def _enqueue(self, result: SendResult, envelope: Envelope, states: Mapping[str, RecipientState],
+                       route: Route, domain: str, provider: str | None, max_lifetime: float) -> SendResult:
+        """Write the deferred recipients of an MX route's delivery to the queue:
+        the entry records the route and the domain, not a host, so the runner
+        looks the MX hosts up again when it resends (:meth:`resender`)."""
+        if self.queue is None or not result.deferred:
+            return result
+        destination = Destination(domain or "(none)", route.mx_port, route.tls.value, None, route.key,
+                                  domain, provider)
+        entry = entry_from_result(destination, envelope, result, states=states,
+                                  max_lifetime=max_lifetime, now=self._clock())
+        try:
+            queue_id = await self.queue.put(entry)
+        except QueueError as exc:
+            exc.result = result  # the caller still learns every recipient's outcome
+            raise
+        context = LogContext(provider or domain, self._logger).with_keys(message_id=envelope.message_id)
+        emit(context, events.QUEUED, queue_id=queue_id, recipients=list(result.deferred),
+             next_attempt_at=round(entry.next_attempt_at, 3), queue=self.queue.url)
+        return dataclasses.replace(result, queue_id=queue_id, queue_ids=(queue_id,))
+
+    # -- the queue ---------------------------------------------------------------------------
+
+    def resender(self, destination: Destination) -> Mailer | RoutedResend:
+        """What the queue runner resends an entry with (a ``mailer_factory``):
+        for an MX route's entry, this router (the domain's route as configured
+        now, its MX hosts looked up again); for a profile's, a Mailer from that
+        profile; else a Mailer for the entry's host and port.
+
+        .. versionadded:: 0.5
+        """
+        if destination.is_mx:
+            return RoutedResend(self, destination)
+        common: dict[str, Any] = {"logger": self._logger, "rng": self._rng, "clock": self._clock,
+                                  "rules": self._rules}
+        if destination.profile is not None:
+            return Mailer.from_profile(self.config, destination.profile, **common)
+        return Mailer(destination.host, destination.port, tls=destination.tls, config=self.config, **common)
+
+    async def run_queue(self, *, once: bool = False, **runner: Any) -> QueueRunStats:
+        """Deliver the due queue entries (those this router wrote and any
+        other), all due now and then return (``once``), or until cancelled.
+        ``runner`` goes to :class:`~smtpretry.runner.QueueRunner`.
+
+        :raises QueueError: no queue, or the queue cannot be read or written.
+
+        .. versionadded:: 0.5
+        """
+        from .runner import QueueRunner
+
+        if self.queue is None:
+            raise QueueError("run_queue: this Router has no queue (Router(..., queue=URL) or [queue] url)")
+        runner.setdefault("clock", self._clock)
+        runner.setdefault("logger", self._logger)
+        return await QueueRunner(self.queue, self.resender, **runner).run(once=once)
 
     async def _refused(self, envelope: Envelope, states: Mapping[str, RecipientState], domain: str,
                        evidence: Reply) -> SendResult:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import random
 import ssl
+import time
 from collections.abc import AsyncIterator
 from email.message import EmailMessage
 from typing import Any
@@ -359,23 +360,6 @@ async def test_deferred_recipients_of_profile_routes_are_queued_one_entry_per_de
         ("a", "ann@a.test"), ("b", "bob@b.test")}
 
 
-async def test_deferred_recipients_of_an_mx_route_are_reported_not_dropped_when_a_queue_is_set(
-    tmp_path: Any,
-) -> None:
-    from smtpretry import QueueError
-
-    with dns_server(Zone(servfail={"flaky.test"}, a={"ok.test": [MX1]})) as dns:
-        server = ScriptedHandler()
-        async with serve(server, host=MX1) as port:
-            async with Router(config(dns.port, port), queue=f"sqlite:///{tmp_path}/q.db") as router:
-                with pytest.raises(QueueError, match="cannot be queued yet") as info:
-                    await router.send(message("ann@flaky.test", "bob@ok.test"))
-    result = info.value.result
-    assert result is not None
-    assert list(result.deferred) == ["ann@flaky.test"] and result.delivered == ["bob@ok.test"]
-    assert server.copies == {"bob@ok.test": 1}
-
-
 async def test_a_domain_no_route_matches_fails_its_recipients_and_the_others_go() -> None:
     relay = ScriptedHandler()
     async with serve(relay) as port:
@@ -417,22 +401,63 @@ async def test_plan_tells_the_route_the_mx_hosts_and_the_limit_key_of_a_domain()
     assert (relay.limit_key, relay.mx_hosts) == ("relay.test:587", ())
 
 
-async def test_a_configured_queue_gets_no_entry_it_could_not_resend_for_an_mx_route(tmp_path: Any) -> None:
-    from smtpretry import QueueError
-    from smtpretry.queue import open_queue
+class Clock:
+    """The wall clock, moved on by hand: queued recipients come due without waiting."""
 
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
+async def test_an_mx_routes_deferral_is_queued_by_route_and_resent_with_mx_resolved_again(
+    tmp_path: Any,
+) -> None:
+    # First the domain's nameserver fails (SERVFAIL): deferred, queued by route and domain.
+    # Then the zone is fixed: the runner looks the MX hosts up again and delivers there.
+    url = f"sqlite:///{tmp_path}/q.db"
+    server = ScriptedHandler()
+    zone = Zone(mx={"a.test": [(10, "mx1.a.test")]}, a={"mx1.a.test": [MX1]}, servfail={"a.test"})
+    clock = Clock()
+    with dns_server(zone) as dns:
+        async with serve(server, host=MX1) as port:
+            cfg = config(dns.port, port, queue={"url": url}, dns={"negative_ttl": "1s"})
+            with capture_logs() as logs:
+                async with Router(cfg, clock=clock) as router:
+                    first = await router.send(message("ann@a.test"))
+                    assert router.queue is not None
+                    [entry] = await router.queue.entries()
+                    zone.servfail.clear()
+                    clock.offset += 301  # the first deferral step (5 min) has passed
+                    router.resolver.forget()  # type: ignore[union-attr]
+                    stats = await router.run_queue(once=True, lease_s=5.0)
+                    left = await router.queue.entries()
+    assert list(first.deferred) == ["ann@a.test"] and first.queue_ids == (entry.id,)
+    d = entry.destination
+    assert (d.route, d.domain, d.provider, d.host, d.port, d.is_mx) == ("default", "a.test", None, "a.test",
+                                                                         port, True)
+    assert (stats.entries, stats.delivered) == (1, 1) and left == []
+    assert server.copies == {"ann@a.test": 1}
+    [queued] = events_named(logs, "message_queued")
+    assert queued["queue_id"] == entry.id and queued["recipients"] == ["ann@a.test"]
+    assert [e["from_cache"] for e in events_named(logs, "route_resolved")] == [False, False]
+
+
+async def test_a_greylisted_mx_recipient_comes_back_through_the_queue_runner(tmp_path: Any) -> None:
     url = f"sqlite:///{tmp_path}/q.db"
     greylisting = ScriptedHandler(rcpt=["450 4.2.0 Greylisted, please try again later"])
-    zone = Zone(mx={"a.test": [(10, "mx1.a.test")]}, a={"mx1.a.test": [MX1]}, servfail={"flaky.test"})
+    zone = Zone(mx={"a.test": [(10, "mx1.a.test")]}, a={"mx1.a.test": [MX1]})
+    clock = Clock()
     with dns_server(zone) as dns:
         async with serve(greylisting, host=MX1) as port:
-            async with Router(config(dns.port, port, queue={"url": url})) as router:
-                with pytest.raises(QueueError) as info:
-                    await router.send(message("ann@a.test", "bob@flaky.test"))
-    assert info.value.result is not None
-    assert list(info.value.result.deferred) == ["ann@a.test", "bob@flaky.test"]
-    queue = open_queue(url)
-    try:
-        assert await queue.entries() == []  # no entry naming a limit key as if it were a host
-    finally:
-        await queue.close()
+            async with Router(config(dns.port, port, queue={"url": url}), clock=clock) as router:
+                first = await router.send(message("ann@a.test", "bob@a.test"))
+                assert router.queue is not None
+                [entry] = await router.queue.entries()
+                clock.offset += 301
+                stats = await router.run_queue(once=True, lease_s=5.0)
+    assert first.delivered == ["bob@a.test"] and list(first.deferred) == ["ann@a.test"]
+    assert (entry.destination.domain, entry.destination.provider) == ("a.test", "mx1.a.test")
+    assert stats.delivered == 1
+    assert dict(greylisting.copies) == {"ann@a.test": 1, "bob@a.test": 1}
