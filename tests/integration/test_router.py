@@ -461,3 +461,34 @@ async def test_a_greylisted_mx_recipient_comes_back_through_the_queue_runner(tmp
     assert (entry.destination.domain, entry.destination.provider) == ("a.test", "mx1.a.test")
     assert stats.delivered == 1
     assert dict(greylisting.copies) == {"ann@a.test": 1, "bob@a.test": 1}
+
+
+async def test_two_providers_each_hold_their_own_cap_and_proceed_in_parallel() -> None:
+    class Slow(ScriptedHandler):
+        async def handle_DATA(self, *args: Any) -> str:
+            await asyncio.sleep(0.01)
+            return await super().handle_DATA(*args)
+
+    p, q = Slow(), Slow()
+    zone = Zone(mx={"one.test": [(10, "mx.p.test")], "two.test": [(10, "mx.q.test")]},
+                a={"mx.p.test": [MX1], "mx.q.test": [MX2]})
+    finished: list[str] = []
+    with dns_server(zone) as dns:
+        async with mx_pair(p, q) as port:
+            cfg = config(dns.port, port, destinations={"mx:.p.test": {"max_connections": 2},
+                                                       "mx:.q.test": {"max_connections": 3}})
+            async with Router(cfg) as router:
+
+                async def one(i: int) -> None:
+                    domain = "one.test" if i % 2 else "two.test"
+                    result = await router.send(message(f"u{i}@{domain}", mid=f"<{i}@t>"))
+                    assert result.ok
+                    finished.append(domain)
+
+                await asyncio.gather(*(one(i) for i in range(40)))
+    assert (p.max_active, q.max_active) == (2, 3)  # each cap reached and held, at its own servers
+    assert (p.sessions_refused, q.sessions_refused) == (0, 0)
+    assert len(p.copies) == len(q.copies) == 20 and set(p.copies.values()) == set(q.copies.values()) == {1}
+    # Neither provider waited for the other: their sends finished interleaved.
+    assert finished.index("one.test") < max(i for i, d in enumerate(finished) if d == "two.test")
+    assert finished.index("two.test") < max(i for i, d in enumerate(finished) if d == "one.test")
