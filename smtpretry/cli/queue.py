@@ -90,6 +90,9 @@ def _entry_json(entry: QueueEntry) -> dict[str, Any]:
     out = dataclasses.asdict(entry)
     out.pop("data")
     out.pop("key")
+    if entry.destination.route is None:  # a Mailer's entry reads as it always did
+        for name in ("route", "domain", "provider"):
+            out["destination"].pop(name)
     if entry.data is not None:
         out["size"] = len(entry.data)
     return out

@@ -215,7 +215,8 @@ def test_no_server_given_is_one_line_and_exit_2(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["send", str(eml)])
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines() == [
-        "smtpretry: error: give --host (and --port), or --profile NAME with --config FILE"
+        "smtpretry: error: give --host (and --port), or --profile NAME with --config FILE, "
+        "or --config FILE with [routes]"
     ]
 
 
