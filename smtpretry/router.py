@@ -54,10 +54,10 @@ from .decide import RecipientState, classify_evidence
 from .endpoint import Endpoint, TLSMode
 from .envelope import Envelope, build_envelope
 from .errors import ConfigError, MessageError, QueueError
+from .limits import DestinationPool, Lease, Limiter, Refusal
 from .mailer import Mailer
 from .mx import MXHost, MXResolver, Resolution, candidates, for_route, order_hosts, unroutable
 from .policy import Limits
-from .pool import DestinationPool, Lease, Limiter, Refusal
 from .queue.base import Destination, Queue, entry_from_result, open_queue
 from .reply import Evidence, FailureKind, Phase, Reply, TransportFailure
 from .result import Outcome, SendResult
@@ -600,7 +600,7 @@ class Router:
         limiter = self._limiters.get(key)
         if limiter is None:
             if self.config.backend_url is not None:
-                from .redis_limiter import redis_limiter
+                from .limits.redis import redis_limiter
 
                 limiter = redis_limiter(self.config.backend_url, key, limits, self._logger)
             else:

@@ -60,8 +60,8 @@ from .result import SendResult
 if TYPE_CHECKING:
     from .decide import RecipientState
     from .envelope import Envelope
+    from .limits import DestinationPool
     from .policy import RetryPolicy
-    from .pool import DestinationPool
 
 __all__ = ["QueueRunStats", "QueueRunner", "Resender"]
 
