@@ -7,7 +7,7 @@
 Progress goes to stderr. Sections: ``overhead`` (bench_overhead.py: the loopback
 and the submission scenario), ``goodput``
 (bench_goodput.py), ``classify`` (bench_classify.py), ``queue`` (bench_queue.py),
-``logs`` (bench_logs.py).
+``logs`` (bench_logs.py), ``route`` (bench_route.py).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ if __package__ in (None, ""):
 
 from benchmarks._common import Table, machine, machine_line, stdout_to_stderr  # noqa: E402
 
-SECTIONS = ("overhead", "goodput", "classify", "queue", "logs")
+SECTIONS = ("overhead", "goodput", "route", "classify", "queue", "logs")
 RESULTS = Path(__file__).resolve().parent / "results.md"
 
 
@@ -74,6 +74,8 @@ def parser() -> argparse.ArgumentParser:
                    help="goodput: server time per message, one table each")
     p.add_argument("--backoff-base", type=float, default=None,
                    help="goodput: Mailer RetryPolicy.backoff_base")
+    p.add_argument("--route-n", type=int, default=1000, help="route: messages of 3 recipients per run")
+    p.add_argument("--route-runs", type=int, default=3, help="route: runs (medians reported)")
     p.add_argument("--classify-seconds", type=float, default=1.0)
     p.add_argument("--queue-sizes", type=int, nargs="+", default=[10_000, 100_000])
     p.add_argument("--queue-sample", type=int, default=500)
@@ -85,7 +87,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def collect(args: argparse.Namespace) -> list[tuple[str, list[Table], float]]:
-    from benchmarks import bench_classify, bench_goodput, bench_overhead
+    from benchmarks import bench_classify, bench_goodput, bench_overhead, bench_route
 
     if args.quick:
         args.queue_sizes, args.log_events = [10_000], [100_000]
@@ -102,6 +104,8 @@ def collect(args: argparse.Namespace) -> list[tuple[str, list[Table], float]]:
             extra = [] if args.backoff_base is None else ["--backoff-base", str(args.backoff_base)]
             tables = bench_goodput.run(["--n", str(args.goodput_n), "--runs", str(args.goodput_runs),
                                         "--service-ms", *map(str, args.service_ms), *extra])
+        elif section == "route":
+            tables = bench_route.run(["--n", str(args.route_n), "--runs", str(args.route_runs)])
         elif section == "classify":
             tables = bench_classify.run(["--seconds", str(args.classify_seconds)])
         elif section == "queue":

@@ -4,6 +4,8 @@ Every server reply is classified (``classify``) into a category and an action
 (ok, retry, defer, fail); :class:`Mailer` acts on it per recipient: retries
 421s with backoff on new connections under a per-destination cap, defers
 over-quota mailboxes, fails messages too large, and logs every decision.
+:class:`Router` sends recipients at many domains, each by its route (a
+smarthost profile, or the domain's MX hosts under its provider's limits).
 
 The package also stands in for :mod:`smtplib` (``import smtpretry as
 smtplib``): :class:`SMTP` and :class:`SMTP_SSL` run the engine inside every
@@ -12,8 +14,8 @@ send, and smtplib's exceptions and constants are re-exported unchanged.
 Importing the package is cheap: smtplib's names and the pure core (replies,
 classification, policy, decisions, configuration, results: the standard
 library only) are imported with it; the names that need the engine or a
-third-party package (:class:`Mailer`, :class:`SMTP`, :class:`SMTP_SSL`,
-:class:`SMTPHandler` need aiosmtplib and tenacity, :func:`configure_logging`
+third-party package (:class:`Mailer`, :class:`Router`, :class:`SMTP`,
+:class:`SMTP_SSL`, :class:`SMTPHandler` need aiosmtplib and tenacity, :func:`configure_logging`
 needs structlog) are imported on first use (PEP 562), so ``import
 smtpretry.logs`` or ``smtpretry.events`` does not load the engine.
 """
@@ -40,7 +42,7 @@ from smtplib import (
 )
 
 from .classify import RULES, Action, Category, Classification, Rule, classify, classify_reply
-from .config import Config, Profile, Settings, configure, load_config
+from .config import Config, Profile, Route, Settings, configure, load_config
 from .decide import Decision, Defer, Fail, Ok, RecipientState, Retry, decide
 from .endpoint import Endpoint, TLSMode
 from .envelope import Envelope, build_envelope
@@ -61,11 +63,13 @@ if _typing.TYPE_CHECKING:
     from ._logging import configure_logging
     from .compat import SMTP, SMTP_SSL, SMTPHandler
     from .mailer import Mailer
+    from .router import Router
 
 __version__ = "0.1.0"
 
 _LAZY = {
     "Mailer": ".mailer",
+    "Router": ".router",
     "SMTP": ".compat",
     "SMTP_SSL": ".compat",
     "SMTPHandler": ".compat",
@@ -137,6 +141,8 @@ __all__ = [
     "ReplyParseError",
     "Retry",
     "RetryPolicy",
+    "Route",
+    "Router",
     "Rule",
     "SMTPRetryError",
     "SendResult",

@@ -53,6 +53,7 @@ from functools import lru_cache
 from .reply import EnhancedCode, Phase, Reply, parse_reply
 
 __all__ = [
+    "NXDOMAIN_DEFER",
     "RULES",
     "Action",
     "Category",
@@ -245,10 +246,41 @@ _UNKNOWN_RECIPIENT = _words(
     r"inactive (?:e-?mail )?(?:address|account)",
 )
 
+_RESOLUTION = frozenset({Phase.RESOLUTION})
+_RESOLUTION_RULES: tuple[Rule, ...] = (
+    # RFC 7505 3: a null MX says the domain takes no mail at all.
+    Rule(name="resolution: null MX", phases=_RESOLUTION, enhanced="X.1.10", codes=_5XX,
+         category=_C.UNKNOWN_RECIPIENT, action=_A.FAIL),
+    # The domain does not exist (NXDOMAIN), as Postfix bounces it.
+    Rule(name="resolution: no such domain", phases=_RESOLUTION, enhanced="X.1.2", codes=_5XX,
+         category=_C.UNKNOWN_RECIPIENT, action=_A.FAIL),
+    # SERVFAIL, a timeout: the answer may come next time. The resolver caches the
+    # failure for the negative TTL, so a retry in this session would learn nothing.
+    Rule(name="resolution: temporary DNS failure", phases=_RESOLUTION, enhanced="X.4.3", codes=_4XX,
+         category=_C.SERVICE_UNAVAILABLE, action=_A.DEFER),
+    # No MX host has an address (or only private ones): the mail cannot be routed.
+    Rule(name="resolution: unroutable", phases=_RESOLUTION, enhanced="X.4.4", codes=_5XX,
+         category=_C.OTHER_PERMANENT, action=_A.FAIL),
+)
+
+NXDOMAIN_DEFER = Rule(
+    name='resolution: no such domain (nxdomain = "defer")', phases=_RESOLUTION, enhanced="X.1.2",
+    codes=_5XX, category=_C.OTHER_TEMPORARY, action=_A.DEFER,
+)
+"""Put before :data:`RULES` to defer recipients at a domain that does not
+exist instead of failing them (``[dns] nxdomain = "defer"``, as KumoMTA does:
+a domain can be missing for a moment while its registration or zone is fixed).
+
+.. versionadded:: 0.5
+"""
+
 RULES: tuple[Rule, ...] = (
     # 1. RFC 5321 4.2.1: positive completion (2yz) and intermediate (3yz, e.g.
     #    354 after DATA) replies are success, whatever the text says.
     _CLASS_RULES[0],
+    # 1b. DNS outcomes (phase "resolution", made by the router from what the
+    #    resolver said, never sent by a server): RFC 5321 5.1 and RFC 7505.
+    *_RESOLUTION_RULES,
     # 2. Greylisting: "come back later from the same IP", so defer (the queue
     #    waits minutes, a fast retry would only be greylisted again).
     Rule(name="text 'greylist'", text=_GREYLIST, codes=_4XX,

@@ -15,17 +15,26 @@ only the keys it names over ``[defaults]``)::
     [destinations."*.mail.example.com"]  glob on the host: each host its own limit
     [destinations."domain:gmail.com"]    the recipients' domain
     [defaults]
+
+Which route a recipient's domain takes (``[routes]``, for the
+:class:`~smtpretry.Router`): ``"domain:example.com"`` (that domain), then the
+longest ``"domain:.example.com"`` (its subdomains, not itself), then
+``"default"``. A route goes ``via = "mx"`` (the domain's MX hosts) or
+``via = "profile:NAME"`` (a smarthost). The limits of an MX-routed domain:
+its ``domain:`` rule, else an ``mx:`` rule that every one of its MX hosts
+matches, else ``[defaults]``, counted per limit key (:func:`mx_limit_key`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import ipaddress
 import os
 import re
 import threading
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,12 +44,15 @@ from .errors import ConfigError
 from .policy import Delivery, Limits, RetryPolicy
 
 __all__ = [
+    "DNSSettings",
     "Config",
     "Profile",
+    "Route",
     "Settings",
     "active_config",
     "configure",
     "load_config",
+    "mx_limit_key",
     "parse_duration",
 ]
 
@@ -103,6 +115,104 @@ class Profile:
         return os.environ.get(self.password_env) if self.password_env else None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Route:
+    """Where the recipients of some domains go: a ``[routes."KEY"]`` table.
+
+    ``key`` is ``"domain:example.com"``, ``"domain:.example.com"`` or
+    ``"default"``. ``via`` is ``"mx"`` (straight to the domain's MX hosts)
+    or ``"profile:NAME"`` (then ``profile`` is NAME). For MX routes:
+    ``mx_port`` (25; MX records carry no port), ``tls`` (``opportunistic`` by
+    default, ``starttls`` for ``tls = "required"``, or ``none``),
+    ``allow_private_mx`` (MX addresses on loopback or private networks are
+    refused unless true) and ``helo_name`` (the name to greet MX hosts with;
+    the top-level ``helo_name`` when not given).
+
+    .. versionadded:: 0.5
+    """
+
+    key: str
+    via: str
+    profile: str | None = None
+    mx_port: int = 25
+    tls: TLSMode = TLSMode.OPPORTUNISTIC
+    allow_private_mx: bool = False
+    helo_name: str | None = None
+
+    @property
+    def is_mx(self) -> bool:
+        return self.via == "mx"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DNSSettings:
+    """The ``[dns]`` table: how MX hosts are looked up.
+
+    ``nameservers`` (IP addresses; empty: the system's, from
+    ``/etc/resolv.conf``), ``port`` (53), ``timeout`` (seconds for the whole
+    lookup of one domain), ``negative_ttl`` (seconds a failed lookup is
+    remembered), ``nxdomain`` (``"fail"``, the default, or ``"defer"``: what
+    a domain that does not exist does to its recipients).
+
+    .. versionadded:: 0.5
+    """
+
+    nameservers: tuple[str, ...] = ()
+    port: int = 53
+    timeout: float = 10.0
+    negative_ttl: float = 60.0
+    nxdomain: str = "fail"
+
+
+def mx_limit_key(domain: str, hosts: Sequence[str], suffixes: Sequence[str]) -> str:
+    """The limit key of a domain delivered to its MX ``hosts`` (pure).
+
+    ``mx:SUFFIX`` for the longest of ``suffixes`` (each like ``".google.com"``)
+    that *every* host name matches, so all the domains a provider hosts share
+    one cap and a domain that mixes providers is not swept in; otherwise the
+    sorted set of host names joined by commas, so two domains served by the
+    same hosts share one cap. With no host (an implicit MX) the host name is
+    the domain itself.
+    """
+    names = sorted({h.lower().rstrip(".") for h in hosts} or {domain.lower().rstrip(".")})
+    matching = [
+        sfx for sfx in suffixes
+        if all(n.endswith(sfx) or n == sfx.lstrip(".") for n in names)
+    ]
+    if matching:
+        return "mx:" + max(matching, key=len)
+    return ",".join(names)
+
+
+_HOSTNAME = re.compile(r"(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(?:\.(?!-)[a-z0-9-]{1,63}(?<!-))+", re.I)
+
+
+def is_fqdn(name: str) -> bool:
+    """A fully qualified host name to greet MX hosts with: at least two
+    labels, letters, digits and hyphens, not ``localhost``."""
+    name = name.rstrip(".")
+    return bool(_HOSTNAME.fullmatch(name)) and not name.lower().startswith("localhost.") and not (
+        name.lower().endswith((".localhost", ".localdomain", ".local"))
+    )
+
+
+def domain_key(domain: str) -> str:
+    """A domain as routes and limits compare it: lower case, IDNA (punycode)
+    encoded, without a trailing dot.
+
+    :raises ValueError: the domain cannot be IDNA-encoded.
+    """
+    domain = domain.strip().rstrip(".").lower()
+    if domain.startswith("["):  # an address literal stays as it is
+        return domain
+    if domain.isascii():
+        return domain
+    try:
+        return domain.encode("idna").decode("ascii")
+    except UnicodeError as exc:
+        raise ValueError(f"domain {domain!r} cannot be IDNA-encoded: {exc}") from None
+
+
 @dataclass(frozen=True, slots=True)
 class _Rule:
     key: str
@@ -130,6 +240,45 @@ class Config:
     backend_url: str | None = None
     """``backend = "redis://..."``: connection caps shared by every process
     through this store (and the queue too, unless ``[queue] url`` names another)."""
+    routes: tuple[Route, ...] = ()
+    """The ``[routes]`` table, for the :class:`~smtpretry.Router`."""
+    dns: DNSSettings = field(default_factory=DNSSettings)
+    helo_name: str | None = None
+    """The top-level ``helo_name``: the name to greet servers with (MX routes need one)."""
+
+    def route_for(self, domain: str) -> Route | None:
+        """The route of a recipient domain: ``domain:`` exact, then the longest
+        ``domain:.SUFFIX``, then ``default``; None when nothing matches.
+
+        :raises ValueError: the domain cannot be IDNA-encoded.
+        """
+        domain = domain_key(domain)
+        by_key = {r.key: r for r in self.routes}
+        if (exact := by_key.get(f"domain:{domain}")) is not None:
+            return exact
+        suffixes = [r for r in self.routes if r.key.startswith("domain:.")
+                    and domain.endswith(r.key[len("domain:"):])]
+        if suffixes:
+            return max(suffixes, key=lambda r: len(r.key))
+        return by_key.get("default")
+
+    def mx_settings(self, domain: str, hosts: Sequence[str]) -> Settings:
+        """The settings of a domain delivered to its MX ``hosts``: its
+        ``domain:`` rule, else an ``mx:`` rule every host matches (the limit
+        key is then that rule), else ``[defaults]`` under the key
+        :func:`mx_limit_key` gives."""
+        domain = domain_key(domain)
+        own = next((r for r in self.rules if r.kind == "domain" and r.pattern == domain), None)
+        if own is not None:
+            return self._settings(own, own.key)
+        key = mx_limit_key(domain, hosts, [r.pattern for r in self.rules if r.kind == "mx"])
+        rule = next((r for r in self.rules if r.kind == "mx" and key == "mx:" + r.pattern), None)
+        if rule is None:
+            return Settings(self.limits, self.policy, key, "defaults")
+        limits = dataclasses.replace(self.limits, **rule.limits)
+        policy = dataclasses.replace(self.policy, **rule.retry)
+        # The rule's own key, as settings_for() names it for a Mailer sent to one of these hosts.
+        return Settings(limits, policy, rule.key, rule.key)
 
     def rule_for(self, host: str, port: int | None = None, *,
                  recipient_domain: str | None = None) -> _Rule | None:
@@ -315,7 +464,7 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> Config:
     :raises ConfigError: one line per problem.
     """
     errors = _Errors(source)
-    top = {"backend", "defaults", "destinations", "profiles", "queue"}
+    top = {"backend", "defaults", "destinations", "dns", "helo_name", "profiles", "queue", "routes"}
     for key in data:
         if key not in top:
             errors.add(key, f"unknown table (expected one of: {', '.join(sorted(top))})")
@@ -359,9 +508,138 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> Config:
         backend_url = None
     if queue_url is None:
         queue_url = backend_url  # one setting moves both the caps and the queue to the backend
+    helo_name = data.get("helo_name")
+    if helo_name is not None and not isinstance(helo_name, str):
+        errors.add("helo_name", f"expected a host name, got {helo_name!r}")
+        helo_name = None
+    dns = _dns(errors, _table(errors, "dns", data.get("dns", {})))
+    routes = _routes(errors, _table(errors, "routes", data.get("routes", {})), profiles, helo_name)
     errors.check()
     return Config(source=source, limits=limits, policy=policy, rules=tuple(rules), profiles=profiles,
-                  queue_url=queue_url, backend_url=backend_url)
+                  queue_url=queue_url, backend_url=backend_url, routes=routes, dns=dns,
+                  helo_name=helo_name)
+
+
+_ROUTE_KEYS = {"via", "mx_port", "tls", "allow_private_mx", "helo_name"}
+_MX_ONLY = ("mx_port", "tls", "allow_private_mx")
+_ROUTE_TLS = {"required": TLSMode.STARTTLS, "opportunistic": TLSMode.OPPORTUNISTIC, "none": TLSMode.NONE}
+
+
+def _routes(errors: _Errors, raw: Mapping[str, Any], profiles: Mapping[str, Profile],
+            helo_name: str | None) -> tuple[Route, ...]:
+    routes: list[Route] = []
+    for key, table in raw.items():
+        path = f'routes."{key}"'
+        table = _table(errors, path, table)
+        if key == "default":
+            norm = key
+        elif key.startswith("domain:") and key[len("domain:"):].strip(". "):
+            target = key[len("domain:"):]
+            dot = "." if target.startswith(".") else ""
+            try:
+                norm = "domain:" + dot + domain_key(target.lstrip("."))
+            except ValueError as exc:
+                errors.add(path, str(exc))
+                continue
+        else:
+            errors.add(path, 'expected "domain:example.com", "domain:.example.com" or "default"')
+            continue
+        for k in table:
+            if k not in _ROUTE_KEYS:
+                errors.add(f"{path}.{k}", f"unknown key (expected one of: {', '.join(sorted(_ROUTE_KEYS))})")
+        via = table.get("via")
+        kw: dict[str, Any] = {"key": norm}
+        if via == "mx":
+            kw["via"] = "mx"
+        elif isinstance(via, str) and via.startswith("profile:"):
+            name = via[len("profile:"):]
+            if name not in profiles:
+                known = ", ".join(sorted(profiles)) or "none"
+                errors.add(f"{path}.via", f"no profile {name!r} (known: {known})")
+            kw["via"], kw["profile"] = via, name
+            for k in _MX_ONLY:
+                if k in table:
+                    errors.add(f"{path}.{k}", "applies to MX routes only (a profile has its own settings)")
+        else:
+            errors.add(f"{path}.via", f'expected "mx" or "profile:NAME", got {via!r}')
+            continue
+        if "mx_port" in table:
+            port = table["mx_port"]
+            if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+                errors.add(f"{path}.mx_port", f"expected an integer 1..65535, got {port!r}")
+            else:
+                kw["mx_port"] = port
+        if "tls" in table and kw["via"] == "mx":
+            if table["tls"] not in _ROUTE_TLS:
+                errors.add(f"{path}.tls",
+                           f'expected "required", "opportunistic" or "none", got {table["tls"]!r}')
+            else:
+                kw["tls"] = _ROUTE_TLS[table["tls"]]
+        if "allow_private_mx" in table:
+            if not isinstance(table["allow_private_mx"], bool):
+                errors.add(f"{path}.allow_private_mx",
+                           f"expected true or false, got {table['allow_private_mx']!r}")
+            else:
+                kw["allow_private_mx"] = table["allow_private_mx"]
+        helo = table.get("helo_name")
+        if helo is not None and not isinstance(helo, str):
+            errors.add(f"{path}.helo_name", f"expected a host name, got {helo!r}")
+            helo = None
+        kw["helo_name"] = helo
+        if kw["via"] == "mx":
+            greet = helo or helo_name
+            if greet is None:
+                errors.add(f"{path}.helo_name", "direct MX delivery needs a fully qualified helo_name "
+                           "(here or at the top level): MX hosts refuse or score down a bare name")
+            elif not is_fqdn(greet):
+                where = f"{path}.helo_name" if helo else "helo_name"
+                errors.add(where, f"expected a fully qualified host name such as \"mail.example.org\" "
+                           f"for direct MX delivery, got {greet!r}")
+        routes.append(Route(**kw))
+    return tuple(routes)
+
+
+def _dns(errors: _Errors, raw: Mapping[str, Any]) -> DNSSettings:
+    allowed = {"nameservers", "port", "timeout", "negative_ttl", "nxdomain"}
+    kw: dict[str, Any] = {}
+    for k in raw:
+        if k not in allowed:
+            errors.add(f"dns.{k}", f"unknown key (expected one of: {', '.join(sorted(allowed))})")
+    if "nameservers" in raw:
+        servers = raw["nameservers"]
+        if not isinstance(servers, list) or not all(isinstance(a, str) for a in servers):
+            errors.add("dns.nameservers", f"expected a list of IP addresses, got {servers!r}")
+        else:
+            for a in servers:
+                try:
+                    ipaddress.ip_address(a)
+                except ValueError:
+                    errors.add("dns.nameservers", f"expected IP addresses, got {a!r}")
+            kw["nameservers"] = tuple(servers)
+    if "port" in raw:
+        port = raw["port"]
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+            errors.add("dns.port", f"expected an integer 1..65535, got {port!r}")
+        else:
+            kw["port"] = port
+    for k in ("timeout", "negative_ttl"):
+        if k in raw:
+            try:
+                value = parse_duration(raw[k], f"dns.{k}")
+            except ConfigError as exc:
+                errors.add(f"dns.{k}", str(exc).split(": ", 1)[-1])
+                continue
+            if value < 0 or (k == "timeout" and value == 0):
+                least = "> 0" if k == "timeout" else ">= 0"
+                errors.add(f"dns.{k}", f"expected a duration {least}, got {raw[k]!r}")
+            else:
+                kw[k] = value
+    if "nxdomain" in raw:
+        if raw["nxdomain"] not in ("fail", "defer"):
+            errors.add("dns.nxdomain", f'expected "fail" or "defer", got {raw["nxdomain"]!r}')
+        else:
+            kw["nxdomain"] = raw["nxdomain"]
+    return DNSSettings(**kw)
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:

@@ -9,9 +9,10 @@ random source as arguments, so tests can assert exact delays.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .classify import Action, Category, Classification, classify, retry_after_hint
+from .classify import RULES, Action, Category, Classification, Rule, classify, retry_after_hint
 from .policy import Delivery, RetryPolicy
 from .reply import Evidence, FailureKind, Reply, TransportFailure
 
@@ -121,11 +122,13 @@ _FAILURE_RULES: dict[FailureKind, Classification] = {
 }
 
 
-def classify_evidence(evidence: Evidence) -> Classification:
-    """Classify a reply with :func:`~smtpretry.classify`, or a transport failure
-    (a refused, dropped or timed-out session retries; a TLS failure fails)."""
+def classify_evidence(evidence: Evidence, rules: Sequence[Rule] = RULES) -> Classification:
+    """Classify a reply with :func:`~smtpretry.classify` (by ``rules``), or a
+    transport failure (a refused, dropped or timed-out session retries; a TLS
+    failure fails)."""
     if isinstance(evidence, Reply):
-        return classify(evidence.code, evidence.enhanced, evidence.text, phase=evidence.phase)
+        return classify(evidence.code, evidence.enhanced, evidence.text, phase=evidence.phase,
+                        rules=rules)
     return _FAILURE_RULES.get(
         evidence.kind,
         Classification(Category.SERVICE_UNAVAILABLE, Action.RETRY, f"transport {evidence.kind.value}"),

@@ -29,12 +29,21 @@ class TLSMode(StrEnum):
     connection (and refuses to go on if the server cannot), ``implicit`` speaks
     TLS from the first byte (port 465), ``none`` never encrypts.
 
+    ``opportunistic`` (for MX hosts, RFC 7435) upgrades with STARTTLS whenever
+    the server offers it, without verifying the certificate (unless a
+    ``tls_context`` is given, which is then used as it is), and goes on in
+    clear when the server offers no STARTTLS or the upgrade fails (a
+    connection whose handshake failed is closed and opened again without
+    TLS). It keeps a passive eavesdropper out, not an active attacker.
+
     .. versionadded:: 0.1
+    .. versionchanged:: 0.5 ``opportunistic``
     """
 
     STARTTLS = "starttls"
     IMPLICIT = "implicit"
     NONE = "none"
+    OPPORTUNISTIC = "opportunistic"
 
 
 def is_loopback(host: str) -> bool:
@@ -92,14 +101,16 @@ class Endpoint:
         try:
             object.__setattr__(self, "tls", TLSMode(self.tls))
         except ValueError:
-            raise ConfigError(f"tls: expected starttls, implicit or none, got {self.tls!r}") from None
+            raise ConfigError(
+                f"tls: expected starttls, implicit, opportunistic or none, got {self.tls!r}"
+            ) from None
         if self.timeout <= 0:
             raise ConfigError(f"timeout: expected seconds > 0, got {self.timeout!r}")
         if (self.username is None) != (self.password is None):
             raise ConfigError("username and password: give both or neither")
         if (
             self.username is not None
-            and self.tls is TLSMode.NONE
+            and self.tls in (TLSMode.NONE, TLSMode.OPPORTUNISTIC)  # opportunistic may stay in clear
             and not is_loopback(self.connect_to)
             and not self.allow_plaintext_auth
         ):

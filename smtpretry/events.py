@@ -47,6 +47,8 @@ __all__ = [
     "RETRY_SCHEDULED",
     "SCHEMA_VERSION",
     "SEND_COMPLETED",
+    "MX_SKIPPED",
+    "ROUTE_RESOLVED",
     "SPECS",
     "WRITEBACK_FAILED",
     "EventSpec",
@@ -81,6 +83,8 @@ EXPIRED = "smtpretry.message_expired"
 WRITEBACK_FAILED = "smtpretry.writeback_failed"
 LEASE_LOST = "smtpretry.lease_lost"
 BACKEND_LOST = "smtpretry.backend_lost"
+ROUTE_RESOLVED = "smtpretry.route_resolved"
+MX_SKIPPED = "smtpretry.mx_skipped"
 
 Level = Literal["info", "warning", "error"]
 
@@ -165,6 +169,13 @@ class K:
     BACKEND: Final = "backend"
     DOING: Final = "doing"
     ERROR: Final = "error"
+    DOMAIN: Final = "domain"
+    ROUTE: Final = "route"
+    MX_HOSTS: Final = "mx_hosts"
+    LIMIT_KEY: Final = "limit_key"
+    FROM_CACHE: Final = "from_cache"
+    HOST: Final = "host"
+    ADDRESS: Final = "address"
 
 
 COMMON_KEYS: MappingProxyType[str, str] = MappingProxyType({
@@ -187,8 +198,8 @@ KEYS: MappingProxyType[str, str] = MappingProxyType({
     K.RECIPIENT: "the one recipient the event is about (hashed with `hash_recipients`)",
     K.ATTEMPT: "connections tried within one send, from 1 (0 on the queue runner's assumed deliveries: "
                "none was tried)",
-    K.PHASE: "where the reply came: `connect`, `greeting`, `ehlo`, `starttls`, `auth`, `mail`, `rcpt`, "
-             "`data`, `data_end`, `rset`",
+    K.PHASE: "where the reply came: `resolution` (a DNS outcome of the router), `connect`, "
+             "`greeting`, `ehlo`, `starttls`, `auth`, `mail`, `rcpt`, `data`, `data_end`, `rset`",
     K.CODE: "the server's reply code; null when there was no reply",
     K.ENHANCED: "the reply's RFC 3463 enhanced status code (`4.2.2`), or null",
     K.TEXT: "the reply's text, or what happened when there was no reply",
@@ -225,6 +236,15 @@ KEYS: MappingProxyType[str, str] = MappingProxyType({
     K.DOING: "the step skipped: `renew leases`, `give back a slot`, `move the shared cap`, "
              "`withdraw a waiting ticket`",
     K.ERROR: "the error, as `Type: message`",
+    K.DOMAIN: "a recipient domain, lower case and IDNA-encoded, as routes match it",
+    K.ROUTE: "the `[routes]` key that matched (`default`, `domain:example.com`, ...), or `none`",
+    K.MX_HOSTS: "the domain's MX hosts in the order they are tried (empty for a profile route or a "
+                "lookup that failed)",
+    K.LIMIT_KEY: "the limit the domain's connections count against: an `mx:` rule, a `domain:` rule, "
+                 "the sorted MX host names, or a profile's `host:port`; null when the lookup failed",
+    K.FROM_CACHE: "the DNS answer came from the cache, or from a lookup already under way",
+    K.HOST: "an MX host's name",
+    K.ADDRESS: "the IP address tried",
 })
 """What each key means, one word per concept across events. :class:`EventSpec` keys take
 these meanings unless the event says more."""
@@ -344,6 +364,20 @@ SPECS: tuple[EventSpec, ...] = (
         BACKEND_LOST, "warning",
         "the shared backend did not answer and this step was skipped; at most one every 30 s per limit",
         _keys(K.BACKEND, K.DOING, K.ERROR),
+    ),
+    EventSpec(
+        ROUTE_RESOLVED, "info",
+        "the router chose where a domain's recipients go; `destination` is the limit key (the "
+        "domain when the lookup failed)",
+        _keys(K.DOMAIN, K.ROUTE, K.MX_HOSTS, K.LIMIT_KEY, K.FROM_CACHE, K.RECIPIENTS),
+    ),
+    EventSpec(
+        MX_SKIPPED, "warning",
+        "an MX address would not take a connection, so the next one is tried; `destination` is the "
+        "limit key",
+        _keys(K.DOMAIN, K.HOST, K.ADDRESS, K.REASON, *_EVIDENCE,
+              reason="why: `refused`, `timeout`, `disconnected` (reset before the greeting), "
+                     "`greeting` (a 421 greeting that is not throttling)"),
     ),
 )
 """Every event smtpretry writes, in the README's order."""

@@ -21,14 +21,14 @@ import os
 import random
 import ssl
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from email.message import Message
 from typing import TYPE_CHECKING, Any, Self, assert_never
 
 from . import events
 from ._logging import LogContext, Logger, classified_keys, emit, evidence_keys, reply_keys
 from ._retrying import run_attempts
-from .classify import Classification
+from .classify import RULES, Classification, Rule
 from .config import Config
 from .decide import (
     Attempt,
@@ -94,9 +94,15 @@ class Mailer:
         (structlog's once configured, else the ``logging`` logger ``"smtpretry"``)
     :param rng, clock: randomness for the jitter and the wall clock (epoch
         seconds), for tests and simulations
+    :param rules: the classification table (:data:`~smtpretry.RULES` by
+        default); put your own rules in front of it to extend it
+    :param name: the name this Mailer's destination has in the log and in
+        queue listings, when not ``host:port`` (the router names the Mailer of
+        an MX route by its limit key, such as ``mx:.google.com``)
     :raises ConfigError: for a bad port, TLS mode, limit or credentials
 
     .. versionadded:: 0.1
+    .. versionchanged:: 0.5 ``rules`` and ``name``
     """
 
     def __init__(
@@ -119,7 +125,11 @@ class Mailer:
         logger: Logger | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
+        rules: Sequence[Rule] = RULES,
+        name: str | None = None,
     ) -> None:
+        self.rules = tuple(rules)
+        self._name = name
         self.endpoint = Endpoint(
             host=host, port=port, tls=tls,  # type: ignore[arg-type]  # checked by Endpoint
             username=username, password=password, timeout=timeout, tls_context=tls_context,
@@ -155,18 +165,18 @@ class Mailer:
         :raises ConfigError: no such profile.
         """
         p = config.profile(name)
+        kwargs.setdefault("local_hostname", p.local_hostname)
         mailer = cls(
             p.host, p.port, username=p.username, password=p.password, tls=p.tls, timeout=p.timeout,
-            local_hostname=p.local_hostname, allow_plaintext_auth=p.allow_plaintext_auth,
-            config=config, **kwargs,
+            allow_plaintext_auth=p.allow_plaintext_auth, config=config, **kwargs,
         )
         mailer.profile = name
         return mailer
 
     @property
     def destination(self) -> str:
-        """``host:port``, the name this destination has in the log."""
-        return self.endpoint.destination
+        """``host:port`` (or the ``name`` given), the name this destination has in the log."""
+        return self._name if self._name is not None else self.endpoint.destination
 
     @property
     def pool(self) -> DestinationPool:
@@ -213,7 +223,7 @@ class Mailer:
                 got = leased.session
                 return None
             got = leased.evidence
-            c = classify_evidence(got)
+            c = classify_evidence(got, self.rules)
             state = state.record(Attempt(got, c, len(state.history) + 1, self._clock()))
             said = observe(limiter, context, got, c, recipients=[], attempt=len(state.history),
                            opened_at=leased.opened_at, established=False)
@@ -498,7 +508,7 @@ class _Run:
         read: dict[Evidence, tuple[Classification, Signal]] = {}
         for rcpt, ev in evidence.items():
             if ev not in read:  # one reply shared by many recipients is read once
-                c = classify_evidence(ev)
+                c = classify_evidence(ev, self.mailer.rules)
                 recipients = [r for r, e in evidence.items() if e == ev]
                 read[ev] = c, observe(self.limiter, self.context, ev, c, recipients=recipients,
                                       attempt=self.attempts, opened_at=opened_at, established=established)
@@ -559,7 +569,8 @@ class _Run:
         for ev, rcpts in groups.items():
             emit(
                 self.context, events.RETRY_SCHEDULED, recipients=rcpts, attempt=self.attempts,
-                delay_s=round(delay, 3), **evidence_keys(ev), **classified_keys(classify_evidence(ev)),
+                delay_s=round(delay, 3), **evidence_keys(ev),
+                **classified_keys(classify_evidence(ev, self.mailer.rules)),
                 connections_active=self.limiter.open, connections_cap=self.limiter.cap.current,
             )
 
@@ -570,7 +581,7 @@ class _Run:
         now = self.mailer._clock()
         for rcpt in self.pending:
             self.states[rcpt] = self.states[rcpt].record(
-                Attempt(stop, classify_evidence(stop), max(self.attempts, 1), now)
+                Attempt(stop, classify_evidence(stop, self.mailer.rules), max(self.attempts, 1), now)
             )
         self.give_up()
 

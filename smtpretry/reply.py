@@ -20,8 +20,12 @@ class Phase(StrEnum):
 
     ``DATA`` is the answer to the DATA command itself (354 expected);
     ``DATA_END`` is the answer after the final dot, the one that accepts the
-    message for every recipient still in the transaction.
+    message for every recipient still in the transaction. ``RESOLUTION`` is
+    before any connection: finding the recipients' MX hosts in DNS (the
+    router turns each DNS outcome into a reply of this phase).
     """
+
+    RESOLUTION = "resolution"
 
     CONNECT = "connect"
     GREETING = "greeting"

@@ -96,7 +96,18 @@ class SendResult:
     message_id: str | None
     outcomes: dict[str, Outcome] = field(default_factory=dict)
     queue_id: str | None = None
-    """The queue entry holding the deferred recipients, when the Mailer has a queue."""
+    """The queue entry holding the deferred recipients, when the Mailer has a queue
+    (the first of ``queue_ids``)."""
+    queue_ids: tuple[str, ...] = ()
+    """Every queue entry this send wrote: one per destination, so a
+    :class:`~smtpretry.Router` send to several domains may write several.
+
+    .. versionadded:: 0.5
+    """
+
+    def __post_init__(self) -> None:
+        if self.queue_id is not None and not self.queue_ids:
+            object.__setattr__(self, "queue_ids", (self.queue_id,))
 
     def _with(self, status: Status) -> dict[str, Outcome]:
         return {r: o for r, o in self.outcomes.items() if o.status is status}

@@ -46,9 +46,9 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from . import events
 from ._logging import LogContext, Logger, emit, reply_keys
@@ -58,9 +58,29 @@ from .queue.base import Destination, Queue, QueueEntry, open_queue, pending_from
 from .result import SendResult
 
 if TYPE_CHECKING:
-    from .mailer import Mailer
+    from .decide import RecipientState
+    from .envelope import Envelope
+    from .limits import DestinationPool
+    from .policy import RetryPolicy
 
-__all__ = ["QueueRunStats", "QueueRunner"]
+__all__ = ["QueueRunStats", "QueueRunner", "Resender"]
+
+
+class Resender(Protocol):
+    """What the runner needs of what ``mailer_factory`` returns: a
+    :class:`~smtpretry.Mailer`, or a :class:`~smtpretry.router.RoutedResend`
+    for a Router's MX route entry.
+
+    .. versionadded:: 0.5
+    """
+
+    @property
+    def policy(self) -> RetryPolicy: ...
+    @property
+    def pool(self) -> DestinationPool: ...
+    async def deliver(self, envelope: Envelope, /, *, states: Mapping[str, RecipientState] | None = ...,
+                      enqueue: bool = ...) -> SendResult: ...
+    async def close(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -113,7 +133,7 @@ class QueueRunner:
     def __init__(
         self,
         queue: Queue | str | None,
-        mailer_factory: Callable[[Destination], Mailer],
+        mailer_factory: Callable[[Destination], Resender],
         *,
         concurrency: int = 10,
         lease_s: float = 30.0,
@@ -142,7 +162,7 @@ class QueueRunner:
         self._clock = clock
         self._logger = logger
         self._close_mailers = close_mailers
-        self._mailers: dict[Destination, Mailer] = {}
+        self._mailers: dict[Destination, Resender] = {}
         self._held: set[str] = set()
 
     def _context(self, entry: QueueEntry) -> LogContext:
@@ -243,7 +263,7 @@ class QueueRunner:
                         list(self._held), owner=self.owner, now=self._clock(), lease_s=self.lease_s
                     )
 
-    def _mailer(self, destination: Destination) -> Mailer:
+    def _mailer(self, destination: Destination) -> Resender:
         mailer = self._mailers.get(destination)
         if mailer is None:
             mailer = self._mailers[destination] = self._factory(destination)
@@ -335,7 +355,7 @@ class QueueRunner:
                 stopped, f"while sending queue entry {entry.id}; what it did is written back", result
             ) from stopped
 
-    def _assumed(self, entry: QueueEntry, taken: list[str], mailer: Mailer, stats: QueueRunStats) -> None:
+    def _assumed(self, entry: QueueEntry, taken: list[str], mailer: Resender, stats: QueueRunStats) -> None:
         """At most once: a send of ``taken`` began and its outcome is unknown, so
         they are never sent again (``update`` has removed them)."""
         stats.delivered += len(taken)

@@ -27,10 +27,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import re
 import ssl
 import time
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import aiosmtplib
 from aiosmtplib.response import SMTPResponse
@@ -309,6 +310,19 @@ class Session:
         self._client.close()
 
 
+@cache
+def _unverified_context() -> ssl.SSLContext:
+    """Encryption without authentication (RFC 7435), for opportunistic TLS to
+    MX hosts: most MX certificates name no domain they serve, and a sender
+    that insisted would send in clear instead (RFC 3207 4.1). Made once per
+    process: it loads no CA store (nothing is verified), and making a context
+    per connection cost more than the rest of opening it."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # TLS 1.2 at least, the default ciphers
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 async def open_session(
     endpoint: Endpoint, *, opened_at: float | None = None
 ) -> Session | Evidence:
@@ -316,9 +330,28 @@ async def open_session(
     EHLO again when asked, and AUTH when credentials are given. Returns the
     session, or the reply or failure that stopped it (the connection is
     closed). Each step accepts only its own reply (``transaction.expect``): a
-    greeting must be 220, EHLO 250, STARTTLS 220 and a real handshake, AUTH 235."""
+    greeting must be 220, EHLO 250, STARTTLS 220 and a real handshake, AUTH 235.
+
+    ``opportunistic`` TLS upgrades when the server offers STARTTLS; when the
+    upgrade fails (a refusal, a handshake that breaks) the connection is
+    closed and opened once more in clear, so a broken TLS stack at an MX host
+    delays its mail by one connection instead of stopping it."""
+    opened = await _open(endpoint, opened_at)
+    if (
+        endpoint.tls is TLSMode.OPPORTUNISTIC
+        and isinstance(opened, TransportFailure)
+        and opened.kind is FailureKind.TLS
+        and opened.phase is Phase.STARTTLS
+    ):
+        return await _open(dataclasses.replace(endpoint, tls=TLSMode.NONE), opened_at)
+    return opened
+
+
+async def _open(endpoint: Endpoint, opened_at: float | None) -> Session | Evidence:
     tls_context = endpoint.tls_context
-    if tls_context is None and endpoint.tls is not TLSMode.NONE:
+    if tls_context is None and endpoint.tls is TLSMode.OPPORTUNISTIC:
+        tls_context = _unverified_context()
+    elif tls_context is None and endpoint.tls is not TLSMode.NONE:
         tls_context = ssl.create_default_context()
     client = aiosmtplib.SMTP(
         hostname=endpoint.connect_to,
@@ -343,7 +376,10 @@ async def open_session(
         wire = _wire.Wire(client.protocol)  # type: ignore[arg-type]
         phase = Phase.EHLO
         stop = await _ehlo(client)
-        if stop is None and endpoint.tls is TLSMode.STARTTLS:
+        upgrade = endpoint.tls is TLSMode.STARTTLS or (
+            endpoint.tls is TLSMode.OPPORTUNISTIC and client.supports_extension("starttls")
+        )
+        if stop is None and upgrade:
             phase = Phase.STARTTLS
             if not client.supports_extension("starttls"):
                 client.close()
@@ -352,6 +388,11 @@ async def open_session(
                 )
             assert tls_context is not None
             started = await _starttls(client, tls_context, endpoint.host)
+            if not _started(started) and endpoint.tls is TLSMode.OPPORTUNISTIC:
+                # Whatever stopped it (a 454, a broken handshake): a TLS failure of
+                # this phase, so that open_session() goes on in clear.
+                client.close()
+                return TransportFailure(FailureKind.TLS, Phase.STARTTLS, str(started))
             phase = Phase.EHLO
             stop = await _ehlo(client) if _started(started) else started
         if stop is None and endpoint.username is not None:

@@ -434,6 +434,8 @@ async def _start(
     starttls_context: ssl.SSLContext | None,
     auth_require_tls: bool,
     data_size_limit: int | None,
+    host: str = "127.0.0.1",
+    port: int = 0,
 ) -> tuple[asyncio.Server, int, set[CountingSMTP]]:
     kwargs = _smtp_kwargs(
         handler,
@@ -449,9 +451,9 @@ async def _start(
         live.add(protocol)
         return protocol
 
-    server = await loop.create_server(factory, "127.0.0.1", 0, ssl=tls_context)
-    port: int = server.sockets[0].getsockname()[1]
-    return server, port, live
+    server = await loop.create_server(factory, host, port, ssl=tls_context)
+    bound: int = server.sockets[0].getsockname()[1]
+    return server, bound, live
 
 
 @contextlib.asynccontextmanager
@@ -462,14 +464,21 @@ async def serve(
     starttls_context: ssl.SSLContext | None = None,
     auth_require_tls: bool = False,
     data_size_limit: int | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
 ) -> AsyncIterator[int]:
-    """``async with serve(handler) as port``: ``start_server``, then close it all on exit."""
+    """``async with serve(handler) as port``: ``start_server``, then close it all on exit.
+
+    ``host`` and ``port`` bind elsewhere in 127.0.0.0/8 (MX hosts: 127.0.0.2 and 127.0.0.3 on
+    one shared port, since MX records carry no port)."""
     server, port, live = await _start(
         handler,
         tls_context=tls_context,
         starttls_context=starttls_context,
         auth_require_tls=auth_require_tls,
         data_size_limit=data_size_limit,
+        host=host,
+        port=port,
     )
     try:
         yield port
@@ -484,8 +493,9 @@ async def serve(
 
 
 class _ThreadedController(Controller):
-    def __init__(self, handler: Any, *, port: int, smtp_kwargs: dict[str, Any], **kw: Any):
-        super().__init__(handler, hostname="127.0.0.1", port=port, **kw)
+    def __init__(self, handler: Any, *, port: int, smtp_kwargs: dict[str, Any], host: str = "127.0.0.1",
+                 **kw: Any):
+        super().__init__(handler, hostname=host, port=port, **kw)
         self._smtp_kwargs = smtp_kwargs
         self._probed = False
 
@@ -496,9 +506,9 @@ class _ThreadedController(Controller):
         return CountingSMTP(self.handler, probe=probe, **self._smtp_kwargs)
 
 
-def _free_port() -> int:
+def _free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         port: int = s.getsockname()[1]
         return port
 
@@ -511,15 +521,18 @@ def serve_threaded(
     starttls_context: ssl.SSLContext | None = None,
     auth_require_tls: bool = False,
     data_size_limit: int | None = None,
+    host: str = "127.0.0.1",
 ) -> Iterator[int]:
     """``with serve_threaded(handler) as port``: aiosmtpd in a ``Controller`` thread.
 
     For sync (smtplib-style) tests. The handler runs on the controller's thread; read its
-    records after the client call returns. Same keywords as ``start_server``.
+    records after the client call returns. Same keywords as ``start_server``; ``host``
+    binds elsewhere in 127.0.0.0/8 (an MX host for the command line's routing tests).
     """
     controller = _ThreadedController(
         handler,
-        port=_free_port(),  # the Controller can't report the port it got for port 0
+        host=host,
+        port=_free_port(host),  # the Controller can't report the port it got for port 0
         ssl_context=tls_context,
         smtp_kwargs=_smtp_kwargs(
             handler,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import bench_classify, bench_goodput, bench_overhead, run
+from benchmarks import bench_classify, bench_goodput, bench_overhead, bench_route, run
 from benchmarks._common import Table
 
 
@@ -46,6 +46,12 @@ def test_overhead_submission() -> None:
 def test_goodput() -> None:
     tables = bench_goodput.run(["--n", "30", "--service-ms", "2", "--backoff-base", "0.01"])
     _well_formed(tables, min_rows=len(bench_goodput.CLIENTS))
+
+
+def test_route() -> None:
+    (table,) = bench_route.run(["--n", "12", "--runs", "1", "--warmup", "2", "--k", "2"])
+    _well_formed([table], min_rows=len(bench_route.VARIANTS))
+    assert all(row[-1] == "0" for row in table.rows)  # nothing failed
 
 
 def test_classify() -> None:

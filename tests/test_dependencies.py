@@ -57,7 +57,8 @@ def test_the_core_needs_no_command_line_package_and_the_cli_extra_has_them() -> 
     assert _names(project["dependencies"]) == {"aiosmtplib", "tenacity", "structlog", "cryptography"}
     extras = project["optional-dependencies"]
     assert _names(extras["cli"]) == set(CLI_PACKAGES)
-    assert "smtpretry[cli,django,redis]" in extras["test"]
+    assert "smtpretry[cli,django,redis,mx]" in extras["test"]
+    assert _names(extras["mx"]) == {"dnspython"}  # MX routes; the Router needs it only for them
     assert project["scripts"] == {"smtpretry": "smtpretry.__main__:main"}
 
 

@@ -5,6 +5,7 @@ Exit status 2, with one line per problem, when the file is not valid.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 
 import click
@@ -12,7 +13,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ..config import Config
 from ..errors import ConfigError
+from ._errors import fail
 
 __all__ = ["config_group"]
 
@@ -33,8 +36,11 @@ def _fmt_seconds(value: float) -> str:
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--host", "hosts", multiple=True, metavar="HOST",
               help="Also show the settings this host gets (repeatable).")
+@click.option("--domain", "domains", multiple=True, metavar="DOMAIN",
+              help="Also show the route and the limit key of recipients at DOMAIN (repeatable); "
+                   "an MX route looks its MX hosts up in DNS.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def config_check(file: str, hosts: tuple[str, ...], as_json: bool) -> None:
+def config_check(file: str, hosts: tuple[str, ...], domains: tuple[str, ...], as_json: bool) -> None:
     """Check FILE and print the effective settings per destination.
 
     Exit status 2, with one line per problem, when the file is not valid.
@@ -53,6 +59,7 @@ def config_check(file: str, hosts: tuple[str, ...], as_json: bool) -> None:
     chosen += [(rule.key, config.settings_of(rule.key)) for rule in config.rules]
     chosen += [(f"profile {n}", config.settings_for(p.host, p.port)) for n, p in config.profiles.items()]
     chosen += [(host, config.settings_for(host)) for host in hosts]
+    routes = _routes(config, domains) if domains else []
     rows = []
     for label, s in chosen:
         rows.append({
@@ -68,8 +75,10 @@ def config_check(file: str, hosts: tuple[str, ...], as_json: bool) -> None:
             "delivery": s.policy.delivery.value,
         })
     if as_json:
-        click.echo(json_module.dumps({"file": file, "queue_url": config.queue_url, "destinations": rows},
-                                     indent=2))
+        out: dict[str, object] = {"file": file, "queue_url": config.queue_url, "destinations": rows}
+        if domains:
+            out["domains"] = routes
+        click.echo(json_module.dumps(out, indent=2))
         return
     console = Console()
     table = Table(title=f"{file}: valid")
@@ -80,5 +89,44 @@ def config_check(file: str, hosts: tuple[str, ...], as_json: bool) -> None:
     for row in rows:
         table.add_row(*(Text("" if row[c] is None else str(row[c])) for c in columns))
     console.print(table)
+    if routes:
+        by_domain = Table(title="routes")
+        for name in ("domain", "route", "via", "mx hosts", "limit key", "max connections", "outcome"):
+            by_domain.add_column(name, overflow="fold")
+        for r in routes:
+            by_domain.add_row(*(Text("" if r[c] is None else str(r[c])) for c in (
+                "domain", "route", "via", "mx_hosts", "limit_key", "max_connections", "outcome")))
+        console.print(by_domain)
     if config.queue_url:
         console.print(Text(f"queue: {config.queue_url}"))
+
+
+def _routes(config: Config, domains: tuple[str, ...]) -> list[dict[str, object]]:
+    """Each domain's route and limit key, as a Router would give them (DNS asked for MX routes)."""
+    from ..router import Router
+
+    async def plan_all() -> list[dict[str, object]]:
+        rows: list[dict[str, object]] = []
+        async with Router(config) as router:
+            for domain in domains:
+                try:
+                    plan = await router.plan(domain)
+                except ValueError as exc:
+                    fail(str(exc))
+                rows.append({
+                    "domain": plan.domain,
+                    "route": plan.route.key if plan.route else None,
+                    "via": plan.route.via if plan.route else None,
+                    "mx_hosts": ", ".join(f"{h.name} ({h.preference})" for h in plan.mx_hosts) or None,
+                    "limit_key": plan.limit_key,
+                    "max_connections": plan.settings.limits.max_connections if plan.settings else None,
+                    "outcome": str(plan.failure) if plan.failure is not None else "ok",
+                })
+        return rows
+
+    if not config.routes:
+        fail(f"{config.source}: --domain: the file has no [routes] table")
+    try:
+        return asyncio.run(plan_all())
+    except ConfigError as exc:
+        fail(str(exc))

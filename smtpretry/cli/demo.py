@@ -5,11 +5,17 @@ The server (``demo_server.py``, on aiosmtpd) takes a few connections at once and
 shown as it is taken, through a :class:`~smtpretry.events.Logger` handed to the Mailer with
 ``logger=``, so the demo needs no global logging set-up to show them; ``--log-file`` also
 writes them as JSON lines. The summary checks the figures at the server.
+
+With ``--routes`` the recipients of each message are at three domains on two providers
+(two embedded servers), and a :class:`~smtpretry.Router` sends each domain by its route:
+``one.example`` and ``two.example`` through provider A, ``three.example`` through provider B,
+each provider under its own cap, one result per message.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import sys
 import time
@@ -26,11 +32,13 @@ from rich.text import Text
 
 from .. import events
 from .._logging import Logger, get_logger
+from ..config import Config, parse_config
 from ..events import K
 from ..logs.parse import Record
 from ..mailer import Mailer
 from ..policy import Limits, RetryPolicy
 from ..result import SendResult, Status
+from ..router import Router
 from ._logfile import open_log
 from .demo_server import DemoServer, rcpt_reply
 from .render import line
@@ -88,16 +96,22 @@ class _Decisions:
             self._show(line(record, lead=f"{time.monotonic() - self._tally.started:6.3f}s"))
 
 
-def _batch(messages: int, recipients: int, rng: random.Random) -> list[EmailMessage]:
+ROUTED_DOMAINS = ("one.example", "two.example", "three.example")
+"""The domains of ``--routes``: the first two on provider A, the third on provider B."""
+
+
+def _batch(messages: int, recipients: int, rng: random.Random, *, routed: bool = False) -> list[EmailMessage]:
     """Messages with unique recipients: about 4% ``full...`` (over quota, deferred),
-    3% ``big...`` (too large, failed), the rest ordinary."""
+    3% ``big...`` (too large, failed), the rest ordinary; with ``routed``, at the three
+    :data:`ROUTED_DOMAINS` in turn."""
     batch = []
     for i in range(messages):
         rcpts = []
         for j in range(recipients):
             roll = rng.random()
             kind = "full" if roll < 0.04 else "big" if roll < 0.07 else "user"
-            rcpts.append(f"{kind}{i}.{j}@example.com")
+            domain = ROUTED_DOMAINS[(i + j) % 3] if routed else "example.com"
+            rcpts.append(f"{kind}{i}.{j}@{domain}")
         msg = EmailMessage()
         msg["From"] = "demo@example.org"
         msg["To"] = ", ".join(rcpts)
@@ -111,32 +125,60 @@ def _batch(messages: int, recipients: int, rng: random.Random) -> list[EmailMess
 @dataclass(frozen=True, slots=True)
 class _DemoRun:
     results: list[SendResult]
-    server: DemoServer
+    servers: dict[str, DemoServer]
     duration_s: float
+
+    @property
+    def server(self) -> DemoServer:
+        """The one server of a run without routes."""
+        return next(iter(self.servers.values()))
+
+
+def _routes_config(ports: dict[str, int], cap: int) -> Config:
+    """Two providers as profiles, three domains routed to them."""
+    return parse_config({
+        "defaults": {"max_connections": cap,
+                     "retry": {"backoff_base": 0.05, "backoff_cap": 1.0, "max_attempts": 8}},
+        "profiles": {name: {"host": "127.0.0.1", "port": port, "tls": "none", "timeout": 10.0}
+                     for name, port in ports.items()},
+        "routes": {
+            f"domain:{ROUTED_DOMAINS[0]}": {"via": "profile:provider-a"},
+            f"domain:{ROUTED_DOMAINS[1]}": {"via": "profile:provider-a"},
+            f"domain:{ROUTED_DOMAINS[2]}": {"via": "profile:provider-b"},
+        },
+    }, source="<demo>")
 
 
 async def _run_demo(
     batch: list[EmailMessage], *, server_limit: int, cap: int, seed: int, logger: Logger,
-    advance: Callable[[], None],
+    advance: Callable[[], None], routed: bool = False,
 ) -> _DemoRun:
     started = time.monotonic()
-    async with DemoServer(max_connections=server_limit) as server:
-        mailer = Mailer(
-            "127.0.0.1", server.port, tls="none", timeout=10.0,
-            policy=RetryPolicy(backoff_base=0.05, backoff_cap=1.0, max_attempts=8),
-            limits=Limits(max_connections=cap), logger=logger, rng=random.Random(seed),
-        )
+    names = ("provider-a", "provider-b") if routed else ("server",)
+    async with contextlib.AsyncExitStack() as stack:
+        servers = {n: await stack.enter_async_context(DemoServer(max_connections=server_limit))
+                   for n in names}
+        sender: Mailer | Router
+        if routed:
+            sender = Router(_routes_config({n: s.port for n, s in servers.items()}, cap), logger=logger,
+                            rng=random.Random(seed))
+        else:
+            sender = Mailer(
+                "127.0.0.1", servers["server"].port, tls="none", timeout=10.0,
+                policy=RetryPolicy(backoff_base=0.05, backoff_cap=1.0, max_attempts=8),
+                limits=Limits(max_connections=cap), logger=logger, rng=random.Random(seed),
+            )
         gate = asyncio.Semaphore(20)
 
         async def one(message: EmailMessage) -> SendResult:
             async with gate:
-                result = await mailer.send(message)
+                result = await sender.send(message)
             advance()
             return result
 
-        async with mailer:
+        async with sender:
             results = await asyncio.gather(*(one(m) for m in batch))
-    return _DemoRun(list(results), server, time.monotonic() - started)
+    return _DemoRun(list(results), servers, time.monotonic() - started)
 
 
 def _check(run: _DemoRun, batch: list[EmailMessage], server_limit: int) -> tuple[list[str], str]:
@@ -158,7 +200,10 @@ def _check(run: _DemoRun, batch: list[EmailMessage], server_limit: int) -> tuple
             )
             if o.status not in expected:
                 problems.append(f"{rcpt}: {o.status.value}, expected {' or '.join(sorted(expected))}")
-    copies = run.server.copies
+    copies: dict[str, int] = {}
+    for server in run.servers.values():
+        for rcpt, n in server.copies.items():
+            copies[rcpt] = copies.get(rcpt, 0) + n
     duplicated = sorted(r for r, n in copies.items() if n > 1)
     missing = sorted(delivered - copies.keys())
     unexpected = sorted(copies.keys() - delivered)
@@ -168,12 +213,18 @@ def _check(run: _DemoRun, batch: list[EmailMessage], server_limit: int) -> tuple
         problems.append(f"{len(missing)} delivered recipients have no copy: {', '.join(missing[:5])}")
     if unexpected:
         problems.append(f"{len(unexpected)} recipients got a copy not reported delivered")
-    if run.server.max_active > server_limit:
-        problems.append(f"the server saw {run.server.max_active} sessions, over its limit {server_limit}")
+    for name, server in run.servers.items():
+        if server.max_active > server_limit:
+            problems.append(f"{name} saw {server.max_active} sessions, over its limit {server_limit}")
     verdict = "exactly 1" if not (duplicated or missing or unexpected) else (
         f"NOT exactly 1 ({len(duplicated)} duplicated, {len(missing)} missing, {len(unexpected)} unexpected)"
     )
     return problems, verdict
+
+
+def _provider(recipient: str) -> str:
+    """The provider a recipient of ``--routes`` goes to (one server without routes)."""
+    return "provider-b" if recipient.endswith("@" + ROUTED_DOMAINS[2]) else "provider-a"
 
 
 def _cap_changes(changes: list[tuple[int, int]], configured: int) -> str:
@@ -196,9 +247,11 @@ def _cap_changes(changes: list[tuple[int, int]], configured: int) -> str:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the batch and the jitter.")
 @click.option("--log-file", type=click.Path(dir_okay=False), help="Append the JSON decision log here.")
 @click.option("--quiet", is_flag=True, help="Show the summary only, not each decision.")
+@click.option("--routes", "routed", is_flag=True,
+              help="Recipients at three domains on two providers (two servers), sent by a Router.")
 def demo_command(
     messages: int, recipients: int, server_limit: int, cap: int, seed: int, log_file: str | None,
-    quiet: bool,
+    quiet: bool, routed: bool,
 ) -> None:
     """Send a batch through an embedded server that throttles like an ISP.
 
@@ -219,7 +272,7 @@ def demo_command(
 
     tally = _Tally()
     logger = _Decisions(tally, None if quiet else show, forward=log_file is not None)
-    batch = _batch(messages, recipients, random.Random(seed))
+    batch = _batch(messages, recipients, random.Random(seed), routed=routed)
     progress = Progress(
         TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=console, disable=not console.is_terminal, transient=True,
@@ -229,15 +282,16 @@ def demo_command(
         tally.started = time.monotonic()
         run = asyncio.run(_run_demo(
             batch, server_limit=server_limit, cap=cap, seed=seed, logger=logger,
-            advance=lambda: progress.advance(task),
+            advance=lambda: progress.advance(task), routed=routed,
         ))
 
     problems, copies = _check(run, batch, server_limit)
     outcomes = [o for r in run.results for o in r.outcomes.values()]
     count = {s: sum(1 for o in outcomes if o.status is s) for s in Status}
-    # One 421 per attempt at most: an attempt ends with the session a 421 closes.
+    # One 421 per attempt at most: an attempt ends with the session a 421 closes. A routed
+    # message is one send per provider, each numbering its attempts from 1.
     seen_421 = sum(
-        len({a.attempt for o in r.outcomes.values() for a in o.history
+        len({(_provider(o.recipient), a.attempt) for o in r.outcomes.values() for a in o.history
              if getattr(a.evidence, "code", None) == 421})
         for r in run.results
     )
@@ -250,11 +304,13 @@ def demo_command(
         ("delivered", str(count[Status.DELIVERED])),
         ("deferred", str(count[Status.DEFERRED])),
         ("failed", str(count[Status.FAILED])),
-        ("421s seen", f"{seen_421} (the server refused {run.server.refused} connections)"),
+        ("421s seen", f"{seen_421} (the server{'s' if routed else ''} refused "
+                      f"{sum(s.refused for s in run.servers.values())} connections)"),
         ("retries", str(retries)),
         ("cap changes", _cap_changes(tally.cap_changes, cap)),
         ("max concurrent sessions",
-         f"{run.server.max_active} (server limit {server_limit}, client cap {cap})"),
+         ", ".join(f"{n} {s.max_active}" if routed else str(s.max_active) for n, s in run.servers.items())
+         + f" (server limit {server_limit}, client cap {cap}{' per provider' if routed else ''})"),
         ("copies per delivered recipient", copies),
         ("duration", f"{run.duration_s:.2f}s"),
         ("consistent", "yes" if not problems else "NO"),

@@ -126,6 +126,17 @@ def _summary_tables(s: Summary, console: Console) -> None:
     for (dest, name), c in sorted(s.categories.items()):
         cats.add_row(dest, name, str(c.replies), _counts(c.messages), _counts(c.recipients))
     console.print(cats)
+    if s.domains:
+        doms = Table(title="Per recipient domain (routed by a Router)", title_justify="left")
+        doms.add_column("domain", style="bold")
+        doms.add_column("route")
+        doms.add_column("provider (limit key)")
+        doms.add_column("lookups\ncached/all", justify="right")
+        doms.add_column("recipients\ndlv/def/fail/pend", justify="right")
+        for name, dom in sorted(s.domains.items()):
+            doms.add_row(name, ", ".join(sorted(dom.routes)), ", ".join(sorted(dom.providers)),
+                         f"{dom.from_cache}/{dom.resolved}", _counts(dom.recipients))
+        console.print(doms)
     span = f"{clock(s.total.first_ts, date=True)} – {clock(s.total.last_ts, date=True)} UTC"
     console.print(f"{s.stats.records} records from {len(s.stats.files)} file(s), {span}"
                   + (f"; {s.filtered} outside --since/--until" if s.filtered else ""), style="dim")

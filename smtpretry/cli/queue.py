@@ -28,10 +28,11 @@ from rich.text import Text
 
 from .. import config as config_module
 from .._logging import configure_logging
-from ..errors import SMTPRetryError
+from ..errors import QueueError, SMTPRetryError
 from ..mailer import Mailer
 from ..queue.base import Destination, Queue, QueueEntry, default_queue_path, open_queue
-from ..runner import QueueRunner, QueueRunStats
+from ..router import Router
+from ..runner import QueueRunner, QueueRunStats, Resender
 from ._errors import fail
 
 __all__ = ["queue_group"]
@@ -89,9 +90,31 @@ def _entry_json(entry: QueueEntry) -> dict[str, Any]:
     out = dataclasses.asdict(entry)
     out.pop("data")
     out.pop("key")
+    if entry.destination.route is None:  # a Mailer's entry reads as it always did
+        for name in ("route", "domain", "provider"):
+            out["destination"].pop(name)
     if entry.data is not None:
         out["size"] = len(entry.data)
     return out
+
+
+def _grouped(entries: list[QueueEntry], by: str) -> dict[str, dict[str, Any]]:
+    """Pending recipients per recipient domain or per provider, the next due first."""
+    groups: dict[str, dict[str, Any]] = {}
+    for e in entries:
+        d = e.destination
+        for r in e.recipients:
+            if by == "domain":
+                key = d.domain or r.address.rpartition("@")[2].lower() or "(none)"
+            else:
+                key = d.provider or (f"profile {d.profile}" if d.profile else d.key)
+            g = groups.setdefault(key, {"entries": set(), "recipients": 0, "next_attempt_at": None})
+            g["entries"].add(e.id)
+            g["recipients"] += 1
+            if g["next_attempt_at"] is None or r.next_attempt_at < g["next_attempt_at"]:
+                g["next_attempt_at"] = r.next_attempt_at
+    out = {k: {**g, "entries": len(g["entries"])} for k, g in groups.items()}
+    return dict(sorted(out.items(), key=lambda kv: (kv[1]["next_attempt_at"], kv[0])))
 
 
 def _echo_json(value: object) -> None:
@@ -116,9 +139,24 @@ def queue_group() -> None:
 @_queue_option
 @_json_option
 @click.option("--limit", type=click.IntRange(min=1), help="Show at most this many entries.")
-def list_command(queue_url: str | None, as_json: bool, limit: int | None) -> None:
+@click.option("--by", "group_by", type=click.Choice(["domain", "provider"]),
+              help="Count pending recipients per recipient domain, or per provider (the limit key they "
+                   "were deferred under; a relay's host:port or profile).")
+def list_command(queue_url: str | None, as_json: bool, limit: int | None, group_by: str | None) -> None:
     """List entries, the next due first."""
     entries = _run(queue_url, lambda q: q.entries(limit=limit))
+    if group_by is not None:
+        groups = _grouped(entries, group_by)
+        if as_json:
+            _echo_json([{group_by: k, **v} for k, v in groups.items()])
+            return
+        table = Table()
+        for name in (group_by, "entries", "recipients", "next attempt (UTC)"):
+            table.add_column(name, overflow="fold")
+        for key, g in groups.items():
+            table.add_row(Text(key), str(g["entries"]), str(g["recipients"]), _iso(g["next_attempt_at"]))
+        _console().print(table)
+        return
     if as_json:
         _echo_json([_entry_json(e) for e in entries])
         return
@@ -286,10 +324,29 @@ def run_command(
         def advance(stats: QueueRunStats) -> None:
             progress.update(task, completed=stats.entries, total=max(due, stats.entries) if once else None)
 
-        runner = QueueRunner(queue, factory, concurrency=concurrency, lease_s=lease_s,
+        # Entries a Router wrote for an MX route go back through a Router: their
+        # domain takes its route as configured now, its MX hosts looked up again.
+        router: Router | None = None
+
+        def build(d: Destination) -> Resender:
+            nonlocal router
+            if not d.is_mx:
+                return factory(d)
+            if router is None:
+                if config is None or not getattr(config, "routes", ()):
+                    raise QueueError(f"queue entry for {d.describe()}: resending it needs --config FILE "
+                                     "with the [routes] it was sent by")
+                router = Router(config, queue=queue)
+            return router.resender(d)
+
+        runner = QueueRunner(queue, build, concurrency=concurrency, lease_s=lease_s,
                              poll_interval_s=poll_s, on_progress=advance)
-        with progress:
-            return await runner.run(once=once)
+        try:
+            with progress:
+                return await runner.run(once=once)
+        finally:
+            if router is not None:
+                await router.close()
 
     try:
         stats = _run(queue_url, action)

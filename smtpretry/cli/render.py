@@ -34,6 +34,8 @@ LABELS = {
     ev.WRITEBACK_FAILED: "WRITEBACK",
     ev.LEASE_LOST: "LEASE",
     ev.BACKEND_LOST: "BACKEND",
+    ev.ROUTE_RESOLVED: "ROUTE",
+    ev.MX_SKIPPED: "MX SKIP",
 }
 
 STYLES = {
@@ -52,6 +54,8 @@ STYLES = {
     ev.WRITEBACK_FAILED: "bold red",
     ev.LEASE_LOST: "bold yellow",
     ev.BACKEND_LOST: "bold yellow",
+    ev.ROUTE_RESOLVED: "dim",
+    ev.MX_SKIPPED: "yellow",
 }
 
 
@@ -126,6 +130,14 @@ def describe(r: Record) -> str:
                 f"(the process stalled over {f.get(K.LEASE_S)} s)")
     if e == ev.BACKEND_LOST:
         return f"backend {f.get(K.BACKEND)} unreachable, could not {f.get(K.DOING)}: {f.get(K.ERROR)}"
+    if e == ev.ROUTE_RESOLVED:
+        hosts = f.get(K.MX_HOSTS)
+        via = f"MX {', '.join(map(str, hosts))}" if isinstance(hosts, list) and hosts else "no MX host"
+        cached = " (cached)" if f.get(K.FROM_CACHE) else ""
+        return (f"{f.get(K.DOMAIN)} by route {f.get(K.ROUTE)}: {via}{cached}, "
+                f"limit {f.get(K.LIMIT_KEY)}")
+    if e == ev.MX_SKIPPED:
+        return f"skipped MX {f.get(K.HOST)} ({f.get(K.ADDRESS)}): {f.get(K.REASON)}, {_reply(f)}"
     return e
 
 

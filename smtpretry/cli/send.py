@@ -1,6 +1,7 @@
 """``smtpretry send``: send one message and print each recipient's outcome.
 
-The command is thin: it parses the command line, calls :class:`~smtpretry.Mailer`, and
+The command is thin: it parses the command line, calls :class:`~smtpretry.Mailer` (or the
+:class:`~smtpretry.Router` when the configuration's routes send each recipient), and
 renders what it returns, a table on a terminal and one line per recipient otherwise. Exit
 status 0 when every recipient was delivered or deferred, 1 when any failed, 2 on bad input.
 """
@@ -24,6 +25,7 @@ from ..errors import ConfigError, MessageError, QueueError
 from ..mailer import Mailer
 from ..policy import Limits
 from ..result import Outcome, SendResult, Status
+from ..router import Router
 from ._errors import fail
 from ._logfile import open_log
 
@@ -97,7 +99,7 @@ def _read_message(path: str) -> bytes:
 
 
 async def _send(
-    data: bytes, mailer: Mailer, *, sender: str | None, recipients: list[str] | None
+    data: bytes, mailer: Mailer | Router, *, sender: str | None, recipients: list[str] | None
 ) -> SendResult:
     async with mailer:
         return await mailer.send(data, sender=sender, recipients=recipients)
@@ -118,6 +120,9 @@ async def _send(
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), envvar="SMTPRETRY_CONFIG",
               help="Configuration file (limits and retry policy per destination, profiles).")
 @click.option("--profile", help="Connect as [profiles.NAME] of the configuration says.")
+@click.option("--routes/--no-routes", "use_routes", default=None,
+              help="Send each recipient by its domain's route ([routes] of the configuration): the "
+                   "default when the configuration has routes and neither --host nor --profile is given.")
 @click.option("--from", "sender", metavar="ADDRESS", help="Envelope sender (default: From/Sender header).")
 @click.option(
     "--to", "recipients", metavar="ADDRESS", multiple=True,
@@ -135,13 +140,15 @@ async def _send(
 @click.argument("message", metavar="FILE.eml|-")
 def send_command(
     host: str | None, port: int | None, tls: str | None, user: str | None, password_env: str,
-    config_file: str | None, profile: str | None, sender: str | None, recipients: tuple[str, ...],
+    config_file: str | None, profile: str | None, use_routes: bool | None, sender: str | None,
+    recipients: tuple[str, ...],
     max_connections: int | None, timeout: float, max_attempts: int | None, queue_url: str | None,
     log_file: str | None, verbose: bool, message: str,
 ) -> None:
     """Send one message (a file, or - for stdin) and print each recipient's outcome.
 
-    Give the server with --host/--port, or a --profile of the configuration.
+    Give the server with --host/--port, or a --profile of the configuration, or
+    let the configuration's [routes] send each recipient by its domain.
     Exit status: 0 when every recipient was delivered or deferred, 1 when any
     failed, 2 on bad input.
     """
@@ -153,13 +160,30 @@ def send_command(
         limits = Limits(max_connections=max_connections) if max_connections is not None else None
         if queue_url is not None:
             config = dataclasses.replace(config, queue_url=queue_url)
-        if profile is not None:
+        routed = use_routes if use_routes is not None else (
+            bool(config.routes) and host is None and profile is None)
+        if routed and (host is not None or profile is not None):
+            fail("--routes sends by the configuration's [routes]: give no --host or --profile with it")
+        if routed and not config.routes:
+            fail("--routes: give --config FILE with a [routes] table")
+        mailer: Mailer | Router
+        if routed:
+            # Overrides apply where the file's [defaults] would (a rule still wins for its key).
+            if limits is not None:
+                config = dataclasses.replace(config, limits=dataclasses.replace(
+                    config.limits, max_connections=limits.max_connections))
+            if max_attempts is not None:
+                config = dataclasses.replace(config, policy=dataclasses.replace(
+                    config.policy, max_attempts=max_attempts))
+            mailer = Router(config)
+        elif profile is not None:
             mailer = Mailer.from_profile(config, profile, limits=limits)
             if mailer.endpoint.username is not None and mailer.endpoint.password is None:
                 fail(f"profile {profile}: the password variable is not set")
         else:
             if host is None:
-                fail("give --host (and --port), or --profile NAME with --config FILE")
+                fail("give --host (and --port), or --profile NAME with --config FILE, or --config FILE "
+                     "with [routes]")
             password = None
             if user is not None:
                 password = os.environ.get(password_env)
@@ -169,7 +193,7 @@ def send_command(
                 host, port if port is not None else 587, username=user, password=password,
                 tls=tls or "starttls", timeout=timeout, limits=limits, config=config,
             )
-        if max_attempts is not None:
+        if max_attempts is not None and isinstance(mailer, Mailer):
             mailer.policy = dataclasses.replace(mailer.policy, max_attempts=max_attempts)
     except (ConfigError, QueueError) as exc:
         fail(str(exc).replace("\n", "; "))

@@ -44,6 +44,7 @@ __all__ = [
     "STATUSES",
     "Bucket",
     "CategoryStats",
+    "DomainStats",
     "DestinationStats",
     "Quantiles",
     "Summary",
@@ -194,6 +195,30 @@ class CategoryStats:
 
 
 @dataclass(slots=True)
+class DomainStats:
+    """One recipient domain of a routed log: the routes and providers (limit keys)
+    ``route_resolved`` gave it, how many times, and its recipients by how they ended
+    (counted by their address's domain; hashed addresses name none)."""
+
+    domain: str
+    routes: set[str] = field(default_factory=set)
+    providers: set[str] = field(default_factory=set)
+    resolved: int = 0
+    from_cache: int = 0
+    recipients: dict[str, int] = field(default_factory=_counts)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "domain": self.domain,
+            "routes": sorted(self.routes),
+            "providers": sorted(self.providers),
+            "resolved": self.resolved,
+            "from_cache": self.from_cache,
+            "recipients": dict(self.recipients),
+        }
+
+
+@dataclass(slots=True)
 class Bucket:
     """One time bucket of one destination: recipient decisions by outcome, 421 replies,
     the change in the deferred backlog, and the effective connection cap (lowest seen and
@@ -325,6 +350,8 @@ class Summary:
     until: float | None = None
     filtered: int = 0
     events: dict[str, int] = field(default_factory=dict)
+    domains: dict[str, DomainStats] = field(default_factory=dict)
+    """Per recipient domain, for logs with ``route_resolved`` events (a Router's); empty otherwise."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -336,7 +363,19 @@ class Summary:
             "destinations": [d.as_dict() for _, d in sorted(self.destinations.items())],
             "total": {k: v for k, v in self.total.as_dict().items() if k != "destination"},
             "categories": [c.as_dict() for _, c in sorted(self.categories.items())],
+            **({"domains": [d.as_dict() for _, d in sorted(self.domains.items())]} if self.domains else {}),
         }
+
+
+def _domain(address: str) -> str:
+    """An address's domain as the router names it: lower case, IDNA-encoded."""
+    name = address.rpartition("@")[2].lower().rstrip(".")
+    if name.isascii():
+        return name
+    try:
+        return name.encode("idna").decode("ascii")
+    except UnicodeError:
+        return name
 
 
 def _iso(ts: float | None) -> str | None:
@@ -442,6 +481,9 @@ class _Summarizer:
         if event == ev.RATE_LOWERED or event == ev.RATE_RAISED:
             self.pace_changed(r, d)
             return
+        if event == ev.ROUTE_RESOLVED:
+            self.routed(r)
+            return
         if event not in _HANDLED:
             return
         m = self.msg(r)
@@ -462,6 +504,26 @@ class _Summarizer:
                 self.rcpt(m, address, ts)
         elif event == ev.SEND_COMPLETED:
             self.completed(r, m, ts)
+
+    def domain(self, name: str) -> DomainStats:
+        found = self.summary.domains.get(name)
+        if found is None:
+            found = self.summary.domains[name] = DomainStats(name)
+        return found
+
+    def routed(self, r: Record) -> None:
+        name = r.get(K.DOMAIN)
+        if not isinstance(name, str):
+            return
+        dom = self.domain(name)
+        dom.resolved += 1
+        if r.get(K.FROM_CACHE) is True:
+            dom.from_cache += 1
+        route, provider = r.get(K.ROUTE), r.get(K.LIMIT_KEY)
+        if isinstance(route, str):
+            dom.routes.add(route)
+        if isinstance(provider, str):
+            dom.providers.add(provider)
 
     def cap_changed(self, r: Record, d: DestinationStats, ts: float | None) -> None:
         lowered = r.event == ev.CAP_LOWERED
@@ -582,7 +644,7 @@ class _Summarizer:
             return
         worst = "delivered"
         met: set[str] = set()
-        for rc in m.rcpts.values():
+        for address, rc in m.rcpts.items():
             d = self.dest(rc.destination)
             if rc.delivered_ts is not None and rc.first_ts is not None:
                 waited = max(0.0, rc.delivered_ts - rc.first_ts)
@@ -590,6 +652,8 @@ class _Summarizer:
                 self.summary.total.delivery_time.add(waited)
             d.recipients[rc.status] += 1
             self.summary.total.recipients[rc.status] += 1
+            if self.summary.domains and "@" in address:  # a routed log: by recipient domain too
+                self.domain(_domain(address)).recipients[rc.status] += 1
             if _RANK[rc.status] > _RANK[worst]:
                 worst = rc.status
             met |= rc.categories

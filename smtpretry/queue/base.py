@@ -48,20 +48,38 @@ class Destination:
     configured profile. Credentials are never part of it: the runner's
     ``mailer_factory`` supplies them from the caller's configuration.
 
+    An entry a :class:`~smtpretry.Router` wrote also names its ``route`` (the
+    ``[routes]`` key). For an MX route there is no host to record: ``host``
+    is the recipient ``domain``, ``port`` the route's ``mx_port``, and the
+    domain's MX hosts are looked up again at each retry. ``provider`` is the
+    limit key the recipients counted against when they were deferred (for
+    listings: it may differ at the next retry).
+
     .. versionadded:: 0.2
+    .. versionchanged:: 0.5 ``route``, ``domain`` and ``provider``
     """
 
     host: str
     port: int
     tls: str = "starttls"
     profile: str | None = None
+    route: str | None = None
+    domain: str | None = None
+    provider: str | None = None
 
     @property
     def key(self) -> str:
         """The name entries are grouped and filtered by: ``host:port`` (as in the log)."""
         return f"{self.host}:{self.port}"
 
+    @property
+    def is_mx(self) -> bool:
+        """An MX route's entry: resent by looking the domain's MX hosts up again."""
+        return self.route is not None and self.domain is not None and self.profile is None
+
     def describe(self) -> str:
+        if self.is_mx:
+            return f"{self.domain} by MX (route {self.route}, {self.tls}, port {self.port})"
         base = f"{self.host}:{self.port} ({self.tls})"
         return f"{self.profile}: {base}" if self.profile else base
 
@@ -285,7 +303,10 @@ def entry_key(destination: Destination, envelope: Envelope) -> str:
     """The merge key: the same message from the same sender to the same
     destination (by Message-ID, else by a hash of its bytes)."""
     message = envelope.message_id or "sha256:" + hashlib.sha256(envelope.data).hexdigest()
-    raw = "\0".join((destination.key, destination.profile or "", envelope.sender, message))
+    parts = [destination.key, destination.profile or "", envelope.sender, message]
+    if destination.route is not None:  # a Router's entry (keys of the others stay as they were)
+        parts += [destination.route, destination.domain or ""]
+    raw = "\0".join(parts)
     return hashlib.sha256(raw.encode("utf-8", "surrogateescape")).hexdigest()
 
 

@@ -24,7 +24,8 @@
 Keys, under ``smtpretry:queue`` (``?prefix=`` in the URL changes it):
 
 =================== ====== =====================================================
-``e:<id>``           hash  one entry: ``meta`` (JSON: destination, sender, ...),
+``e:<id>``           hash  one entry: ``meta`` (JSON: destination, sender, ...;
+                           ``route``, ``domain``, ``provider`` for a Router's),
                            ``recipients`` (JSON), ``n``, ``attempts``,
                            ``created_at``, ``next_attempt_at``, ``expires_at``,
                            ``owner``, ``lease_until``
@@ -219,7 +220,8 @@ class RedisQueue:
             data = self._cipher.decrypt(data, what=f"queue entry {entry_id}")
         return QueueEntry(
             id=entry_id, key=meta["key"],
-            destination=Destination(meta["host"], meta["port"], meta["tls"], meta["profile"]),
+            destination=Destination(meta["host"], meta["port"], meta["tls"], meta["profile"],
+                                    meta.get("route"), meta.get("domain"), meta.get("provider")),
             sender=meta["sender"], message_id=meta["message_id"],
             recipients=entry.decode_recipients(_s(recipients)), attempts=int(_s(attempts) or 0),
             created_at=float(_s(created_at)), next_attempt_at=float(_s(next_at)),
@@ -270,6 +272,8 @@ class RedisQueue:
             next_at = entry.next_attempt(new.recipients, new.expires_at)
             meta = {"key": new.key, "destination": d.key, "host": d.host, "port": d.port, "tls": d.tls,
                     "profile": d.profile, "sender": new.sender, "message_id": new.message_id}
+            if d.route is not None:  # a Router's entry; entries without these keys are a Mailer's
+                meta.update(route=d.route, domain=d.domain, provider=d.provider)
             pipe.multi()
             pipe.hset(self._e(entry_id), mapping={
                 "meta": json.dumps(meta, separators=(",", ":")),

@@ -105,6 +105,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             FROM json_each(entries.recipients) AS r
         ) WHERE owner IS NOT NULL""",
     ),
+    # 3: the route and domain of a Router's entry, and the provider (limit key) it was
+    # deferred under: an MX route's entry is resent by looking its domain up again.
+    (
+        "ALTER TABLE entries ADD COLUMN route TEXT",
+        "ALTER TABLE entries ADD COLUMN domain TEXT",
+        "ALTER TABLE entries ADD COLUMN provider TEXT",
+    ),
     # To change the schema, append a tuple of statements here (never edit one
     # above: files in the field have run it). Each runs once, in order, in the
     # transaction that opens a file of an older version.
@@ -119,7 +126,7 @@ _KEY_CHECK = b"smtpretry queue key check"
 
 _COLUMNS = (
     "id, key, host, port, tls, profile, sender, message_id, recipients, attempts, "
-    "created_at, next_attempt_at, expires_at, owner, lease_until"
+    "created_at, next_attempt_at, expires_at, owner, lease_until, route, domain, provider"
 )
 _WITH_BODY = ", ".join(f"e.{c.strip()}" for c in _COLUMNS.split(",")) + ", b.data"
 
@@ -248,12 +255,13 @@ class SQLiteQueue:
 
     def _entry(self, row: sqlite3.Row | tuple[Any, ...], data: bytes | None = None) -> QueueEntry:
         (id_, key, host, port, tls, profile, sender, message_id, recipients, attempts,
-         created_at, next_attempt_at, expires_at, owner, lease_until) = row[:15]
+         created_at, next_attempt_at, expires_at, owner, lease_until, route, domain, provider) = row[:18]
         if data is not None:
             assert self._cipher is not None
             data = self._cipher.decrypt(data, what=f"queue entry {id_}")
         return QueueEntry(
-            id=id_, key=key, destination=Destination(host, port, tls, profile), sender=sender,
+            id=id_, key=key, destination=Destination(host, port, tls, profile, route, domain, provider),
+            sender=sender,
             message_id=message_id, recipients=entry.decode_recipients(recipients), attempts=attempts,
             created_at=created_at, next_attempt_at=next_attempt_at, expires_at=expires_at,
             owner=owner, lease_until=lease_until, data=data,
@@ -265,7 +273,7 @@ class SQLiteQueue:
             "ORDER BY e.next_attempt_at",
             args,
         ).fetchall()
-        return [self._entry(row, row[15]) for row in rows]
+        return [self._entry(row, row[18]) for row in rows]
 
     # -- the Queue protocol --------------------------------------------------------------------
 
@@ -300,11 +308,12 @@ class SQLiteQueue:
         d = new.destination
         conn.execute(
             "INSERT INTO entries (id, key, destination, host, port, tls, profile, sender, "
-            "message_id, recipients, attempts, created_at, next_attempt_at, expires_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
+            "message_id, recipients, attempts, created_at, next_attempt_at, expires_at, "
+            "route, domain, provider) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?)",
             (entry_id, new.key, d.key, d.host, d.port, d.tls, d.profile, new.sender,
              new.message_id, entry.encode_recipients(new.recipients), new.created_at,
-             entry.next_attempt(new.recipients, new.expires_at), new.expires_at),
+             entry.next_attempt(new.recipients, new.expires_at), new.expires_at,
+             d.route, d.domain, d.provider),
         )
         conn.execute(
             "INSERT INTO bodies (id, data) VALUES (?, ?)", (entry_id, self._cipher.encrypt(new.data))

@@ -215,7 +215,8 @@ def test_no_server_given_is_one_line_and_exit_2(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["send", str(eml)])
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines() == [
-        "smtpretry: error: give --host (and --port), or --profile NAME with --config FILE"
+        "smtpretry: error: give --host (and --port), or --profile NAME with --config FILE, "
+        "or --config FILE with [routes]"
     ]
 
 
@@ -455,3 +456,30 @@ def test_send_to_a_port_with_no_server_defers_to_the_queue(tmp_path: Path) -> No
     listed = CliRunner().invoke(cli, ["queue", "list", "--queue", queue, "--json"])
     assert listed.exit_code == 0, listed.output
     assert "b@example.com" in listed.output
+
+
+def test_demo_routes_three_domains_to_two_providers_each_under_its_cap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    servers: list[DemoServer] = []
+
+    class Recorded(DemoServer):
+        def __init__(self, **kw: Any) -> None:
+            super().__init__(**kw)
+            servers.append(self)
+
+    monkeypatch.setattr(smtpretry.cli.demo, "DemoServer", Recorded)
+    result = _invoke(["demo", "--routes", "--messages", "30", "--seed", "2", "--quiet"])
+    assert result.exit_code == 0, result.output
+    a, b = servers
+    s = _summary(result.stdout)
+    assert (s["messages"], s["recipients"], s["consistent"]) == ("30", "90", "yes")
+    # one.example and two.example went to provider A, three.example to provider B; each
+    # delivered recipient has one copy there, and neither server saw more than its limit.
+    assert {r.rpartition("@")[2] for r in a.copies} <= {"one.example", "two.example"}
+    assert {r.rpartition("@")[2] for r in b.copies} == {"three.example"}
+    assert set(a.copies.values()) | set(b.copies.values()) == {1}
+    assert sum(a.copies.values()) + sum(b.copies.values()) == int(s["delivered"])
+    assert a.max_active <= 3 and b.max_active <= 3
+    assert s["max concurrent sessions"].startswith(f"provider-a {a.max_active}, provider-b {b.max_active}")
+    assert s["421s seen"].endswith(f"(the servers refused {a.refused + b.refused} connections)")

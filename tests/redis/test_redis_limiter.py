@@ -332,3 +332,35 @@ async def test_an_idle_connection_gives_its_slot_to_another_process_that_waits(r
                 await m.pool.limiter.close()
     assert handler.copies == Counter({"a@example.com": 1, "b@example.com": 1})
     assert handler.max_active == 1
+
+
+async def test_a_provider_cap_over_two_mx_hosts_holds_across_two_routing_processes(
+    tmp_path: Path, redis_url: str
+) -> None:
+    # Two domains on one provider's two MX hosts (127.0.0.2 and 127.0.0.3, one handler, so its
+    # session count is the provider's), sent to by two Router processes sharing the cap in Redis.
+    from tests.dns_server import Zone, dns_server
+    from tests.integration.test_router import mx_pair
+
+    provider = SlowHandler(delay_s=0.01)
+    mx = [(10, "mx1.p.test"), (10, "mx2.p.test")]
+    zone = Zone(mx={"one.test": mx, "two.test": mx},
+                a={"mx1.p.test": ["127.0.0.2"], "mx2.p.test": ["127.0.0.3"]})
+    with dns_server(zone) as dns:
+        async with mx_pair(provider, provider) as port:
+            path = tmp_path / "routes.toml"
+            path.write_text(
+                f'backend = "{redis_url}"\n'
+                'helo_name = "client.example.org"\n'
+                "[defaults]\nmax_connections = 2\n"
+                "[defaults.retry]\nbackoff_base = 0.001\nbackoff_cap = 0.01\nmax_attempts = 50\n"
+                f'[dns]\nnameservers = ["127.0.0.1"]\nport = {dns.port}\ntimeout = "2s"\n'
+                f'[routes.default]\nvia = "mx"\nmx_port = {port}\nallow_private_mx = true\n'
+            )
+            config = str(path)
+            outs = await workers(*(["route", config, "30", "4", tag, "one.test", "two.test"]
+                                   for tag in ("w1", "w2")))
+    assert [o["delivered"] for o in outs] == [30, 30]
+    assert provider.max_active <= 2  # each process alone would open 2: 4 without the shared cap
+    assert provider.sessions_refused == 0
+    assert len(provider.copies) == 60 and set(provider.copies.values()) == {1}

@@ -5,13 +5,16 @@ its own limiter) against a destination on 127.0.0.1, configured by a TOML file w
     python tests/redis/worker.py send CONFIG PORT COUNT CONCURRENCY TAG [LEASE_S]
     python tests/redis/worker.py run CONFIG PORT
     python tests/redis/worker.py facade PORT COUNT THREADS TAG [hold]
+    python tests/redis/worker.py route CONFIG COUNT CONCURRENCY TAG DOMAIN...
 
 ``send`` sends COUNT one-recipient messages (``TAG-i@example.com``), CONCURRENCY at a
 time, and prints one JSON line: delivered/deferred/failed counts, the cap this process
 last saw, and the cap events it logged. With LEASE_S the limiter is built explicitly
 (``redis_limiter(..., lease_s=LEASE_S)``) instead of from the configuration.
 ``run`` delivers the queue's due entries once and prints the runner's stats.
-``facade`` runs unchanged smtplib code (``import smtpretry as smtplib``) in THREADS
+``route`` sends COUNT one-recipient messages through a ``Router`` made from CONFIG
+(``TAG-i@DOMAIN``, the domains in turn) and prints the counts. ``facade`` runs unchanged
+smtplib code (``import smtpretry as smtplib``) in THREADS
 threads, each sending COUNT messages, one ``SMTP`` object and one recipient
 (``TAG-t-i@example.com``) per message; the configuration comes only from the file the
 ``SMTPRETRY_CONFIG`` environment variable names (read on the first facade call). It
@@ -31,7 +34,7 @@ import time
 from email.message import EmailMessage
 from typing import Any
 
-from smtpretry import Mailer, load_config
+from smtpretry import Mailer, Router, load_config
 from smtpretry.limits.redis import redis_limiter
 
 
@@ -96,6 +99,23 @@ async def run(config_path: str, port: int) -> dict[str, Any]:
     return {"entries": stats.entries, "delivered": stats.delivered, "deferred": stats.deferred}
 
 
+async def route(config_path: str, count: int, concurrency: int, tag: str,
+                domains: list[str]) -> dict[str, Any]:
+    gate = asyncio.Semaphore(concurrency)
+    totals = {"delivered": 0, "deferred": 0, "failed": 0}
+    async with Router(load_config(config_path)) as router:
+
+        async def one(i: int) -> None:
+            async with gate:
+                result = await router.send(message(f"{tag}-{i}@{domains[i % len(domains)]}", i))
+            totals["delivered"] += len(result.delivered)
+            totals["deferred"] += len(result.deferred)
+            totals["failed"] += len(result.failed)
+
+        await asyncio.gather(*(one(i) for i in range(count)))
+    return totals
+
+
 def facade(port: int, count: int, threads: int, tag: str) -> dict[str, Any]:
     import smtpretry as smtplib  # the one change smtplib code makes; SMTPRETRY_CONFIG does the rest
 
@@ -143,6 +163,10 @@ def main(argv: list[str]) -> None:
         print(json.dumps(out), flush=True)
         if hold:
             sys.stdin.readline()
+        return
+    if argv[0] == "route":
+        out = asyncio.run(route(argv[1], int(argv[2]), int(argv[3]), argv[4], argv[5:]))
+        print(json.dumps(out), flush=True)
         return
     mode, config_path, port = argv[0], argv[1], int(argv[2])
     if mode == "send":

@@ -17,6 +17,7 @@ from smtpretry import (
     Mailer,
     Outcome,
     RetryPolicy,
+    Router,
     Rule,
     SendResult,
     classify,
@@ -35,6 +36,14 @@ async def send_one(message: EmailMessage) -> list[str]:
         code: int | None = outcome.code
         del at, code
     return result.delivered
+
+
+async def send_routed(message: EmailMessage) -> tuple[str, ...]:
+    config = load_config("smtpretry.toml")
+    async with Router(config=config, queue="sqlite:///tmp/q.db") as router:
+        result: SendResult = await router.send(message, recipients=["a@example.com", "b@example.net"])
+    ids: tuple[str, ...] = result.queue_ids
+    return ids
 
 
 def classify_things() -> Action:

@@ -91,6 +91,33 @@ async def test_put_and_get_round_trip_with_the_message_decrypted(make_queue: Mak
     await q.close()
 
 
+async def test_a_routers_entry_keeps_its_route_domain_and_provider(make_queue: MakeQueue) -> None:
+    routed = Destination("a.test", 25, "opportunistic", None, "default", "a.test", "mx:.p.test")
+    q = make_queue()
+    first = await q.put(dataclasses.replace(entry("r1"), destination=routed))
+    plain = await q.put(entry("r2"))
+    got = await q.get(first)
+    assert got.destination == routed and got.destination.is_mx
+    assert got.destination.describe() == "a.test by MX (route default, opportunistic, port 25)"
+    assert (await q.get(plain)).destination == DEST and not DEST.is_mx  # a Mailer's, as before
+    [claimed] = await q.claim(owner="o", now=NOW, lease_s=30, limit=10, destination="a.test:25")
+    assert claimed.id == first and claimed.destination == routed
+    assert {e.id: e.destination for e in await q.entries()} == {first: routed, plain: DEST}
+    await q.close()
+
+
+def test_the_entries_of_two_routed_domains_of_one_message_do_not_merge() -> None:
+    from smtpretry.envelope import Envelope
+    from smtpretry.queue.base import entry_key
+
+    env = Envelope("s@example.org", ("a@a.test",), BODY, "<m@test>", False, False)
+    a = Destination("a.test", 25, "opportunistic", None, "default", "a.test")
+    b = Destination("b.test", 25, "opportunistic", None, "default", "b.test")
+    assert len({entry_key(a, env), entry_key(b, env), entry_key(DEST, env)}) == 3
+    # A Mailer's entry keeps the key it had before routes existed.
+    assert entry_key(DEST, env) == entry_key(Destination("mx.example.net", 25, "starttls"), env)
+
+
 async def test_files_are_private_and_the_body_is_never_in_clear(db: Path) -> None:
     q = SQLiteQueue(db)
     await q.put(entry())
@@ -487,6 +514,7 @@ async def test_a_version_1_file_is_migrated_with_every_entry_and_message_intact(
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         columns = [r[1] for r in conn.execute("PRAGMA table_info(entries)")]
         assert "data" not in columns and "recipients" in columns
+        assert {"route", "domain", "provider"} <= set(columns)  # schema 3: a Router's entries
         assert conn.execute("SELECT count(*) FROM bodies").fetchone()[0] == 5
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     on_disk = b"".join(p.read_bytes() for p in db.parent.glob("queue.db*"))
