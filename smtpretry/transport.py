@@ -311,6 +311,15 @@ class Session:
 
 
 @cache
+def _verifying_context() -> ssl.SSLContext:
+    """``ssl.create_default_context()``: the system's CAs, host names checked.
+    Made once per process: loading the CA store for every connection cost more
+    than the rest of opening it. A context is only read once made, and every
+    connection without a context of its own trusts exactly the same CAs."""
+    return ssl.create_default_context()
+
+
+@cache
 def _unverified_context() -> ssl.SSLContext:
     """Encryption without authentication (RFC 7435), for opportunistic TLS to
     MX hosts: most MX certificates name no domain they serve, and a sender
@@ -352,7 +361,7 @@ async def _open(endpoint: Endpoint, opened_at: float | None) -> Session | Eviden
     if tls_context is None and endpoint.tls is TLSMode.OPPORTUNISTIC:
         tls_context = _unverified_context()
     elif tls_context is None and endpoint.tls is not TLSMode.NONE:
-        tls_context = ssl.create_default_context()
+        tls_context = _verifying_context()
     client = aiosmtplib.SMTP(
         hostname=endpoint.connect_to,
         port=endpoint.port,
