@@ -10,7 +10,7 @@ go past that, and both need the protocol's insides:
   dropped. aiosmtplib drops such bytes on purpose (its guard against
   unsolicited lines, ``_response_pending``): a reply nobody asked for must not
   be paired with the next command. The guard is lifted for exactly one
-  pipelined group at a time (:meth:`Wire.group`), whose replies *were* asked
+  pipelined group at a time (:attr:`Wire.grouping`), whose replies *were* asked
   for, and stays in force outside it.
 - **Replies nobody asked for** make a connection unusable. aiosmtplib drops
   them silently, so nothing would tell a session that is out of step from a
@@ -28,8 +28,6 @@ pins them.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 from aiosmtplib.errors import SMTPResponseException
@@ -55,13 +53,14 @@ class Wire:
     across STARTTLS (the protocol object is the same).
     """
 
-    __slots__ = ("_group", "_original", "active", "protocol", "stray")
+    __slots__ = ("_original", "active", "grouping", "protocol", "stray")
 
     def __init__(self, protocol: SMTPProtocol) -> None:
         self.protocol: Any = protocol
         self.stray = b""
         """The first bytes that arrived when no reply was awaited, if any."""
-        self._group = False
+        self.grouping = False
+        """True while a pipelined group's replies come in: every byte is kept for :meth:`read`."""
         self.active = AVAILABLE and all(hasattr(protocol, a) for a in _ATTRIBUTES)
         self._original = protocol.data_received
         if self.active:
@@ -82,24 +81,16 @@ class Wire:
         data = self.stray or bytes(self.protocol._buffer[:_STRAY_KEPT])
         return data.decode("utf-8", "replace").strip()
 
-    @contextlib.contextmanager
-    def group(self) -> Iterator[None]:
-        """While a pipelined group's replies come in: keep every byte for :meth:`read`."""
-        self._group = True
-        try:
-            yield
-        finally:
-            self._group = False
-
     def buffered(self) -> SMTPResponse | None:
         """A whole reply already in the buffer, if any (pipelined groups)."""
         return self._parse() if self.active and self.protocol._buffer else None
 
     async def read(self, timeout: float | None) -> SMTPResponse:
         """The next reply: one already buffered, else the next to arrive."""
-        response = self.buffered()
-        if response is not None:
-            return response
+        if self.active and self.protocol._buffer:
+            response = self._parse()
+            if response is not None:
+                return response
         result: SMTPResponse = await self.protocol.read_response(timeout=timeout)
         return result
 
@@ -109,7 +100,7 @@ class Wire:
         p = self.protocol
         waiter = p._response_waiter
         if waiter is not None and (not p._response_pending or waiter.done()):
-            if self._group:
+            if self.grouping:
                 p._buffer.extend(data)  # a later reply of the group: read() takes it
                 return
             if len(self.stray) < _STRAY_KEPT:

@@ -17,7 +17,6 @@ schema in ``events.py``).
 from __future__ import annotations
 
 import dataclasses
-import os
 import random
 import ssl
 import time
@@ -395,7 +394,7 @@ class _Run:
         # One id per send: the events of this deliver() call, told apart from an earlier or
         # later send of the same message (a queue resend, a reused Message-ID).
         self.context = mailer._context().with_keys(
-            message_id=envelope.message_id, send_id=os.urandom(6).hex()
+            message_id=envelope.message_id, send_id=_send_id()
         )
         self.states = {r: known.get(r) or RecipientState(r) for r in envelope.recipients}
         self.outcomes: dict[str, Outcome] = {}
@@ -613,6 +612,13 @@ class _Run:
             duration_s=round(time.monotonic() - self.started, 3),
         )
         return result
+
+
+def _send_id() -> str:
+    """12 hex digits, new for every send. From the ``random`` module, which is
+    reseeded in a forked child: a system call per send (``os.urandom``) cost more
+    than the rest of naming it, and the id needs to be unique, not secret."""
+    return f"{random.getrandbits(48):012x}"
 
 
 def _all_accepted(evidence: Iterable[Evidence]) -> bool:

@@ -46,6 +46,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from typing import NamedTuple
 
 from .classify import Category, classify
 from .reply import Evidence, FailureKind, Phase, Reply, TransportFailure
@@ -96,10 +97,10 @@ def ends_session(evidence: Evidence) -> bool:
     return isinstance(evidence, TransportFailure) or evidence.code == 421
 
 
-@dataclass(frozen=True, slots=True)
-class Command:
+class Command(NamedTuple):
     """One thing to write: a command line (without CRLF) or, for
-    ``DATA_END``, the message as it travels (dot-stuffed, ending in CRLF.CRLF)."""
+    ``DATA_END``, the message as it travels (dot-stuffed, ending in CRLF.CRLF).
+    A named tuple: a transaction makes a few of these for every message."""
 
     phase: Phase
     line: bytes
@@ -188,7 +189,7 @@ class TransactionState:
         suffix = b"".join(b" " + o for o in rcpt_options)
         self._rcpts = [b"RCPT TO:<" + r.encode(encoding) + b">" + suffix for r in recipients]
         self._step = _Step.RESET if reset else _Step.ENVELOPE
-        self._awaiting: deque[tuple[Command, int]] = deque()  # what was written, not yet answered
+        self._awaiting: deque[tuple[Phase, int]] = deque()  # what was written, not yet answered
         self._next_rcpt = 0
         self._mail_reply: Evidence | None = None
         self._evidence: dict[str, Evidence] = {}
@@ -197,6 +198,8 @@ class TransactionState:
         self._completed = False
         self._reusable = True
         self._needs_reset = False
+        self.done = False
+        """No more replies are needed: the transaction has ended."""
 
     # -- what to write ---------------------------------------------------------------------
 
@@ -205,40 +208,43 @@ class TransactionState:
         """Whether MAIL, the RCPTs and DATA go as one group (RFC 2920)."""
         return self._pipelining
 
-    @property
-    def done(self) -> bool:
-        """No more replies are needed: the transaction has ended."""
-        return self._step is _Step.DONE
 
     def commands(self) -> list[Command]:
         """What to write next (nothing while replies are still awaited, or when done)."""
-        if self._awaiting or self._step is _Step.DONE:
+        step = self._step
+        if self._awaiting or step is _Step.DONE:
             return []
-        out: list[tuple[Command, int]]
-        match self._step:
-            case _Step.RESET:
-                out = [(Command(Phase.RSET, b"RSET"), -1)]
-            case _Step.ENVELOPE if self._pipelining:
-                out = [(Command(Phase.MAIL, self._mail), -1)]
-                out += [(Command(Phase.RCPT, line), i) for i, line in enumerate(self._rcpts)]
-                out.append((Command(Phase.DATA, b"DATA"), -1))
-                self._next_rcpt = len(self._rcpts)
-            case _Step.ENVELOPE if self._mail_reply is None:
-                out = [(Command(Phase.MAIL, self._mail), -1)]
-            case _Step.ENVELOPE if self._next_rcpt < len(self._rcpts):
-                i = self._next_rcpt
-                self._next_rcpt += 1
-                out = [(Command(Phase.RCPT, self._rcpts[i]), i)]
-            case _Step.ENVELOPE if not self._accepted:
-                self._end(needs_reset=True)  # every RCPT refused: no DATA
-                return []
-            case _Step.ENVELOPE:
-                out = [(Command(Phase.DATA, b"DATA"), -1)]
-            case _Step.BODY:
-                body = self._data if self._accepted else _EMPTY_BODY
-                out = [(Command(Phase.DATA_END, body), -1)]
-        self._awaiting.extend(out)
-        return [c for c, _ in out]
+        out: list[Command]
+        if step is _Step.BODY:
+            out = [Command(Phase.DATA_END, self._data if self._accepted else _EMPTY_BODY)]
+            self._awaiting.append((Phase.DATA_END, -1))
+        elif step is _Step.RESET:
+            out = [Command(Phase.RSET, b"RSET")]
+            self._awaiting.append((Phase.RSET, -1))
+        elif self._pipelining:  # the envelope in one group: MAIL, every RCPT, DATA
+            out = [Command(Phase.MAIL, self._mail)]
+            out += [Command(Phase.RCPT, line) for line in self._rcpts]
+            out.append(Command(Phase.DATA, b"DATA"))
+            awaiting = self._awaiting
+            awaiting.append((Phase.MAIL, -1))
+            awaiting.extend((Phase.RCPT, i) for i in range(len(self._rcpts)))
+            awaiting.append((Phase.DATA, -1))
+            self._next_rcpt = len(self._rcpts)
+        elif self._mail_reply is None:
+            out = [Command(Phase.MAIL, self._mail)]
+            self._awaiting.append((Phase.MAIL, -1))
+        elif self._next_rcpt < len(self._rcpts):
+            i = self._next_rcpt
+            self._next_rcpt += 1
+            out = [Command(Phase.RCPT, self._rcpts[i])]
+            self._awaiting.append((Phase.RCPT, i))
+        elif not self._accepted:
+            self._end(needs_reset=True)  # every RCPT refused: no DATA
+            return []
+        else:
+            out = [Command(Phase.DATA, b"DATA")]
+            self._awaiting.append((Phase.DATA, -1))
+        return out
 
     # -- what came back --------------------------------------------------------------------
 
@@ -246,30 +252,25 @@ class TransactionState:
         """The reply (or failure) for the oldest command written and not yet answered."""
         if not self._awaiting:
             raise RuntimeError("receive() without a command awaiting its reply")
-        command, index = self._awaiting.popleft()
+        phase, index = self._awaiting.popleft()
         if isinstance(evidence, Reply):
-            if evidence.code not in EXPECTED[command.phase] or evidence.phase is not command.phase:
-                evidence = expect(command.phase, evidence)
-        elif command.phase is Phase.DATA_END and evidence.kind in _LOST_AFTER_DOT and self._accepted:
+            if evidence.code not in EXPECTED[phase] or evidence.phase is not phase:
+                evidence = expect(phase, evidence)
+        elif phase is Phase.DATA_END and evidence.kind in _LOST_AFTER_DOT and self._accepted:
             # RFC 1047: the message went out whole and no valid reply came: the server may have it.
             evidence = TransportFailure(FailureKind.AMBIGUOUS, Phase.DATA_END, evidence.detail)
-        if ends_session(evidence):
+        if isinstance(evidence, TransportFailure) or evidence.code == 421:  # ends_session()
             self._session_ended(evidence)
-            return
-        assert isinstance(evidence, Reply)
-        match command.phase:
-            case Phase.RSET:
-                self._rset(evidence)
-            case Phase.MAIL:
-                self._mail_answered(evidence)
-            case Phase.RCPT:
-                self._rcpt(index, evidence)
-            case Phase.DATA:
-                self._data_answered(evidence)
-            case Phase.DATA_END:
-                self._body_answered(evidence)
-            case _:  # pragma: no cover - commands() writes no other phase
-                raise AssertionError(command.phase)
+        elif phase is Phase.RCPT:
+            self._rcpt(index, evidence)
+        elif phase is Phase.MAIL:
+            self._mail_answered(evidence)
+        elif phase is Phase.DATA:
+            self._data_answered(evidence)
+        elif phase is Phase.DATA_END:
+            self._body_answered(evidence)
+        else:
+            self._rset(evidence)
 
     def _rset(self, reply: Reply) -> None:
         if reply.code == 250:
@@ -344,6 +345,7 @@ class TransactionState:
 
     def _end(self, *, reusable: bool = True, needs_reset: bool = False) -> None:
         self._step = _Step.DONE
+        self.done = True
         self._reusable = reusable
         self._needs_reset = needs_reset
         if not reusable:

@@ -81,13 +81,24 @@ _LINE_ENDINGS = re.compile(rb"\r\n|\n|\r(?!\n)")
 _LEADING_DOT = re.compile(rb"(?m)^\.")
 
 
-def encode_data(message: bytes) -> bytes:
+def encode_data(message: bytes, *, keep_line_endings: bool = False) -> bytes:
     """The message as it travels after DATA: CRLF line ends, leading dots
-    doubled (RFC 5321 4.5.2), and the final ``.`` line."""
-    body = _LINE_ENDINGS.sub(b"\r\n", message)
+    doubled (RFC 5321 4.5.2), and the final ``.`` line. ``keep_line_endings``
+    leaves the line endings as they are (smtplib's ``data()`` sends bytes so).
+
+    Most messages already have CRLF line ends and no line that starts with a
+    dot; those are only looked at (a scan costs far less than a substitution
+    that copies the message)."""
+    body = message
+    if not keep_line_endings:
+        crlf = body.count(b"\r\n")
+        if body.count(b"\n") != crlf or body.count(b"\r") != crlf:
+            body = _LINE_ENDINGS.sub(b"\r\n", body)
     if not body.endswith(b"\r\n"):
         body += b"\r\n"
-    return _LEADING_DOT.sub(b"..", body) + b".\r\n"
+    if body.startswith(b".") or b"\n." in body:
+        body = _LEADING_DOT.sub(b"..", body)
+    return body + b".\r\n"
 
 
 def _out_of_step(wire: _wire.Wire, phase: Phase) -> TransportFailure:
@@ -209,7 +220,7 @@ class Session:
             await drive(state, commands)
         tr = state.result()
         self.needs_reset = tr.needs_reset
-        if not tr.reusable or not self.in_step:
+        if not (tr.reusable and self._client.is_connected and self._wire.clean):
             self._abort()
         return tr
 
@@ -232,9 +243,11 @@ class Session:
         if protocol is None:
             state.receive(TransportFailure(FailureKind.DISCONNECTED, first, "connection lost"))
             return
-        with self._wire.group():
+        wire = self._wire
+        wire.grouping = True  # the group's replies are asked for: keep every byte of them
+        try:
             try:
-                protocol.write(b"".join(c.wire for c in commands))
+                protocol.write(b"".join([c.line + b"\r\n" for c in commands]))
             except _RECOVERABLE as exc:
                 state.receive(self._lost(exc, first))
                 return
@@ -242,6 +255,8 @@ class Session:
                 state.receive(await self._read(command.phase))
                 if state.done:
                     return
+        finally:
+            wire.grouping = False
 
     async def _exchange(self, command: Command) -> Evidence:
         """Write one command (or the message) and read its reply."""
@@ -264,7 +279,10 @@ class Session:
             response = await self._wire.read(self.endpoint.timeout)
         except _RECOVERABLE as exc:
             return self._lost(exc, phase)
-        return self._answered(response, phase)
+        reply = _cached_reply(response.code, response.message, phase)
+        if reply.code == 421:
+            self.close()  # the server closes after a 421: so do we
+        return reply
 
     def _lost(self, exc: BaseException, phase: Phase) -> Evidence:
         self._abort()
