@@ -203,8 +203,6 @@ class SQLiteQueue:
             # A command that only reads or edits: a mistyped path is an error,
             # never a new empty queue (nor a new directory or key).
             raise QueueError(f"no queue at {self.path.absolute()}")
-        if self._cipher is None:
-            self._cipher = MessageCipher.for_directory(self.path.parent, create=self.create)
         conn = sqlite3.connect(
             self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
         )
@@ -213,6 +211,10 @@ class SQLiteQueue:
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
             self._migrate(conn)
+            # The key after the file: a file that is not a queue says so before any key is
+            # asked for (or, with create, made).
+            if self._cipher is None:
+                self._cipher = MessageCipher.for_directory(self.path.parent, create=self.create)
             self._check_key(conn)
         except BaseException:
             conn.close()

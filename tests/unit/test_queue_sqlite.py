@@ -382,9 +382,9 @@ async def test_a_queue_opened_without_create_never_creates_anything(tmp_path: Pa
     missing = tmp_path / "no" / "such" / "dir" / "q.db"
     for url in (str(missing), f"sqlite://{missing}"):
         q = open_queue(url, create=False)
-        for call in (q.entries, lambda: q.stats(now=NOW), lambda: q.get("x"), lambda: q.retry(None, now=NOW)):
+        for call in (q.entries(), q.stats(now=NOW), q.get("x"), q.retry(None, now=NOW)):
             with pytest.raises(QueueError) as info:
-                await call()
+                await call
             assert str(info.value) == f"no queue at {missing}"
     assert list(tmp_path.iterdir()) == []  # no directory, no database, no key
     made = SQLiteQueue(tmp_path / "q.db")
