@@ -32,7 +32,7 @@ import click
 
 from ..config import ENV_VAR as CONFIG_ENV
 from ..config import Config, load_config
-from ..errors import ConfigError
+from ..errors import ConfigError, QueueError
 from ..queue.base import Queue, default_queue_path, open_queue
 from ._errors import fail
 
@@ -99,11 +99,14 @@ class Resolution:
     @property
     def queue_path(self) -> Path | None:
         """The SQLite file the queue lives in (absolute), or ``None`` for a queue
-        without a file (Redis)."""
+        without a file (Redis) or a URL that names none (opening it says why)."""
         scheme = urllib.parse.urlsplit(self.queue_url).scheme.lower()
         if scheme in ("redis", "rediss"):
             return None
-        path = getattr(open_queue(self.queue_url, create=False), "path", None)
+        try:
+            path = getattr(open_queue(self.queue_url, create=False), "path", None)
+        except QueueError:
+            return None
         return path.absolute() if isinstance(path, Path) else None
 
     def open_queue(self, *, create: bool) -> Queue:
