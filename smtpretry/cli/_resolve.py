@@ -128,8 +128,10 @@ def resolve(
     config: str | None = None, queue: str | None = None, *, environ: Mapping[str, str] | None = None
 ) -> Resolution:
     """The configuration and the queue a command uses, from its ``--config`` and
-    ``--queue`` values (``None`` when not given) and the environment
-    (``os.environ`` unless ``environ`` is given). The configuration named is loaded.
+    ``--queue`` values (``None`` when not given) and the environment's
+    ``SMTPRETRY_CONFIG`` and ``SMTPRETRY_QUEUE`` (``os.environ`` unless ``environ`` is
+    given; the default queue's path is :func:`~smtpretry.queue.default_queue_path`'s).
+    The configuration named is loaded.
 
     Bad input is one line on stderr and exit status 2 (:func:`~._errors.fail`): an
     empty flag, or a configuration that does not load (every problem, joined by ``;``).

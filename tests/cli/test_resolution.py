@@ -212,3 +212,23 @@ def test_a_bad_configuration_named_by_the_environment_is_one_line_saying_so(
     assert done.returncode == 2
     assert done.stderr == (f'smtpretry: error: {bad}: queue.url: expected a URL such as '
                            f'"sqlite:///path/queue.db", got 3 (named by SMTPRETRY_CONFIG)\n')
+
+
+def test_resolve_reads_an_empty_variable_as_unset_and_refuses_an_empty_flag(tmp_path: Path) -> None:
+    from click.exceptions import ClickException
+
+    from smtpretry.cli._resolve import Source, resolve
+
+    config = tmp_path / "c.toml"
+    config.write_text(f'[queue]\nurl = "{tmp_path / "q.db"}"\n')
+    default = resolve(environ={"SMTPRETRY_CONFIG": "", "SMTPRETRY_QUEUE": ""})
+    assert (default.config_source, default.queue_source, default.queue_named) == (None, Source.DEFAULT, False)
+    named = resolve(environ={"SMTPRETRY_CONFIG": str(config), "SMTPRETRY_QUEUE": ""})
+    assert (named.config_source, named.queue_source, named.queue_url) == (
+        Source.ENVIRONMENT, Source.CONFIGURATION, str(tmp_path / "q.db"))
+    assert named.queue_origin == f"[queue] url of {config}" and named.queue_path == tmp_path / "q.db"
+    redis = resolve(queue="redis://127.0.0.1:6379/0", environ={})
+    assert (redis.queue_source, redis.queue_path) == (Source.FLAG, None)
+    for flags in ({"queue": ""}, {"config": " "}):
+        with pytest.raises(ClickException, match="expected"):
+            resolve(**flags, environ={})  # type: ignore[arg-type]
