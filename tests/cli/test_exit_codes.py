@@ -18,8 +18,6 @@ import json
 import os
 import re
 import signal
-import socket
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -27,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.commands import Smtpretry, entries_for, held, seed
+from tests.cli.commands import Silent, Smtpretry, entries_for, held, refusing_port, seed
 from tests.servers import R421_TOO_MANY, R422_OVER_QUOTA, R550_UNKNOWN, ScriptedHandler, serve_threaded
 
 TWO = "From: s@example.org\r\nTo: a@example.com, b@example.com\r\nSubject: x\r\n\r\nhi\r\n"
@@ -40,40 +38,6 @@ def _send(smtpretry: Smtpretry, port: int, *extra: str, message: str = TWO,
     done = smtpretry("send", "--host", "127.0.0.1", "--port", str(port), "--tls", "none", *extra, "-",
                      input=message, env=env)
     return done.returncode, done.stdout, done.stderr
-
-
-@contextlib.contextmanager
-def refusing_port() -> Iterator[int]:
-    """A loopback port that refuses every connection: bound, never listening (held, so
-    nothing else can take it meanwhile)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        sock.close()
-
-
-class Silent:
-    """A loopback server that accepts connections and never says a word."""
-
-    def __init__(self) -> None:
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self.server.getsockname()[1]
-        self.accepted: list[socket.socket] = []
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def _accept(self) -> None:
-        with contextlib.suppress(OSError):
-            while True:
-                conn, _ = self.server.accept()
-                self.accepted.append(conn)
-
-    def close(self) -> None:
-        self.server.close()
-        for conn in self.accepted:
-            conn.close()
 
 
 @pytest.fixture
@@ -299,6 +263,9 @@ def test_queue_run_timeout_and_max_attempts_bound_a_server_that_never_answers(
                  if r["event"] in ("smtpretry.retry_scheduled", "smtpretry.recipient_deferred")]
     assert decisions == [("smtpretry.retry_scheduled", 1, "timeout"),
                          ("smtpretry.recipient_deferred", 2, "timeout")]
+    deadline = time.monotonic() + 10  # the accepting thread may lag behind the kernel's backlog
+    while len(silent.accepted) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert len(silent.accepted) == 2  # two connections tried: --max-attempts
 
 

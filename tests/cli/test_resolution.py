@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.commands import Smtpretry, entries_for, held, seed
+from tests.cli.commands import Silent, Smtpretry, entries_for, held, seed
 from tests.servers import R422_OVER_QUOTA, ScriptedHandler, serve_threaded
 
 MESSAGE = "From: s@example.org\r\nTo: a@example.com, b@example.com\r\nSubject: x\r\n\r\nhi\r\n"
@@ -232,3 +233,34 @@ def test_resolve_reads_an_empty_variable_as_unset_and_refuses_an_empty_flag(tmp_
     for flags in ({"queue": ""}, {"config": " "}):
         with pytest.raises(ClickException, match="expected"):
             resolve(**flags, environ={})  # type: ignore[arg-type]
+
+
+def test_queue_run_forever_waits_for_its_queue_to_appear_and_then_sends_it(
+    smtpretry: Smtpretry, tmp_path: Path
+) -> None:
+    handler = ScriptedHandler()
+    silent = Silent()
+    db = tmp_path / "later" / "q.db"
+    with serve_threaded(handler) as port:
+        proc = smtpretry.start("queue", "run", "--forever", "--poll", "0.05", "--concurrency", "1",
+                               "--queue", db)
+        try:
+            assert proc.stderr is not None
+            assert proc.stderr.readline() == f"waiting: no queue at {db} (from --queue)\n"
+            assert not db.parent.exists()  # waiting creates nothing
+            now = time.time()  # the first deferral makes the queue; the second entry never ends
+            seed(db, [*entries_for(1, port=port, at=now - 10), *entries_for(1, port=silent.port, at=now - 5,
+                                                                           tag="stuck")])
+            deadline = time.monotonic() + 30
+            # Once the runner talks to the silent server, the first entry is written back.
+            while not silent.accepted and time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.02)
+            proc.send_signal(signal.SIGTERM)
+            out, _ = proc.communicate(timeout=30)
+        finally:
+            silent.close()
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 143
+    assert out == "entries: 1, delivered: 1, deferred: 0, failed: 0, expired: 0\n"
+    assert handler.copies == Counter({"r0@example.com": 1})
