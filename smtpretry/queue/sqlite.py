@@ -211,10 +211,10 @@ class SQLiteQueue:
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
             self._migrate(conn)
-            # The key after the file: a file that is not a queue says so before any key is
-            # asked for (or, with create, made).
+            # Opening an existing queue: a file that is not a queue says so before its
+            # key is asked for.
             if self._cipher is None:
-                self._cipher = MessageCipher.for_directory(self.path.parent, create=self.create)
+                self._cipher = MessageCipher.for_directory(self.path.parent, create=False)
             self._check_key(conn)
         except BaseException:
             conn.close()
@@ -223,8 +223,15 @@ class SQLiteQueue:
         return conn
 
     def _create_file(self) -> None:
+        """The directory, then the key, then the file: a process that finds the file (one
+        waiting for the queue to appear, which creates nothing) finds its key too."""
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise QueueError(f"queue {self.path}: cannot create the database: {exc.strerror}") from exc
+        if self._cipher is None:
+            self._cipher = MessageCipher.for_directory(self.path.parent)
+        try:
             # Create the file ourselves, private: SQLite would use the umask, and
             # gives its -wal and -shm files the mode of the database file.
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)

@@ -256,11 +256,11 @@ def test_queue_run_forever_waits_for_its_queue_to_appear_and_then_sends_it(
             while not silent.accepted and time.monotonic() < deadline and proc.poll() is None:
                 time.sleep(0.02)
             proc.send_signal(signal.SIGTERM)
-            out, _ = proc.communicate(timeout=30)
+            out, err = proc.communicate(timeout=30)
         finally:
             silent.close()
             if proc.poll() is None:
                 proc.kill()
-    assert proc.returncode == 143
+    assert proc.returncode == 143, err
     assert out == "entries: 1, delivered: 1, deferred: 0, failed: 0, expired: 0\n"
     assert handler.copies == Counter({"r0@example.com": 1})
