@@ -288,6 +288,8 @@ def _raise_for(ev: Evidence, what: str) -> None:
     match ev.kind:
         case FailureKind.REFUSED:
             raise ConnectionRefusedError(f"{what}: {ev.detail}")
+        case FailureKind.DNS:
+            raise socket.gaierror(socket.EAI_NONAME, f"{what}: {ev.detail}")  # as smtplib's lookup
         case FailureKind.TIMEOUT:
             raise TimeoutError(f"{what}: {ev.detail}")
         case FailureKind.TLS:

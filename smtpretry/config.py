@@ -112,7 +112,21 @@ class Profile:
 
     @property
     def password(self) -> str | None:
+        """The password, read from ``password_env`` now (``None`` when it is not set)."""
         return os.environ.get(self.password_env) if self.password_env else None
+
+    def unset_secret(self) -> str | None:
+        """What is wrong with this profile's secret now, naming the key and the
+        variable (``profiles.NAME.password_env: the environment variable X is not
+        set``), or ``None`` when the profile needs none or it is set. A file is
+        loaded whatever the environment holds; this is asked when the profile is
+        used (:meth:`Mailer.from_profile`) and by ``smtpretry config check``.
+
+        .. versionadded:: 0.5
+        """
+        if self.password_env is None or self.password_env in os.environ:
+            return None
+        return f"profiles.{self.name}.password_env: the environment variable {self.password_env} is not set"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -321,6 +335,15 @@ class Config:
         key = rule.key if rule.kind in ("mx", "domain") else where
         return Settings(limits, policy, key, rule.key)
 
+    def unset_secrets(self) -> list[str]:
+        """:meth:`Profile.unset_secret` of every profile that has a problem, each
+        naming the file: what using those profiles now would fail on.
+
+        .. versionadded:: 0.5
+        """
+        return [f"{self.source}: {problem}" for p in self.profiles.values()
+                if (problem := p.unset_secret()) is not None]
+
     def profile(self, name: str) -> Profile:
         try:
             return self.profiles[name]
@@ -449,9 +472,9 @@ def _profile(errors: _Errors, name: str, raw: Mapping[str, Any]) -> Profile | No
         kw["allow_plaintext_auth"] = bool(raw["allow_plaintext_auth"])
     if ("username" in raw) != ("password_env" in raw):
         errors.add(path, "give username and password_env together (the password comes from the environment)")
-    env = raw.get("password_env")
-    if isinstance(env, str) and env not in os.environ:
-        errors.add(f"{path}.password_env", f"the environment variable {env} is not set")
+    # Whether password_env is set is not the file's business: a profile's secret is
+    # read when that profile is used (Profile.unset_secret), so a file can be checked
+    # without secrets, and one profile's unset variable never stops another.
     try:
         return Profile(**kw)
     except (TypeError, ValueError):
@@ -646,8 +669,12 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     """Read and check a TOML configuration file.
 
     :raises ConfigError: the file is missing or unreadable, is not TOML, or has
-        unknown keys, wrong types, negative limits or an unset password
-        variable; one line per problem, naming the file and the key.
+        unknown keys, wrong types or negative limits; one line per problem,
+        naming the file and the key. Profiles' password variables are not read
+        here, but when a profile is used (:meth:`Config.unset_secrets` lists
+        those that are not set).
+
+    .. versionchanged:: 0.5 an unset ``password_env`` is no longer an error here
 
     .. versionadded:: 0.1
     """

@@ -112,6 +112,12 @@ _FAILURE_RULES: dict[FailureKind, Classification] = {
     FailureKind.UNSUPPORTED: Classification(
         Category.OTHER_PERMANENT, Action.FAIL, "needs an extension the server lacks"
     ),
+    # The host name did not resolve: asking again within seconds asks a resolver that
+    # has just cached the failure. Come back later (a mistyped relay or a DNS outage
+    # on the sending side is no reason to fail the recipients for good).
+    FailureKind.DNS: Classification(
+        Category.SERVICE_UNAVAILABLE, Action.DEFER, "the host name does not resolve"
+    ),
     FailureKind.BACKEND: Classification(
         Category.SERVICE_UNAVAILABLE, Action.RETRY, "the shared backend gave no connection slot"
     ),

@@ -203,8 +203,8 @@ KEYS: MappingProxyType[str, str] = MappingProxyType({
     K.CODE: "the server's reply code; null when there was no reply",
     K.ENHANCED: "the reply's RFC 3463 enhanced status code (`4.2.2`), or null",
     K.TEXT: "the reply's text, or what happened when there was no reply",
-    K.FAILURE: "set instead of `code` when there was no reply: `refused`, `timeout`, `disconnected`, "
-               "`ambiguous`, `tls`, `protocol`, `auth`, `size`, `unsupported`, `backend`",
+    K.FAILURE: "set instead of `code` when there was no reply: `refused`, `dns`, `timeout`, "
+               "`disconnected`, `ambiguous`, `tls`, `protocol`, `auth`, `size`, `unsupported`, `backend`",
     K.CATEGORY: "what the reply means (`classify()`): `throttled`, `mailbox_full`, ...",
     K.ACTION: "what to do about it: `ok`, `retry`, `defer`, `fail`",
     K.REASON: "the rule that matched, e.g. `enhanced X.2.2`",

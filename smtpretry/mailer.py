@@ -45,7 +45,7 @@ from .decide import (
 )
 from .endpoint import Endpoint, TLSMode
 from .envelope import Envelope, build_envelope
-from .errors import QueueError
+from .errors import ConfigError, QueueError
 from .limits import DestinationPool, Lease, Limiter, Refusal, SessionSource
 from .policy import Limits, RetryPolicy
 from .queue.base import Destination, Queue, entry_from_result, open_queue
@@ -159,14 +159,19 @@ class Mailer:
     def from_profile(cls, config: Config, name: str, **kwargs: Any) -> Mailer:
         """A Mailer for the ``[profiles.NAME]`` of ``config``, with the
         password read from the profile's ``password_env`` variable and the
-        limits and policy of the matching destination.
+        limits and policy of the matching destination. ``kwargs`` go to the
+        constructor (``timeout`` replaces the profile's).
 
-        :raises ConfigError: no such profile.
+        :raises ConfigError: no such profile (said first), or its
+            ``password_env`` variable is not set.
         """
         p = config.profile(name)
+        if (problem := p.unset_secret()) is not None:
+            raise ConfigError(f"{config.source}: {problem}")
         kwargs.setdefault("local_hostname", p.local_hostname)
+        kwargs.setdefault("timeout", p.timeout)  # the caller's timeout wins over the profile's
         mailer = cls(
-            p.host, p.port, username=p.username, password=p.password, tls=p.tls, timeout=p.timeout,
+            p.host, p.port, username=p.username, password=p.password, tls=p.tls,
             allow_plaintext_auth=p.allow_plaintext_auth, config=config, **kwargs,
         )
         mailer.profile = name

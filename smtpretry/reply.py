@@ -115,6 +115,7 @@ class FailureKind(StrEnum):
     """How a session failed when the server gave no reply to act on."""
 
     REFUSED = "refused"            # nothing listens, or the connection was reset at once
+    DNS = "dns"                    # the host name does not resolve (no address to connect to)
     TIMEOUT = "timeout"            # no answer within the timeout
     DISCONNECTED = "disconnected"  # the connection was closed under us
     AMBIGUOUS = "ambiguous"        # lost after the final dot, before the reply (RFC 1047)

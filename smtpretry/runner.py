@@ -164,6 +164,14 @@ class QueueRunner:
         self._close_mailers = close_mailers
         self._mailers: dict[Destination, Resender] = {}
         self._held: set[str] = set()
+        self.stats = QueueRunStats()
+        """The totals of the run in progress, or of the last one: what a run stopped
+        from outside (cancelled, Ctrl-C) had done by then."""
+
+    @property
+    def in_flight(self) -> int:
+        """Entries claimed and being sent right now."""
+        return len(self._held)
 
     def _context(self, entry: QueueEntry) -> LogContext:
         return LogContext(entry.destination.key, self._logger, (("message_id", entry.message_id),))
@@ -180,7 +188,7 @@ class QueueRunner:
             are flagged in the queue as possible duplicates (see the module's
             docstring).
         """
-        stats = QueueRunStats()
+        stats = self.stats = QueueRunStats()
         seen: set[str] = set()
         tasks: set[asyncio.Task[None]] = set()
         failure: QueueError | None = None
@@ -290,7 +298,14 @@ class QueueRunner:
         if not records:
             await self.queue.release([entry.id], owner=self.owner)
             return
-        mailer = self._mailer(entry.destination)
+        try:
+            mailer = self._mailer(entry.destination)
+        except BaseException:
+            # No Mailer for it (a profile the configuration lacks, an unset password):
+            # nothing was sent, so the entry is given back at once, not after its lease.
+            with contextlib.suppress(Exception):
+                await self.queue.release([entry.id], owner=self.owner)
+            raise
         # Recipients the server may already hold a copy for: a send of them began
         # and its outcome was never written back, or a reply was lost after the dot.
         flagged = {r.address for r in records if r.possible_duplicate}

@@ -29,6 +29,7 @@ import base64
 import contextlib
 import dataclasses
 import re
+import socket
 import ssl
 import time
 from functools import cache, lru_cache
@@ -55,6 +56,11 @@ def _failure(exc: BaseException, phase: Phase) -> Evidence:
     if isinstance(exc, aiosmtplib.SMTPTimeoutError | TimeoutError):
         return TransportFailure(FailureKind.TIMEOUT, phase, str(exc))
     cause = exc.__cause__ or exc.__context__
+    if isinstance(exc, socket.gaierror) or isinstance(cause, socket.gaierror):
+        # getaddrinfo() found no address: nothing was refused, nothing was reached.
+        lookup = cause if isinstance(cause, socket.gaierror) else exc
+        why = lookup.strerror if isinstance(lookup, socket.gaierror) and lookup.strerror else str(lookup)
+        return TransportFailure(FailureKind.DNS, phase, f"the host name does not resolve ({why})")
     if isinstance(exc, ssl.SSLError) or isinstance(cause, ssl.SSLError):
         tls_error = cause if isinstance(cause, ssl.SSLError) else exc
         return TransportFailure(FailureKind.TLS, phase, str(tls_error))
@@ -64,6 +70,22 @@ def _failure(exc: BaseException, phase: Phase) -> Evidence:
 
 
 _RECOVERABLE = (aiosmtplib.SMTPException, OSError, TimeoutError)
+
+
+def _unresolvable(name: str) -> str | None:
+    """Why ``name`` cannot be looked up at all, without asking DNS: it is empty, it is
+    not a host name IDNA can encode (an empty or over-long label), or it is under
+    ``.invalid``, which RFC 6761 6.4 reserves to never resolve (and asks resolvers to
+    answer at once, without a query)."""
+    if not name.strip():
+        return "no host name to connect to"
+    try:
+        name.encode("idna")
+    except UnicodeError as exc:
+        return f"{name!r} is not a host name ({exc})"
+    if name.lower().rstrip(".").rsplit(".", 1)[-1] == "invalid":
+        return f"{name} does not resolve (RFC 6761: names under .invalid never do)"
+    return None
 
 
 def _reply(response: SMTPResponse, phase: Phase) -> Reply:
@@ -358,11 +380,14 @@ async def open_session(
     session, or the reply or failure that stopped it (the connection is
     closed). Each step accepts only its own reply (``transaction.expect``): a
     greeting must be 220, EHLO 250, STARTTLS 220 and a real handshake, AUTH 235.
+    A host name that does not resolve is a ``dns`` failure of the connect phase.
 
     ``opportunistic`` TLS upgrades when the server offers STARTTLS; when the
     upgrade fails (a refusal, a handshake that breaks) the connection is
     closed and opened once more in clear, so a broken TLS stack at an MX host
     delays its mail by one connection instead of stopping it."""
+    if (why := _unresolvable(endpoint.connect_to)) is not None:
+        return TransportFailure(FailureKind.DNS, Phase.CONNECT, why)
     opened = await _open(endpoint, opened_at)
     if (
         endpoint.tls is TLSMode.OPPORTUNISTIC

@@ -1,11 +1,15 @@
 """``smtpretry config check``: validate a configuration file, show the effective settings.
 
-Exit status 2, with one line per problem, when the file is not valid.
+Exit status 2, with one line per problem, when the file is not valid. A profile whose
+``password_env`` variable is not set is a warning (the file is valid; that profile
+cannot be used here and now), an error with ``--strict``: so a file can be checked in
+CI without its secrets.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 
 import click
@@ -16,6 +20,7 @@ from rich.text import Text
 from ..config import Config
 from ..errors import ConfigError
 from ._errors import fail
+from ._resolve import CONFIG_ENV
 
 __all__ = ["config_group"]
 
@@ -33,27 +38,42 @@ def _fmt_seconds(value: float) -> str:
 
 
 @config_group.command("check")
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=click.Path(dir_okay=False), required=False)
 @click.option("--host", "hosts", multiple=True, metavar="HOST",
               help="Also show the settings this host gets (repeatable).")
 @click.option("--domain", "domains", multiple=True, metavar="DOMAIN",
               help="Also show the route and the limit key of recipients at DOMAIN (repeatable); "
                    "an MX route looks its MX hosts up in DNS.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def config_check(file: str, hosts: tuple[str, ...], domains: tuple[str, ...], as_json: bool) -> None:
-    """Check FILE and print the effective settings per destination.
+@click.option("--strict", is_flag=True,
+              help="Unset secrets (a profile's password_env) are errors, not warnings.")
+def config_check(
+    file: str | None, hosts: tuple[str, ...], domains: tuple[str, ...], as_json: bool, strict: bool
+) -> None:
+    """Check FILE (default: $SMTPRETRY_CONFIG) and print the effective settings per
+    destination.
 
-    Exit status 2, with one line per problem, when the file is not valid.
+    Exit status 2, with one line per problem, when the file is not valid. A profile's
+    password variable that is not set is a warning; with --strict, an error.
     """
     import json as json_module
 
     from ..config import load_config
 
+    if file is None:
+        file = os.environ.get(CONFIG_ENV) or None
+        if file is None:
+            fail(f"give a FILE to check, or set {CONFIG_ENV}")
     try:
         config = load_config(file)
     except ConfigError as exc:
         for problem in str(exc).splitlines():
             click.echo(f"smtpretry: error: {problem}", err=True)
+        sys.exit(2)
+    unset = config.unset_secrets()
+    for problem in unset:
+        click.echo(f"smtpretry: {'error' if strict else 'warning'}: {problem}", err=True)
+    if unset and strict:
         sys.exit(2)
     chosen = [("[defaults]", config.settings_of(None))]
     chosen += [(rule.key, config.settings_of(rule.key)) for rule in config.rules]
@@ -75,7 +95,8 @@ def config_check(file: str, hosts: tuple[str, ...], domains: tuple[str, ...], as
             "delivery": s.policy.delivery.value,
         })
     if as_json:
-        out: dict[str, object] = {"file": file, "queue_url": config.queue_url, "destinations": rows}
+        out: dict[str, object] = {"file": file, "queue_url": config.queue_url, "destinations": rows,
+                                  "warnings": unset}
         if domains:
             out["domains"] = routes
         click.echo(json_module.dumps(out, indent=2))

@@ -167,28 +167,32 @@ def summary_command(files: tuple[str, ...], as_json_: bool, since: str | None, u
 @logs_group.command("trace")
 @click.option("--message-id", "message_id", metavar="ID", help="The Message-ID, with or without <>.")
 @click.option("--recipient", metavar="ADDR", help="A recipient address.")
+@click.option("--send-id", "send_id", metavar="ID",
+              help="One send (the send_id of its events): a message sent without a Message-ID.")
 @click.option("--json", "as_json_", is_flag=True,
               help="Print the records as JSON lines, in time order, each with its send_id if it has one.")
 @click.argument("files", nargs=-1, required=True, metavar="FILE...")
 def trace_command(
-    message_id: str | None, recipient: str | None, as_json_: bool, files: tuple[str, ...]
+    message_id: str | None, recipient: str | None, send_id: str | None, as_json_: bool,
+    files: tuple[str, ...],
 ) -> None:
-    """The whole story of one message or recipient, in time order, across files.
+    """The whole story of one message, recipient or send, in time order, across files.
 
     Where the log has send_id, the story is grouped by send: a message deferred and sent
     again from the queue shows as two sends."""
-    if (message_id is None) == (recipient is None):
-        fail("give one of --message-id ID or --recipient ADDR")
+    if sum(x is not None for x in (message_id, recipient, send_id)) != 1:
+        fail("give one of --message-id ID, --recipient ADDR or --send-id ID")
     paths = _inputs(files)
     stats = ReadStats()
-    story = select(_records(paths, stats), message_id=message_id, recipient=recipient)
+    story = select(_records(paths, stats), message_id=message_id, recipient=recipient, send_id=send_id)
     _warn(stats)
     if as_json_:
         for r in story:
             click.echo(json.dumps(as_json(r)))
         return
     console = _console()
-    wanted = f"message {message_id}" if message_id else f"recipient {recipient}"
+    wanted = (f"message {message_id}" if message_id else f"recipient {recipient}" if recipient
+              else f"send {send_id}")
     if not story:
         console.print(f"No records for {wanted} in {stats.records} records.")
         return

@@ -3,7 +3,12 @@
 What this module owns: :func:`summarize` folds a stream of :class:`Record` into a
 :class:`Summary` in one pass, keeping only what is still open:
 
-- a recipient is known by ``(message_id, recipient)``; its story starts at the first event
+- a message is known by its ``message_id``; one sent without a Message-ID (unchanged
+  smtplib code often sends them so) by its ``send_id``, each send its own message (its
+  deferred recipients sent again by the queue runner are then a message of their own:
+  nothing in the log ties the two sends together). Records with neither (a log written
+  before ``send_id``) share one message, as they always did.
+- a recipient is known by ``(message, recipient)``; its story starts at the first event
   that names it and ends at ``message_delivered`` (delivered) or ``recipient_failed``
   (failed). ``recipient_deferred`` leaves it waiting (deferred) until a later process
   delivers or fails it; a recipient with no final event is ``pending``.
@@ -325,6 +330,18 @@ class _Rcpt:
         self.deferred_at: str | None = None  # the destination whose backlog holds it
 
 
+_MsgKey = tuple[str, str] | None
+
+
+def _message_key(r: Record) -> _MsgKey:
+    """Which message a record is about: its Message-ID, else its send (``send_id``)."""
+    if r.message_id is not None:
+        return ("message_id", r.message_id)
+    if r.send_id is not None:
+        return ("send_id", r.send_id)
+    return None
+
+
 class _Msg:
     __slots__ = ("destination", "rcpts", "retry_attempts", "throttled_attempts")
 
@@ -387,7 +404,7 @@ def _iso(ts: float | None) -> str | None:
 class _Summarizer:
     def __init__(self, stats: ReadStats, since: float | None, until: float | None) -> None:
         self.summary = Summary({}, {}, DestinationStats("*"), Timeline(), stats, since, until)
-        self.msgs: dict[str | None, _Msg] = {}
+        self.msgs: dict[_MsgKey, _Msg] = {}
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -405,7 +422,7 @@ class _Summarizer:
         return found
 
     def msg(self, r: Record) -> _Msg:
-        key = r.message_id
+        key = _message_key(r)
         found = self.msgs.get(key)
         if found is None:
             found = self.msgs[key] = _Msg(r.destination)
@@ -635,9 +652,9 @@ class _Summarizer:
         m.retry_attempts.clear()
         m.throttled_attempts.clear()
         if all(rc.status in ("delivered", "failed") for rc in m.rcpts.values()):
-            self.fold(r.message_id, m)
+            self.fold(_message_key(r), m)
 
-    def fold(self, key: str | None, m: _Msg) -> None:
+    def fold(self, key: _MsgKey, m: _Msg) -> None:
         """Count a message and its recipients, and forget them."""
         self.msgs.pop(key, None)
         if not m.rcpts:

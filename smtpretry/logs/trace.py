@@ -1,7 +1,7 @@
 """One message's story, or one recipient's, across files and process restarts.
 
-What this module owns: picking the records about a message id or a recipient out of a stream
-and putting them in time order. A message's story is every event bound to its
+What this module owns: picking the records about a message id, a recipient or one send
+(``send_id``) out of a stream and putting them in time order. A message's story is every event bound to its
 ``message_id`` (in every process that sent it: a deferred recipient sent again after a
 restart keeps its Message-ID). A recipient's story is every event naming it in
 ``recipient`` or ``recipients``. A cap or pace lowered by a reply to a send carries that
@@ -36,15 +36,19 @@ def normalize_message_id(value: str) -> str:
 
 
 def select(records: Iterable[Record], *, message_id: str | None = None,
-           recipient: str | None = None) -> list[Record]:
-    """The records of one message (``message_id``) or one recipient (``recipient``,
-    compared without regard to case, or by its hash in a log that hashes recipients),
+           recipient: str | None = None, send_id: str | None = None) -> list[Record]:
+    """The records of one message (``message_id``), one recipient (``recipient``,
+    compared without regard to case, or by its hash in a log that hashes recipients)
+    or one send (``send_id``: the way to a message sent without a Message-ID),
     ordered by ``timestamp`` (records without one last),
     then by their order in the inputs."""
-    if (message_id is None) == (recipient is None):
-        raise ValueError("give exactly one of message_id and recipient")
+    if sum(x is not None for x in (message_id, recipient, send_id)) != 1:
+        raise ValueError("give exactly one of message_id, recipient and send_id")
     found: list[Record] = []
-    if message_id is not None:
+    if send_id is not None:
+        wanted_send = send_id.strip()
+        found = [r for r in records if r.send_id == wanted_send]
+    elif message_id is not None:
         wanted = normalize_message_id(message_id)
         for r in records:
             mid = r.message_id

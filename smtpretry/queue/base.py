@@ -369,7 +369,7 @@ def default_queue_path() -> Path:
     return base / "smtpretry" / "queue.db"
 
 
-def open_queue(url: str | os.PathLike[str] | None = None, /) -> Queue:
+def open_queue(url: str | os.PathLike[str] | None = None, /, *, create: bool = True) -> Queue:
     """The queue a URL names. Nothing is opened until the first call.
 
     - ``sqlite:///var/lib/app/queue.db`` (an absolute path after ``sqlite://``),
@@ -380,22 +380,27 @@ def open_queue(url: str | os.PathLike[str] | None = None, /) -> Queue:
       and ``SMTPRETRY_QUEUE_KEY`` is required);
     - ``None``: SQLite at :func:`default_queue_path`.
 
+    With ``create=False`` an SQLite queue whose file does not exist is not
+    created (nor its directory or key): its first call raises
+    :class:`QueueError` ``no queue at PATH``. A Redis queue has no file.
+
     :raises QueueError: an unknown scheme, a URL without a path, or a Redis
         URL without the redis extra or without ``SMTPRETRY_QUEUE_KEY``.
 
     .. versionadded:: 0.2
+    .. versionchanged:: 0.5 ``create``
     """
     if url is None:
         from .sqlite import SQLiteQueue
 
-        return SQLiteQueue(default_queue_path())
+        return SQLiteQueue(default_queue_path(), create=create)
     text = os.fspath(url)
     parts = urllib.parse.urlsplit(text)
     scheme = parts.scheme.lower()
     if scheme in ("", "file"):
         from .sqlite import SQLiteQueue
 
-        return SQLiteQueue(Path(parts.path if scheme == "file" else text).expanduser())
+        return SQLiteQueue(Path(parts.path if scheme == "file" else text).expanduser(), create=create)
     if scheme == "sqlite":
         if parts.netloc not in ("", "localhost"):
             raise QueueError(
@@ -413,7 +418,7 @@ def open_queue(url: str | os.PathLike[str] | None = None, /) -> Queue:
                 raise QueueError(f"queue URL {text!r}: busy_timeout: expected seconds") from None
         from .sqlite import SQLiteQueue
 
-        return SQLiteQueue(Path(path).expanduser(), busy_timeout=timeout)
+        return SQLiteQueue(Path(path).expanduser(), busy_timeout=timeout, create=create)
     if scheme in ("redis", "rediss"):
         if not parts.hostname and not parts.path.strip("/"):
             raise QueueError(f"queue URL {redacted(text)!r}: expected redis://host:port/db")

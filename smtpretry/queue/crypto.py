@@ -41,17 +41,20 @@ class MessageCipher:
             ) from None
 
     @classmethod
-    def for_directory(cls, directory: Path) -> MessageCipher:
+    def for_directory(cls, directory: Path, *, create: bool = True) -> MessageCipher:
         """The key from ``SMTPRETRY_QUEUE_KEY``, else ``directory/queue.key``
-        (created, mode 0600, when missing).
+        (created, mode 0600, when missing, unless ``create`` is false).
 
-        :raises QueueError: a malformed key, or a key file that cannot be read or created.
+        :raises QueueError: a malformed key, or a key file that cannot be read or
+            created (or is missing, without ``create``).
         """
         env = os.environ.get(KEY_ENV)
         if env:
             return cls(env, source=KEY_ENV)
         path = directory / KEY_FILE
         if not path.exists():
+            if not create:
+                raise QueueError(f"{path}: no queue key here, and {KEY_ENV} is not set")
             _create_key_file(path)
         try:
             key = path.read_text("ascii")

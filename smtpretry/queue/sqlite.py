@@ -140,18 +140,24 @@ class SQLiteQueue:
         :class:`QueueError`
     :param cipher: encrypts message bytes; by default the key from
         ``SMTPRETRY_QUEUE_KEY`` or ``queue.key`` beside the file
+    :param create: create the file, its directory and its key when missing
+        (the default); with ``False``, a missing file is a :class:`QueueError`
+        (``no queue at PATH``) and nothing is created: for commands that only
+        read or edit an existing queue
 
     Nothing is opened until the first call.
 
     .. versionadded:: 0.2
+    .. versionchanged:: 0.5 ``create``
     """
 
     def __init__(
         self, path: str | os.PathLike[str], *, busy_timeout: float = 5.0,
-        cipher: MessageCipher | None = None,
+        cipher: MessageCipher | None = None, create: bool = True,
     ) -> None:
         self.path = Path(path)
         self.busy_timeout = busy_timeout
+        self.create = create
         self._cipher = cipher
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
@@ -191,16 +197,12 @@ class SQLiteQueue:
     def _connection(self) -> sqlite3.Connection:
         if self._conn is not None:
             return self._conn
-        try:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            # Create the file ourselves, private: SQLite would use the umask, and
-            # gives its -wal and -shm files the mode of the database file.
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-            os.close(fd)
-        except OSError as exc:
-            raise QueueError(f"queue {self.path}: cannot create the database: {exc.strerror}") from exc
-        if self._cipher is None:
-            self._cipher = MessageCipher.for_directory(self.path.parent)
+        if self.create:
+            self._create_file()
+        elif not self.path.is_file():
+            # A command that only reads or edits: a mistyped path is an error,
+            # never a new empty queue (nor a new directory or key).
+            raise QueueError(f"no queue at {self.path.absolute()}")
         conn = sqlite3.connect(
             self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
         )
@@ -209,12 +211,33 @@ class SQLiteQueue:
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
             self._migrate(conn)
+            # Opening an existing queue: a file that is not a queue says so before its
+            # key is asked for.
+            if self._cipher is None:
+                self._cipher = MessageCipher.for_directory(self.path.parent, create=False)
             self._check_key(conn)
         except BaseException:
             conn.close()
             raise
         self._conn = conn
         return conn
+
+    def _create_file(self) -> None:
+        """The directory, then the key, then the file: a process that finds the file (one
+        waiting for the queue to appear, which creates nothing) finds its key too."""
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise QueueError(f"queue {self.path}: cannot create the database: {exc.strerror}") from exc
+        if self._cipher is None:
+            self._cipher = MessageCipher.for_directory(self.path.parent)
+        try:
+            # Create the file ourselves, private: SQLite would use the umask, and
+            # gives its -wal and -shm files the mode of the database file.
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            os.close(fd)
+        except OSError as exc:
+            raise QueueError(f"queue {self.path}: cannot create the database: {exc.strerror}") from exc
 
     @staticmethod
     @contextlib.contextmanager

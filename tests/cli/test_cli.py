@@ -65,18 +65,34 @@ def test_send_delivers_each_recipient_once_and_exits_0(eml: Path) -> None:
     assert handler.copies == {"a@example.com": 1, "b@example.com": 1}
 
 
-def test_send_reports_a_deferred_recipient_and_still_exits_0(eml: Path) -> None:
+def test_send_reports_a_deferred_recipient_and_where_it_was_queued(eml: Path, tmp_path: Path) -> None:
     handler = ScriptedHandler(rcpt={"b@example.com": [R422_OVER_QUOTA]})
+    queue = tmp_path / "q.db"
     with serve_threaded(handler) as port:
-        result = _invoke(_send_args(port, str(eml)))
+        result = _invoke(_send_args(port, "--queue", str(queue), str(eml)))
     assert result.exit_code == 0, result.output
-    delivered, deferred = result.stdout.splitlines()
+    delivered, deferred, queued = result.stdout.splitlines()
     assert delivered == "delivered a@example.com"
     assert re.fullmatch(
         r"deferred b@example\.com until \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00: " + re.escape(R422_OVER_QUOTA),
         deferred,
     ), deferred
+    url = f"sqlite:///{str(queue).lstrip('/')}"
+    assert re.fullmatch(rf"queued as [0-9a-f]{{16}} in {re.escape(url)} \(1 recipient; .*\)",
+                        queued), queued
     assert handler.copies == {"a@example.com": 1}
+
+
+def test_send_without_a_queue_says_a_deferred_recipient_will_not_be_retried(eml: Path) -> None:
+    handler = ScriptedHandler(rcpt={"b@example.com": [R422_OVER_QUOTA]})
+    with serve_threaded(handler) as port:
+        result = _invoke(_send_args(port, str(eml)), env={"SMTPRETRY_QUEUE": None, "SMTPRETRY_CONFIG": None})
+    assert result.exit_code == 75, result.output
+    assert result.stdout.splitlines() == [
+        "delivered a@example.com",
+        f"deferred b@example.com (not queued: will not be retried): {R422_OVER_QUOTA}",
+    ]
+    assert "not queued: will not be retried" in result.stderr
 
 
 def test_send_exits_1_when_a_recipient_failed(eml: Path) -> None:
@@ -124,8 +140,12 @@ def test_send_is_quiet_by_default_and_writes_json_lines_with_verbose(eml: Path) 
     with serve_threaded(handler) as port:
         quiet = _invoke(_send_args(port, str(eml)))
         verbose = _invoke(_send_args(port, "-v", str(eml)))
-    assert quiet.stderr == ""
-    records = [json.loads(line) for line in verbose.stderr.splitlines()]
+    # No log unless asked: only the one line that says the deferral is not queued.
+    assert quiet.stderr.splitlines() == [
+        "smtpretry: warning: 1 deferred recipient not queued: will not be retried "
+        "(no queue named: give --queue, set SMTPRETRY_QUEUE or [queue] url)"
+    ]
+    records = [json.loads(line) for line in verbose.stderr.splitlines() if line.startswith("{")]
     assert [r["event"] for r in records] == [
         "smtpretry.recipient_deferred",
         "smtpretry.message_delivered",
@@ -133,7 +153,7 @@ def test_send_is_quiet_by_default_and_writes_json_lines_with_verbose(eml: Path) 
     ]
     assert records[0]["recipient"] == "b@example.com"
     assert verbose.stdout.splitlines()[0] == "delivered a@example.com"
-    assert verbose.stdout.splitlines()[1].startswith("deferred b@example.com until ")
+    assert verbose.stdout.splitlines()[1].startswith("deferred b@example.com (not queued")
 
 
 def test_send_writes_the_decision_log_to_a_file(eml: Path, tmp_path: Path) -> None:

@@ -22,9 +22,11 @@ BODY = b"From: s@example.org\r\nSubject: x\r\n\r\nSECRET-BODY-TEXT\r\n"
 
 
 @pytest.fixture(autouse=True)
-def _no_env_key(monkeypatch: pytest.MonkeyPatch) -> None:
+def _no_env_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv(KEY_ENV, raising=False)
     monkeypatch.delenv("SMTPRETRY_QUEUE", raising=False)
+    monkeypatch.delenv("SMTPRETRY_CONFIG", raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))  # never the user's own queue
 
 
 def seed(db: Path, *, port: int = 2525, n: int = 2, at: float = NOW + 3600) -> list[str]:
@@ -60,7 +62,6 @@ def invoke(*args: str) -> tuple[int, str, str]:
 def test_list_table_and_json(tmp_path: Path) -> None:
     db = tmp_path / "q.db"
     url = f"sqlite://{db}"
-    assert invoke("list", "--queue", url)[1] == "the queue is empty\n"
     ids = seed(db)
     code, out, _ = invoke("list", "--queue", url)
     assert code == 0
@@ -134,9 +135,13 @@ def test_bad_url_and_corrupt_file(tmp_path: Path) -> None:
 
 def test_default_path_is_under_the_state_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    assert invoke("stats")[0] == 0
-    assert (tmp_path / "state" / "smtpretry" / "queue.db").exists()
-    assert (tmp_path / "state" / "smtpretry" / "queue.key").exists()
+    default = tmp_path / "state" / "smtpretry" / "queue.db"
+    code, _, err = invoke("stats")
+    assert code == 2 and err == f"smtpretry: error: no queue at {default} (the default queue)\n"
+    assert not (tmp_path / "state").exists()  # asking created nothing
+    seed(default, n=1)
+    code, out, _ = invoke("stats")
+    assert code == 0 and "entries:      1" in out
 
 
 def test_run_once_sends_the_due_entries(tmp_path: Path) -> None:

@@ -71,6 +71,31 @@ def test_the_documented_example_loads(example: Path) -> None:
     assert config.queue_url == "sqlite:///var/lib/app/queue.db"
 
 
+def test_a_profiles_password_variable_is_read_only_when_that_profile_is_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from smtpretry import Mailer
+
+    monkeypatch.delenv("ISP_SMTP_PASSWORD", raising=False)
+    path = tmp_path / "smtpretry.toml"
+    path.write_text(EXAMPLE + '[profiles.local]\nhost = "127.0.0.1"\nport = 25\ntls = "none"\n')
+    config = load_config(path)  # the README's example loads without its secret
+    assert config.profile("isp").unset_secret() == (
+        "profiles.isp.password_env: the environment variable ISP_SMTP_PASSWORD is not set"
+    )
+    assert config.unset_secrets() == [
+        f"{path}: profiles.isp.password_env: the environment variable ISP_SMTP_PASSWORD is not set"
+    ]
+    assert Mailer.from_profile(config, "local").endpoint.username is None  # isp's secret is not asked
+    with pytest.raises(ConfigError, match=r"profiles\.isp\.password_env: the environment variable "
+                                          r"ISP_SMTP_PASSWORD is not set"):
+        Mailer.from_profile(config, "isp")
+    with pytest.raises(ConfigError, match=r"no profile 'nosuch' \(known: isp, local\)"):
+        Mailer.from_profile(config, "nosuch")  # an unknown profile is said first
+    monkeypatch.setenv("ISP_SMTP_PASSWORD", "pw")
+    assert config.unset_secrets() == [] and Mailer.from_profile(config, "isp").endpoint.password == "pw"
+
+
 def test_mx_suffix_hosts_share_one_limit_and_globs_do_not(example: Path) -> None:
     config = load_config(example)
     a = config.settings_for("alt1.gmail-smtp-in.l.google.com", 25)
@@ -112,10 +137,6 @@ def test_recipient_domain_applies_only_when_no_host_rule_matches(example: Path) 
         (
             '[destinations."a.example".retry]\nbackof_base = 1\n',
             'destinations."a.example".retry.backof_base: unknown key',
-        ),
-        (
-            '[profiles.p]\nhost = "h"\nusername = "u"\npassword_env = "SMTPRETRY_TEST_UNSET"\n',
-            "profiles.p.password_env: the environment variable SMTPRETRY_TEST_UNSET is not set",
         ),
         (
             '[profiles.p]\nhost = "h"\ntls = "ssl"\n',

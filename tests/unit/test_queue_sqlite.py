@@ -378,6 +378,29 @@ def test_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         open_queue(f"sqlite://{tmp_path}/q.db?busy_timeout=soon")
 
 
+async def test_a_queue_opened_without_create_never_creates_anything(tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such" / "dir" / "q.db"
+    for url in (str(missing), f"sqlite://{missing}"):
+        q = open_queue(url, create=False)
+        for call in (q.entries(), q.stats(now=NOW), q.get("x"), q.retry(None, now=NOW)):
+            with pytest.raises(QueueError) as info:
+                await call
+            assert str(info.value) == f"no queue at {missing}"
+    assert list(tmp_path.iterdir()) == []  # no directory, no database, no key
+    made = SQLiteQueue(tmp_path / "q.db")
+    await made.put(entry())
+    await made.close()
+    files = sorted(p.name for p in tmp_path.iterdir())
+    existing = open_queue(tmp_path / "q.db", create=False)
+    assert [e.key for e in await existing.entries()] == ["k1"]  # an existing queue opens as ever
+    await existing.close()
+    (tmp_path / "queue.key").unlink()
+    with pytest.raises(QueueError, match="no queue key here, and SMTPRETRY_QUEUE_KEY is not set"):
+        await SQLiteQueue(tmp_path / "q.db", create=False).entries()
+    assert not (tmp_path / "queue.key").exists()  # a lost key is not replaced by a new one
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(set(files) - {"queue.key"})
+
+
 async def test_an_unwritable_place_is_a_queue_error(tmp_path: Path) -> None:
     if os.geteuid() == 0:
         blocked = tmp_path / "file"
