@@ -115,10 +115,11 @@ def goodput(args: argparse.Namespace) -> Table:
     t = Table(f"Goodput under throttling: {args.goodput_n:,} messages, server allows K={args.limit}, "
               f"{args.service_ms:g} ms per message (ideal {ideal:,.0f} msgs/s), {args.runs} runs each",
               ["client", "version", "msgs/s (median)", "vs ideal", "this / previous, pair by pair",
-               "421s (median)", "lost", "duplicated"])
+               "turn-around ms", "421s (median)", "lost", "duplicated"])
     for client in ("mailer-k", "mailer-4k"):
         rates: dict[str, list[float]] = {"previous": [], "this checkout": []}
         refused: dict[str, list[int]] = {"previous": [], "this checkout": []}
+        gaps: dict[str, list[float]] = {"previous": [], "this checkout": []}
         bad: dict[str, list[int]] = {"previous": [0, 0], "this checkout": [0, 0]}
         ratios: list[float] = []
         for run in range(args.runs):
@@ -138,6 +139,8 @@ def goodput(args: argparse.Namespace) -> Table:
                 got[name] = args.goodput_n / c["wall_s"]
                 rates[name].append(got[name])
                 refused[name].append(int(server["refused_421"]))
+                if server.get("gap_ms") is not None:
+                    gaps[name].append(float(server["gap_ms"]))
                 print(f"  versions goodput {client} run {run + 1}/{args.runs} {name:<14} "
                       f"{got[name]:7.0f} msg/s 421s={server['refused_421']}", file=sys.stderr)
             ratios.append(got["this checkout"] / got["previous"])
@@ -145,8 +148,11 @@ def goodput(args: argparse.Namespace) -> Table:
         for name in ("previous", "this checkout"):
             r = median(rates[name])
             t.add(client, name, r, f"{r / ideal:.2f}", "-" if name == "previous" else spread,
+                  f"{median(gaps[name]):.2f}" if gaps[name] else "-",
                   int(median(refused[name])), bad[name][0], bad[name][1])
-    t.notes.append("- Counted at the server; Mailer with the default RetryPolicy, 4K sends in flight.")
+    t.notes.append("- Counted at the server; Mailer with the default RetryPolicy, 4K sends in flight. "
+                   "Turn-around: from the server's 250 after one message's final dot to the next MAIL "
+                   "on that session (median, measured by the server).")
     t.notes.append(f"- {machine_line()}")
     return t
 
