@@ -24,6 +24,8 @@ from .base import (
     Queue,
     QueueEntry,
     QueueStats,
+    Selection,
+    Suspension,
     default_queue_path,
     open_queue,
 )
@@ -39,6 +41,8 @@ __all__ = [
     "QueueRunStats",
     "QueueRunner",
     "QueueStats",
+    "Selection",
+    "Suspension",
     "default_queue_path",
     "open_queue",
 ]

@@ -6,6 +6,12 @@ pending. Recipients of one message deferred at different times share one
 entry: entries are keyed by destination, sender and message (its Message-ID,
 or a hash of its bytes), and a second deferral merges into the first.
 
+An operator acts on entries chosen by a :class:`Selection` (IDs or unique ID
+prefixes, and filters: destination, recipient domain, age, sender, recipient),
+holds them (a held entry is never claimed), and suspends a destination for a
+while with a :class:`Suspension` kept in the queue's own store, so that every
+process using the queue (every worker, with Redis) sees it.
+
 Backends live in their own modules (``sqlite.py`` is the embedded default;
 ``redis.py`` is shared by several hosts) and only :func:`open_queue` names them, so
 callers never change when one is added. Everything here is pure values.
@@ -16,8 +22,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import re
 import urllib.parse
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -34,11 +41,16 @@ __all__ = [
     "Queue",
     "QueueEntry",
     "QueueStats",
+    "Selection",
+    "Suspension",
+    "covers",
     "default_queue_path",
     "entry_key",
     "entry_from_result",
+    "in_force",
     "open_queue",
     "pending_from_outcome",
+    "selection_of",
 ]
 
 
@@ -143,9 +155,12 @@ class QueueEntry:
     ``interrupted`` is set on an entry :meth:`Queue.claim` returns when its
     previous lease ran out instead of ending in an update or a release: the
     runner that held it stopped (killed, or stalled past its lease) and may
-    have been sending it. Times are epoch seconds.
+    have been sending it. ``held`` says an operator put it on hold
+    (:meth:`Queue.hold`): it is never claimed, so never sent, until released.
+    Times are epoch seconds.
 
     .. versionadded:: 0.2
+    .. versionchanged:: 0.5 ``held``
     """
 
     id: str = ""
@@ -162,6 +177,7 @@ class QueueEntry:
     lease_until: float = 0.0
     data: bytes | None = None
     interrupted: bool = False
+    held: bool = False
 
     def envelope(self) -> Envelope:
         """The envelope to send again: the pending recipients due at any time.
@@ -192,8 +208,12 @@ class QueueEntry:
 @dataclass(frozen=True, slots=True)
 class QueueStats:
     """Counts for ``smtpretry queue stats``: entries and recipients, how
-    many entries are due now, leased by a runner, or past their lifetime, and
-    the oldest entry's ``created_at`` and the next ``next_attempt_at``."""
+    many entries are due now, leased by a runner, past their lifetime, or
+    held, and the oldest entry's ``created_at`` and the next
+    ``next_attempt_at`` of an entry not held.
+
+    .. versionchanged:: 0.5 ``held``
+    """
 
     entries: int
     recipients: int
@@ -202,6 +222,142 @@ class QueueStats:
     expired: int
     oldest_created_at: float | None
     next_attempt_at: float | None
+    held: int = 0
+
+
+_HOST_PORT = re.compile(r"[^:\s]+:\d{1,5}")
+
+
+def _host(name: str) -> str:
+    return name.strip().lower().rstrip(".")
+
+
+def covers(key: str, host: str, port: int, limit_key: str | None = None) -> bool:
+    """Whether ``key``, a destination as an operator names it, covers sending
+    to ``host`` on ``port`` (whose limit key, if known, is ``limit_key``):
+
+    - ``host:port``, as the log writes a destination: that port of that host;
+    - ``host``: every port of that host;
+    - a limit key (``mx:.google.com``): the destinations counted under it, and,
+      for an ``mx:`` key, every host ending with its suffix (as the
+      configuration's ``[destinations."mx:..."]`` rule matches them);
+    - anything else (``domain:example.com``): the destinations whose limit key it is.
+
+    Host names compare without regard to case or a trailing dot. Pure.
+
+    .. versionadded:: 0.5
+    """
+    key = key.strip()
+    if limit_key is not None and key.lower() == limit_key.lower():
+        return True
+    wanted = key.lower()
+    name = _host(host)
+    if wanted.startswith("mx:"):
+        suffix = wanted[3:].rstrip(".")
+        suffix = suffix if suffix.startswith(".") else "." + suffix
+        return name.endswith(suffix) or name == suffix[1:]
+    if ":" in wanted:
+        if _HOST_PORT.fullmatch(wanted) is None:
+            return False  # a limit key of another kind (domain:...): matched above, or not at all
+        h, _, p = wanted.rpartition(":")
+        return _host(h) == name and int(p) == port
+    return _host(wanted) == name
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Selection:
+    """Which entries an operator's command acts on: every condition given must hold.
+
+    - ``ids``: entry ids, each in full or a unique prefix of one (an id that
+      names no entry, or a prefix that names several, is a :class:`QueueError`);
+      empty: any entry;
+    - ``destination``: as :func:`covers` reads it: ``host:port`` as the log
+      writes it, a host for every port, or ``mx:.suffix``;
+    - ``domain``: a pending recipient's domain (``example.com``);
+    - ``recipient``, ``sender``: a pending recipient's address, the envelope
+      sender (addresses compare without regard to case);
+    - ``created_before``: created at or before this instant (epoch seconds;
+      the CLI's ``--older-than`` is ``now`` minus it);
+    - ``held``: only held entries (True) or only those not held (False).
+
+    :meth:`matches` applies the filters to one entry; the backends resolve
+    ``ids`` against what they hold (:func:`~smtpretry.queue.entry.resolve_ids`).
+
+    .. versionadded:: 0.5
+    """
+
+    ids: tuple[str, ...] = ()
+    destination: str | None = None
+    domain: str | None = None
+    recipient: str | None = None
+    sender: str | None = None
+    created_before: float | None = None
+    held: bool | None = None
+
+    def matches(self, entry: QueueEntry) -> bool:
+        """Whether ``entry`` passes the filters (``ids`` aside)."""
+        d = entry.destination
+        if self.destination is not None and not covers(self.destination, d.host, d.port):
+            return False
+        if self.sender is not None and entry.sender.lower() != self.sender.strip().lower():
+            return False
+        if self.created_before is not None and entry.created_at > self.created_before:
+            return False
+        if self.held is not None and entry.held != self.held:
+            return False
+        if self.recipient is not None:
+            wanted = self.recipient.strip().lower()
+            if not any(r.address.lower() == wanted for r in entry.recipients):
+                return False
+        if self.domain is not None:
+            domain = _host(self.domain.lstrip("@"))
+            if not any(_host(r.address.rpartition("@")[2]) == domain for r in entry.recipients):
+                return False
+        return True
+
+    @property
+    def filtered(self) -> bool:
+        """Whether any filter beyond ``ids`` is given."""
+        return any(v is not None for v in (self.destination, self.domain, self.recipient, self.sender,
+                                           self.created_before, self.held))
+
+
+def selection_of(target: str | Selection | None) -> Selection:
+    """What a ``retry``/``delete``/``hold`` target means: one entry id (or a
+    unique prefix), a :class:`Selection`, or ``None`` for every entry."""
+    if target is None:
+        return Selection()
+    if isinstance(target, str):
+        return Selection(ids=(target,))
+    return target
+
+
+@dataclass(frozen=True, slots=True)
+class Suspension:
+    """A destination an operator suspended until ``until`` (epoch seconds):
+    its recipients are deferred until then without connecting.
+
+    ``key`` names what is suspended as :func:`covers` reads it: ``host:port``
+    (as the log writes a destination), a host (every port), or a limit key
+    such as ``mx:.google.com``. ``reason`` is the operator's note (``queue
+    suspend --reason``); ``created_at`` when it was made.
+
+    .. versionadded:: 0.5
+    """
+
+    key: str
+    until: float
+    reason: str = ""
+    created_at: float = 0.0
+
+    def covers(self, host: str, port: int, limit_key: str | None = None) -> bool:
+        """Whether this suspension covers sending to ``host:port`` (see :func:`covers`)."""
+        return covers(self.key, host, port, limit_key)
+
+
+def in_force(suspensions: Iterable[Suspension], now: float) -> list[Suspension]:
+    """The suspensions not yet ended at ``now``, by key."""
+    return sorted((s for s in suspensions if s.until > now), key=lambda s: s.key)
 
 
 @runtime_checkable
@@ -276,20 +432,77 @@ class Queue(Protocol):
         """The entry with its message bytes; :class:`QueueError` if there is none."""
         ...
 
-    async def entries(self, *, limit: int | None = None) -> list[QueueEntry]:
-        """Entries without their message bytes, by ``next_attempt_at``."""
+    async def entries(
+        self, *, limit: int | None = None, selection: Selection | None = None
+    ) -> list[QueueEntry]:
+        """Entries without their message bytes, by ``next_attempt_at``; with
+        ``selection``, only those it selects (:class:`QueueError` for an id
+        that names no entry, or a prefix that names several).
+
+        .. versionchanged:: 0.5 ``selection``
+        """
         ...
 
-    async def retry(self, entry_id: str | None, /, *, now: float) -> int:
-        """Make one entry (or every entry, for ``None``) and its recipients due
-        at ``now``; returns how many entries changed. Leases are kept."""
+    async def retry(self, target: str | Selection | None, /, *, now: float) -> int:
+        """Make one entry (an id or a unique prefix), the entries a
+        :class:`Selection` selects, or every entry (``None``), and their
+        recipients, due at ``now``; returns how many entries changed. Held
+        entries are left as they are (release them first); leases are kept.
+        :class:`QueueError` for an id that names no entry.
+
+        .. versionchanged:: 0.5 a :class:`Selection`; held entries are left alone
+        """
         ...
 
-    async def delete(self, entry_id: str, /) -> None:
-        """Remove an entry; :class:`QueueError` if there is none."""
+    async def delete(self, target: str | Selection, /) -> int:
+        """Remove one entry (an id or a unique prefix) or the entries a
+        :class:`Selection` selects; returns how many went. :class:`QueueError`
+        for an id that names no entry. ``delete(Selection(created_before=t))``
+        purges what is older than ``t``.
+
+        .. versionchanged:: 0.5 a :class:`Selection`, and the count
+        """
         ...
 
-    async def stats(self, *, now: float) -> QueueStats:
+    async def hold(self, target: str | Selection, /, *, held: bool = True) -> int:
+        """Put entries on hold (``held=False``: release them from hold). A held
+        entry is never claimed, so never sent, not even after :meth:`retry`,
+        until it is released; a ``put`` that merges into it keeps it held.
+        Returns how many entries changed.
+
+        .. versionadded:: 0.5
+        """
+        ...
+
+    async def stats(self, *, now: float, selection: Selection | None = None) -> QueueStats:
+        """Counts over every entry, or over those ``selection`` selects.
+
+        .. versionchanged:: 0.5 ``selection``
+        """
+        ...
+
+    async def suspend(self, suspension: Suspension, /) -> None:
+        """Store ``suspension`` (replacing one of the same key) where every
+        process using this queue reads it. Suspensions that have ended are
+        dropped meanwhile.
+
+        .. versionadded:: 0.5
+        """
+        ...
+
+    async def resume(self, key: str, /) -> Suspension | None:
+        """Lift the suspension of ``key``; returns the one lifted (it may have
+        ended already), or ``None`` when there was none.
+
+        .. versionadded:: 0.5
+        """
+        ...
+
+    async def suspensions(self, *, now: float) -> list[Suspension]:
+        """The suspensions in force at ``now`` (``until > now``), by key.
+
+        .. versionadded:: 0.5
+        """
         ...
 
     async def close(self) -> None:

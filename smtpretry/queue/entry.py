@@ -11,6 +11,9 @@ on plain values, with no storage in sight:
   (``Queue.mark_sending``), so that a send whose outcome is never written back
   is known on the next claim;
 - :func:`made_due` makes recipients due at once (``Queue.retry``);
+- :func:`resolve_ids` turns the ids and id prefixes an operator typed into
+  entry ids, and :func:`select` picks the entries a
+  :class:`~smtpretry.queue.base.Selection` selects;
 - :func:`encode_recipients` / :func:`decode_recipients` are the stored form,
   and :func:`next_attempt` the entry's due time.
 
@@ -23,10 +26,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
-from .base import PendingRecipient, QueueEntry
+from ..errors import QueueError
+from .base import PendingRecipient, QueueEntry, QueueStats, Selection
 
 __all__ = [
     "Attempted",
@@ -38,6 +42,9 @@ __all__ = [
     "mark_sending",
     "merge",
     "next_attempt",
+    "resolve_ids",
+    "select",
+    "stats_of",
 ]
 
 _FIELDS = frozenset(f.name for f in dataclasses.fields(PendingRecipient))
@@ -135,3 +142,65 @@ def mark_sending(
 def made_due(held: Sequence[PendingRecipient], now: float) -> tuple[PendingRecipient, ...]:
     """Every recipient due at ``now`` (``smtpretry queue retry``)."""
     return tuple(dataclasses.replace(r, next_attempt_at=now) for r in held)
+
+
+def resolve_ids(wanted: Sequence[str], known: Iterable[str], *, where: str) -> list[str]:
+    """The entry ids that ``wanted`` names, in its order, each once: an id in
+    full, or a prefix of exactly one of ``known`` (ids compare in lower case).
+
+    :raises QueueError: ``"{where}: no entry 'x'"`` for one that names no
+        entry, or ``"... 'a' is ambiguous: ..."`` for a prefix of several.
+
+    .. versionadded:: 0.5
+    """
+    ids = set(known)
+    out: list[str] = []
+    for raw in wanted:
+        typed = raw.strip().lower()
+        if not typed:
+            raise QueueError(f"{where}: an empty entry ID")
+        found = [typed] if typed in ids else sorted(i for i in ids if i.startswith(typed))
+        if not found:
+            raise QueueError(f"{where}: no entry {raw!r}")
+        if len(found) > 1:
+            shown = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")
+            raise QueueError(
+                f"{where}: entry ID prefix {raw!r} is ambiguous: it names {len(found)} entries ({shown})"
+            )
+        if found[0] not in out:
+            out.append(found[0])
+    return out
+
+
+def select(entries: Iterable[QueueEntry], selection: Selection, *, where: str) -> list[QueueEntry]:
+    """The entries ``selection`` selects, in their order. Its ``ids`` are
+    resolved against ``entries`` (pass them all when ``ids`` is given).
+
+    :raises QueueError: as :func:`resolve_ids`.
+
+    .. versionadded:: 0.5
+    """
+    every = list(entries)
+    if selection.ids:
+        chosen = set(resolve_ids(selection.ids, (e.id for e in every), where=where))
+        every = [e for e in every if e.id in chosen]
+    return [e for e in every if selection.matches(e)]
+
+
+def stats_of(entries: Iterable[QueueEntry], now: float) -> QueueStats:
+    """The :class:`QueueStats` of ``entries`` at ``now``, as ``Queue.stats`` counts them.
+
+    .. versionadded:: 0.5
+    """
+    items = list(entries)
+    free = [e for e in items if not e.held]
+    return QueueStats(
+        entries=len(items),
+        recipients=sum(len(e.recipients) for e in items),
+        due=sum(e.next_attempt_at <= now and e.lease_until <= now for e in free),
+        leased=sum(e.lease_until > now for e in items),
+        expired=sum(e.expires_at <= now for e in items),
+        oldest_created_at=min((e.created_at for e in items), default=None),
+        next_attempt_at=min((e.next_attempt_at for e in free), default=None),
+        held=len(items) - len(free),
+    )

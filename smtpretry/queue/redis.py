@@ -28,14 +28,24 @@ Keys, under ``smtpretry:queue`` (``?prefix=`` in the URL changes it):
                            ``route``, ``domain``, ``provider`` for a Router's),
                            ``recipients`` (JSON), ``n``, ``attempts``,
                            ``created_at``, ``next_attempt_at``, ``expires_at``,
-                           ``owner``, ``lease_until``
+                           ``owner``, ``lease_until``, ``held`` (``1`` while
+                           an operator holds it; absent or ``0`` otherwise)
 ``b:<id>``           str   the entry's message bytes (Fernet token), written
                            once when the entry is made, deleted with it
 ``k:<entry key>``    str   the id of the entry holding that message
 ``due``              zset  every entry id, scored by ``next_attempt_at``
 ``due:<host:port>``  zset  the same, per destination (``claim(destination=...)``)
 ``check``            str   the key-check token
+``suspensions``      hash  destinations suspended by an operator: field the
+                           key (``host:port``, a host, or a limit key such as
+                           ``mx:.google.com``), value JSON ``{"until",
+                           "reason", "created_at"}``; ended ones are dropped
+                           at the next ``suspend``
 =================== ====== =====================================================
+
+A held entry stays in the ``due`` sets (they index every entry): the claim
+script skips it. Every worker reads the one ``suspensions`` hash, so a
+suspension made on one host holds on all of them.
 
 The message lives apart from what changes (leases, recipients, attempts), so
 claims, renewals and updates never write it again. Queues written before 0.4
@@ -71,18 +81,28 @@ from redis.exceptions import RedisError, WatchError
 from .._redis import backend_error, connect, redacted
 from ..errors import QueueError
 from . import entry
-from .base import Destination, PendingRecipient, QueueEntry, QueueStats
+from .base import (
+    Destination,
+    PendingRecipient,
+    QueueEntry,
+    QueueStats,
+    Selection,
+    Suspension,
+    in_force,
+    selection_of,
+)
 from .crypto import KEY_ENV, MessageCipher
 
 __all__ = ["RedisQueue"]
 
 _KEY_CHECK = b"smtpretry queue key check"
 _HEAD = ("meta", "recipients", "attempts", "created_at", "next_attempt_at", "expires_at", "owner",
-         "lease_until")
+         "lease_until", "held")
 
 # KEYS[1]: a due zset. ARGV: now, lease_until, owner, limit, entry key prefix.
-# Walks due entries earliest first, leasing those whose lease has passed. Returns
-# id, then '1' if the entry still had an owner (its lease ran out unreleased) else '0'.
+# Walks due entries earliest first, leasing those whose lease has passed and that
+# no operator holds. Returns id, then '1' if the entry still had an owner (its lease
+# ran out unreleased) else '0'.
 _CLAIM = """
 local now, limit = tonumber(ARGV[1]), tonumber(ARGV[4])
 local out, n, offset = {}, 0, 0
@@ -91,8 +111,8 @@ while n < limit do
   if #ids == 0 then break end
   for _, id in ipairs(ids) do
     local e = ARGV[5] .. id
-    local lease = redis.call('HMGET', e, 'lease_until', 'owner')
-    if tonumber(lease[1] or '0') <= now then
+    local lease = redis.call('HMGET', e, 'lease_until', 'owner', 'held')
+    if tonumber(lease[1] or '0') <= now and lease[3] ~= '1' then
       redis.call('HSET', e, 'owner', ARGV[3], 'lease_until', ARGV[2])
       out[#out + 1] = id
       out[#out + 1] = ((lease[2] or '') ~= '') and '1' or '0'
@@ -132,6 +152,16 @@ if not body then return {false, '0'} end
 redis.call('SET', KEYS[1], body)
 redis.call('HDEL', KEYS[2], 'data')
 return {body, '1'}
+"""
+
+
+# KEYS[1]: e:<id>. ARGV[1]: '1' to hold, '0' to release. Returns 1 if the entry changed.
+_HOLD = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local was = redis.call('HGET', KEYS[1], 'held') or '0'
+if was == ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'held', ARGV[1])
+return 1
 """
 
 
@@ -214,7 +244,7 @@ class RedisQueue:
         return backend_error(self._url, exc, "queue")
 
     def _entry(self, entry_id: str, fields: Sequence[bytes | None], data: bytes | None = None) -> QueueEntry:
-        meta_raw, recipients, attempts, created_at, next_at, expires_at, owner, lease_until = fields
+        meta_raw, recipients, attempts, created_at, next_at, expires_at, owner, lease_until, held = fields
         meta = json.loads(_s(meta_raw))
         if data is not None:
             data = self._cipher.decrypt(data, what=f"queue entry {entry_id}")
@@ -226,8 +256,25 @@ class RedisQueue:
             recipients=entry.decode_recipients(_s(recipients)), attempts=int(_s(attempts) or 0),
             created_at=float(_s(created_at)), next_attempt_at=float(_s(next_at)),
             expires_at=float(_s(expires_at)), owner=_s(owner) or None,
-            lease_until=float(_s(lease_until) or 0), data=data,
+            lease_until=float(_s(lease_until) or 0), data=data, held=_s(held) == "1",
         )
+
+    @property
+    def _suspended(self) -> str:
+        return f"{self.prefix}:suspensions"
+
+    async def _selected(self, r: Any, selection: Selection) -> list[QueueEntry]:
+        """The entries ``selection`` selects (without their message), by ``next_attempt_at``."""
+        ids = [i.decode() for i in await r.zrange(self._due(), 0, -1)]
+        if selection.ids:
+            typed = tuple(t.strip().lower() for t in selection.ids)
+            ids = [i for i in ids if i.startswith(typed)]  # enough to tell unique from ambiguous
+        async with r.pipeline(transaction=False) as pipe:
+            for entry_id in ids:
+                pipe.hmget(self._e(entry_id), *_HEAD)
+            rows = await pipe.execute() if ids else []
+        found = [self._entry(i, row) for i, row in zip(ids, rows, strict=True) if row[0]]
+        return entry.select(found, selection, where=f"queue {self._url}")
 
     # -- the Queue protocol --------------------------------------------------------------------
 
@@ -427,9 +474,14 @@ class RedisQueue:
             raise QueueError(f"queue {self._url}: no entry {entry_id!r}")
         return self._entry(entry_id, head, body)
 
-    async def entries(self, *, limit: int | None = None) -> list[QueueEntry]:
+    async def entries(
+        self, *, limit: int | None = None, selection: Selection | None = None
+    ) -> list[QueueEntry]:
         r = await self._redis()
         try:
+            if selection is not None:
+                found = await self._selected(r, selection)
+                return found if limit is None else found[:limit]
             ids = [i.decode() for i in await r.zrange(self._due(), 0, -1 if limit is None else limit - 1)]
             async with r.pipeline(transaction=False) as pipe:
                 for entry_id in ids:
@@ -439,21 +491,21 @@ class RedisQueue:
             raise self._error(exc) from None
         return [self._entry(i, row) for i, row in zip(ids, rows, strict=True) if row[0]]
 
-    async def retry(self, entry_id: str | None, /, *, now: float) -> int:
+    async def retry(self, target: str | Selection | None, /, *, now: float) -> int:
         r = await self._redis()
         try:
-            ids = [i.decode() for i in await r.zrange(self._due(), 0, -1)] if entry_id is None else [entry_id]
+            ids = [e.id for e in await self._selected(r, selection_of(target)) if not e.held]
             changed = 0
             async with r.pipeline(transaction=True) as pipe:
                 for one in ids:
                     while True:
                         try:
                             await pipe.watch(self._e(one))
-                            meta_raw, recipients = await pipe.hmget(self._e(one), "meta", "recipients")
-                            if meta_raw is None:
-                                if entry_id is not None:
-                                    raise QueueError(f"queue {self._url}: no entry {entry_id!r}")
-                                await pipe.reset()
+                            meta_raw, recipients, held = await pipe.hmget(
+                                self._e(one), "meta", "recipients", "held"
+                            )
+                            if meta_raw is None or _s(held) == "1":
+                                await pipe.reset()  # gone, or held meanwhile
                                 break
                             due = entry.made_due(entry.decode_recipients(recipients), now)
                             pipe.multi()
@@ -471,50 +523,113 @@ class RedisQueue:
             raise self._error(exc) from None
         return changed
 
-    async def delete(self, entry_id: str, /) -> None:
+    async def delete(self, target: str | Selection, /) -> int:
         r = await self._redis()
         try:
+            ids = [e.id for e in await self._selected(r, selection_of(target))]
+            deleted = 0
             async with r.pipeline(transaction=True) as pipe:
-                while True:
-                    try:
-                        await pipe.watch(self._e(entry_id))
-                        meta_raw = await pipe.hget(self._e(entry_id), "meta")
-                        if meta_raw is None:
-                            raise QueueError(f"queue {self._url}: no entry {entry_id!r}")
-                        pipe.multi()
-                        self._delete_in(pipe, entry_id, json.loads(meta_raw))
-                        await pipe.execute()
-                        return
-                    except WatchError:
-                        continue
+                for one in ids:
+                    while True:
+                        try:
+                            await pipe.watch(self._e(one))
+                            meta_raw = await pipe.hget(self._e(one), "meta")
+                            if meta_raw is None:
+                                await pipe.reset()  # deleted meanwhile
+                                break
+                            pipe.multi()
+                            self._delete_in(pipe, one, json.loads(meta_raw))
+                            await pipe.execute()
+                            deleted += 1
+                            break
+                        except WatchError:
+                            continue
         except RedisError as exc:
             raise self._error(exc) from None
+        return deleted
 
-    async def stats(self, *, now: float) -> QueueStats:
+    async def hold(self, target: str | Selection, /, *, held: bool = True) -> int:
         r = await self._redis()
         try:
+            ids = [e.id for e in await self._selected(r, selection_of(target)) if e.held != held]
+            changed = 0
+            for one in ids:
+                changed += int(await r.eval(_HOLD, 1, self._e(one), "1" if held else "0"))
+        except RedisError as exc:
+            raise self._error(exc) from None
+        return changed
+
+    async def stats(self, *, now: float, selection: Selection | None = None) -> QueueStats:
+        r = await self._redis()
+        try:
+            if selection is not None:
+                return entry.stats_of(await self._selected(r, selection), now)
             scored = await r.zrange(self._due(), 0, -1, withscores=True)
             async with r.pipeline(transaction=False) as pipe:
                 for entry_id, _ in scored:
-                    pipe.hmget(self._e(entry_id.decode()), "n", "lease_until", "expires_at", "created_at")
+                    pipe.hmget(self._e(entry_id.decode()), "n", "lease_until", "expires_at", "created_at",
+                               "held")
                 rows = await pipe.execute() if scored else []
         except RedisError as exc:
             raise self._error(exc) from None
-        entries = recipients = due = leased = expired = 0
+        entries = recipients = due = leased = expired = held = 0
         oldest: float | None = None
-        for (_, next_at), (n, lease, expires, created) in zip(scored, rows, strict=True):
+        next_at: float | None = None
+        for (_, score), (n, lease, expires, created, on_hold) in zip(scored, rows, strict=True):
             if n is None:
                 continue
             entries += 1
             lease_until = float(lease or 0)
             recipients += int(n)
-            due += next_at <= now and lease_until <= now
             leased += lease_until > now
             expired += float(expires) <= now
             oldest = float(created) if oldest is None else min(oldest, float(created))
-        return QueueStats(
-            entries, recipients, due, leased, expired, oldest, scored[0][1] if scored else None,
-        )
+            if _s(on_hold) == "1":
+                held += 1
+                continue
+            due += score <= now and lease_until <= now
+            next_at = score if next_at is None else min(next_at, score)
+        return QueueStats(entries, recipients, due, leased, expired, oldest, next_at, held)
+
+    async def suspend(self, suspension: Suspension, /) -> None:
+        r = await self._redis()
+        s = suspension
+        value = json.dumps({"until": s.until, "reason": s.reason, "created_at": s.created_at})
+        try:
+            ended = [k for k, v in (await r.hgetall(self._suspended)).items()
+                     if float(json.loads(v)["until"]) <= s.created_at]
+            async with r.pipeline(transaction=True) as pipe:
+                if ended:
+                    pipe.hdel(self._suspended, *ended)
+                pipe.hset(self._suspended, s.key, value)
+                await pipe.execute()
+        except RedisError as exc:
+            raise self._error(exc) from None
+
+    async def resume(self, key: str, /) -> Suspension | None:
+        r = await self._redis()
+        try:
+            async with r.pipeline(transaction=True) as pipe:
+                pipe.hget(self._suspended, key)
+                pipe.hdel(self._suspended, key)
+                found, _ = await pipe.execute()
+        except RedisError as exc:
+            raise self._error(exc) from None
+        return None if found is None else self._suspension(key, found)
+
+    async def suspensions(self, *, now: float) -> list[Suspension]:
+        r = await self._redis()
+        try:
+            stored = await r.hgetall(self._suspended)
+        except RedisError as exc:
+            raise self._error(exc) from None
+        return in_force((self._suspension(k.decode(), v) for k, v in stored.items()), now)
+
+    @staticmethod
+    def _suspension(key: str, raw: bytes) -> Suspension:
+        data = json.loads(raw)
+        return Suspension(key, float(data["until"]), str(data.get("reason", "")),
+                          float(data.get("created_at", 0.0)))
 
     async def close(self) -> None:
         client, self._client = self._client, None

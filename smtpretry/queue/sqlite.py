@@ -50,7 +50,16 @@ from typing import Any, TypeVar
 
 from ..errors import QueueError
 from . import entry
-from .base import Destination, PendingRecipient, QueueEntry, QueueStats
+from .base import (
+    Destination,
+    PendingRecipient,
+    QueueEntry,
+    QueueStats,
+    Selection,
+    Suspension,
+    in_force,
+    selection_of,
+)
 from .crypto import MessageCipher
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "WAL_CHECKPOINT_PAGES", "SQLiteQueue"]
@@ -112,6 +121,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE entries ADD COLUMN domain TEXT",
         "ALTER TABLE entries ADD COLUMN provider TEXT",
     ),
+    # 4: an operator's hold on an entry (never claimed while held), and destinations
+    # suspended for a while, kept here so that every process on this file sees them.
+    (
+        "ALTER TABLE entries ADD COLUMN held INTEGER NOT NULL DEFAULT 0",
+        """CREATE TABLE suspensions (
+            key        TEXT PRIMARY KEY,            -- host:port, a host, or a limit key (mx:.google.com)
+            until      REAL NOT NULL,               -- epoch seconds
+            reason     TEXT NOT NULL DEFAULT '',    -- the operator's note
+            created_at REAL NOT NULL
+        )""",
+    ),
     # To change the schema, append a tuple of statements here (never edit one
     # above: files in the field have run it). Each runs once, in order, in the
     # transaction that opens a file of an older version.
@@ -126,8 +146,9 @@ _KEY_CHECK = b"smtpretry queue key check"
 
 _COLUMNS = (
     "id, key, host, port, tls, profile, sender, message_id, recipients, attempts, "
-    "created_at, next_attempt_at, expires_at, owner, lease_until, route, domain, provider"
+    "created_at, next_attempt_at, expires_at, owner, lease_until, route, domain, provider, held"
 )
+_BODY_AT = len(_COLUMNS.split(","))  # the message's place in a row of _WITH_BODY
 _WITH_BODY = ", ".join(f"e.{c.strip()}" for c in _COLUMNS.split(",")) + ", b.data"
 
 
@@ -278,7 +299,8 @@ class SQLiteQueue:
 
     def _entry(self, row: sqlite3.Row | tuple[Any, ...], data: bytes | None = None) -> QueueEntry:
         (id_, key, host, port, tls, profile, sender, message_id, recipients, attempts,
-         created_at, next_attempt_at, expires_at, owner, lease_until, route, domain, provider) = row[:18]
+         created_at, next_attempt_at, expires_at, owner, lease_until, route, domain, provider,
+         held) = row[:_BODY_AT]
         if data is not None:
             assert self._cipher is not None
             data = self._cipher.decrypt(data, what=f"queue entry {id_}")
@@ -287,7 +309,7 @@ class SQLiteQueue:
             sender=sender,
             message_id=message_id, recipients=entry.decode_recipients(recipients), attempts=attempts,
             created_at=created_at, next_attempt_at=next_attempt_at, expires_at=expires_at,
-            owner=owner, lease_until=lease_until, data=data,
+            owner=owner, lease_until=lease_until, data=data, held=bool(held),
         )
 
     def _with_bodies(self, conn: sqlite3.Connection, where: str, args: Sequence[Any]) -> list[QueueEntry]:
@@ -296,7 +318,42 @@ class SQLiteQueue:
             "ORDER BY e.next_attempt_at",
             args,
         ).fetchall()
-        return [self._entry(row, row[18]) for row in rows]
+        return [self._entry(row, row[_BODY_AT]) for row in rows]
+
+    @property
+    def _where(self) -> str:
+        return f"queue {self.path}"
+
+    def _selected(self, conn: sqlite3.Connection, selection: Selection) -> list[QueueEntry]:
+        """The entries ``selection`` selects (without their message), by ``next_attempt_at``.
+        What SQL can filter it filters; :func:`entry.select` has the last word."""
+        where: list[str] = []
+        args: list[Any] = []
+        if selection.ids:
+            # Every id that starts like one typed: enough to tell a unique prefix from an
+            # ambiguous one. Ids are lower-case hex, so the range is the prefix's.
+            spans = []
+            for typed in selection.ids:
+                low = typed.strip().lower()
+                spans.append("(id >= ? AND id < ?)")
+                args += [low, low + "\U0010ffff"]
+            where.append("(" + " OR ".join(spans) + ")")
+        elif selection.destination is not None and ":" not in selection.destination:
+            where.append("host = ? COLLATE NOCASE")
+            args.append(selection.destination.strip().rstrip("."))
+        if not selection.ids:
+            if selection.created_before is not None:
+                where.append("created_at <= ?")
+                args.append(selection.created_before)
+            if selection.held is not None:
+                where.append("held = ?")
+                args.append(int(selection.held))
+        rows = conn.execute(
+            f"SELECT {_COLUMNS} FROM entries {'WHERE ' + ' AND '.join(where) if where else ''} "
+            "ORDER BY next_attempt_at",
+            args,
+        ).fetchall()
+        return entry.select((self._entry(r) for r in rows), selection, where=self._where)
 
     # -- the Queue protocol --------------------------------------------------------------------
 
@@ -362,7 +419,7 @@ class SQLiteQueue:
         self, conn: sqlite3.Connection, owner: str, now: float, lease_s: float, limit: int,
         destination: str | None,
     ) -> list[QueueEntry]:
-        where = "next_attempt_at <= ? AND lease_until <= ?"
+        where = "next_attempt_at <= ? AND lease_until <= ? AND held = 0"
         args: list[Any] = [now, now]
         if destination is not None:
             where = "destination = ? AND " + where
@@ -473,57 +530,102 @@ class SQLiteQueue:
             raise QueueError(f"queue {self.path}: no entry {entry_id!r}")
         return found[0]
 
-    async def entries(self, *, limit: int | None = None) -> list[QueueEntry]:
-        return await self._call(self._entries, limit)
+    async def entries(
+        self, *, limit: int | None = None, selection: Selection | None = None
+    ) -> list[QueueEntry]:
+        return await self._call(self._entries, limit, selection)
 
-    def _entries(self, conn: sqlite3.Connection, limit: int | None) -> list[QueueEntry]:
+    def _entries(
+        self, conn: sqlite3.Connection, limit: int | None, selection: Selection | None
+    ) -> list[QueueEntry]:
+        if selection is not None:
+            found = self._selected(conn, selection)
+            return found if limit is None else found[:limit]
         rows = conn.execute(
             f"SELECT {_COLUMNS} FROM entries ORDER BY next_attempt_at LIMIT ?",
             (-1 if limit is None else limit,),
         ).fetchall()
         return [self._entry(row) for row in rows]
 
-    async def retry(self, entry_id: str | None, /, *, now: float) -> int:
-        return await self._call(self._retry, entry_id, now)
+    async def retry(self, target: str | Selection | None, /, *, now: float) -> int:
+        return await self._call(self._retry, selection_of(target), now)
 
-    def _retry(self, conn: sqlite3.Connection, entry_id: str | None, now: float) -> int:
+    def _retry(self, conn: sqlite3.Connection, selection: Selection, now: float) -> int:
         with self._transaction(conn):
-            if entry_id is None:
-                rows = conn.execute("SELECT id, recipients FROM entries").fetchall()
-            else:
-                rows = conn.execute(
-                    "SELECT id, recipients FROM entries WHERE id = ?", (entry_id,)
-                ).fetchall()
-                if not rows:
-                    raise QueueError(f"queue {self.path}: no entry {entry_id!r}")
-            for id_, recipients in rows:
-                due = entry.made_due(entry.decode_recipients(recipients), now)
+            chosen = [e for e in self._selected(conn, selection) if not e.held]
+            for e in chosen:
+                due = entry.made_due(e.recipients, now)
                 conn.execute(
                     "UPDATE entries SET recipients = ?, next_attempt_at = ? WHERE id = ?",
-                    (entry.encode_recipients(due), now, id_),
+                    (entry.encode_recipients(due), now, e.id),
                 )
-        return len(rows)
+        return len(chosen)
 
-    async def delete(self, entry_id: str, /) -> None:
-        await self._call(self._delete, entry_id)
+    async def delete(self, target: str | Selection, /) -> int:
+        return await self._call(self._delete, selection_of(target))
 
-    def _delete(self, conn: sqlite3.Connection, entry_id: str) -> None:
+    def _delete(self, conn: sqlite3.Connection, selection: Selection) -> int:
         with self._transaction(conn):
-            if self._delete_in(conn, entry_id) == 0:
-                raise QueueError(f"queue {self.path}: no entry {entry_id!r}")
+            chosen = self._selected(conn, selection)
+            for e in chosen:
+                self._delete_in(conn, e.id)
+        return len(chosen)
 
-    async def stats(self, *, now: float) -> QueueStats:
-        return await self._call(self._stats, now)
+    async def hold(self, target: str | Selection, /, *, held: bool = True) -> int:
+        return await self._call(self._hold, selection_of(target), held)
 
-    def _stats(self, conn: sqlite3.Connection, now: float) -> QueueStats:
+    def _hold(self, conn: sqlite3.Connection, selection: Selection, held: bool) -> int:
+        with self._transaction(conn):
+            chosen = [e.id for e in self._selected(conn, selection) if e.held != held]
+            for entry_id in chosen:
+                conn.execute("UPDATE entries SET held = ? WHERE id = ?", (int(held), entry_id))
+        return len(chosen)
+
+    async def stats(self, *, now: float, selection: Selection | None = None) -> QueueStats:
+        return await self._call(self._stats, now, selection)
+
+    def _stats(self, conn: sqlite3.Connection, now: float, selection: Selection | None) -> QueueStats:
+        if selection is not None:
+            return entry.stats_of(self._selected(conn, selection), now)
         row = conn.execute(
             "SELECT count(*), coalesce(sum(json_array_length(recipients)), 0), "
-            "coalesce(sum(next_attempt_at <= ? AND lease_until <= ?), 0), "
+            "coalesce(sum(next_attempt_at <= ? AND lease_until <= ? AND held = 0), 0), "
             "coalesce(sum(lease_until > ?), 0), coalesce(sum(expires_at <= ?), 0), "
-            "min(created_at), min(next_attempt_at) FROM entries",
+            "min(created_at), min(CASE WHEN held = 0 THEN next_attempt_at END), "
+            "coalesce(sum(held), 0) FROM entries",
             (now, now, now, now),
         ).fetchone()
         return QueueStats(*row)
+
+    async def suspend(self, suspension: Suspension, /) -> None:
+        await self._call(self._suspend, suspension)
+
+    def _suspend(self, conn: sqlite3.Connection, s: Suspension) -> None:
+        with self._transaction(conn):
+            conn.execute("DELETE FROM suspensions WHERE until <= ?", (s.created_at,))
+            conn.execute(
+                "INSERT INTO suspensions (key, until, reason, created_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET until = excluded.until, reason = excluded.reason, "
+                "created_at = excluded.created_at",
+                (s.key, s.until, s.reason, s.created_at),
+            )
+
+    async def resume(self, key: str, /) -> Suspension | None:
+        return await self._call(self._resume, key)
+
+    def _resume(self, conn: sqlite3.Connection, key: str) -> Suspension | None:
+        with self._transaction(conn):
+            row = conn.execute(
+                "DELETE FROM suspensions WHERE key = ? RETURNING key, until, reason, created_at", (key,)
+            ).fetchone()
+        return Suspension(*row) if row is not None else None
+
+    async def suspensions(self, *, now: float) -> list[Suspension]:
+        return await self._call(self._suspensions, now)
+
+    def _suspensions(self, conn: sqlite3.Connection, now: float) -> list[Suspension]:
+        rows = conn.execute("SELECT key, until, reason, created_at FROM suspensions").fetchall()
+        return in_force((Suspension(*r) for r in rows), now)
 
     async def close(self) -> None:
         await asyncio.to_thread(self._close)
