@@ -84,6 +84,11 @@ class Category(StrEnum):
     AUTH_OR_TLS = "auth_or_tls"
     OTHER_TEMPORARY = "other_temporary"
     OTHER_PERMANENT = "other_permanent"
+    SUSPENDED = "suspended"
+    """Not the server's words: an operator suspended the destination
+    (``smtpretry queue suspend``), so nothing was asked of it.
+
+    .. versionadded:: 0.5"""
 
 
 class Action(StrEnum):

@@ -29,6 +29,7 @@ __all__ = [
     "decide",
     "give_up",
     "signal",
+    "suspended",
 ]
 
 
@@ -121,6 +122,8 @@ _FAILURE_RULES: dict[FailureKind, Classification] = {
     FailureKind.BACKEND: Classification(
         Category.SERVICE_UNAVAILABLE, Action.RETRY, "the shared backend gave no connection slot"
     ),
+    # Nothing was asked of the server: come back when the suspension ends (suspended()).
+    FailureKind.SUSPENDED: Classification(Category.SUSPENDED, Action.DEFER, "destination suspended"),
     # RFC 1047: the server may have the message. At-least-once retries it.
     FailureKind.AMBIGUOUS: Classification(
         Category.SERVICE_UNAVAILABLE, Action.RETRY, "connection lost after the final dot"
@@ -238,3 +241,16 @@ def give_up(state: RecipientState, policy: RetryPolicy, *, now: float) -> Defer 
     """Retries in this session ran out: defer the recipient (or fail it as
     expired past ``max_lifetime``). Never drops it."""
     return _defer(state, policy, now)
+
+
+def suspended(state: RecipientState, policy: RetryPolicy, *, until: float, now: float) -> Defer | Fail:
+    """The destination is suspended until ``until`` (epoch seconds): defer the
+    recipient to then, when the suspension ends, rather than by the policy's
+    deferral schedule; fail it as expired if that is past ``max_lifetime``.
+
+    .. versionadded:: 0.5
+    """
+    first = state.first_attempt_at if state.first_attempt_at is not None else now
+    if until > first + policy.max_lifetime:
+        return Fail(expired=True)
+    return Defer(max(until, now))

@@ -33,6 +33,8 @@ __all__ = [
     "CAP_RAISED",
     "COMMON_KEYS",
     "CONNECTION_LOST",
+    "DESTINATION_RESUMED",
+    "DESTINATION_SUSPENDED",
     "EVENTS",
     "EVENT_PREFIX",
     "EXPIRED",
@@ -85,6 +87,8 @@ LEASE_LOST = "smtpretry.lease_lost"
 BACKEND_LOST = "smtpretry.backend_lost"
 ROUTE_RESOLVED = "smtpretry.route_resolved"
 MX_SKIPPED = "smtpretry.mx_skipped"
+DESTINATION_SUSPENDED = "smtpretry.destination_suspended"
+DESTINATION_RESUMED = "smtpretry.destination_resumed"
 
 Level = Literal["info", "warning", "error"]
 
@@ -176,13 +180,15 @@ class K:
     FROM_CACHE: Final = "from_cache"
     HOST: Final = "host"
     ADDRESS: Final = "address"
+    SUSPENDED_UNTIL: Final = "suspended_until"
 
 
 COMMON_KEYS: MappingProxyType[str, str] = MappingProxyType({
     K.EVENT: "the event's name, one of the table's",
     K.SCHEMA_VERSION: f"the schema the keys follow ({SCHEMA_VERSION})",
     K.DESTINATION: "`host:port` of the server; on the cap, rate, lease and backend events, the limit key "
-                   "(a destination, or a shared rule such as `mx:.google.com`)",
+                   "(a destination, or a shared rule such as `mx:.google.com`); on the suspension events, "
+                   "what was suspended (`host:port`, a host for every port, or a limit key)",
     K.MESSAGE_ID: "the message's Message-ID, on the events about a message",
     K.SEND_ID: "one id per send (a `deliver()`/`send()` call, or one queue-runner resend), the same on "
                "every event of that send",
@@ -196,15 +202,16 @@ says), and those JSON lines add."""
 KEYS: MappingProxyType[str, str] = MappingProxyType({
     K.RECIPIENTS: "the recipients the event is about (hashed with `hash_recipients`)",
     K.RECIPIENT: "the one recipient the event is about (hashed with `hash_recipients`)",
-    K.ATTEMPT: "connections tried within one send, from 1 (0 on the queue runner's assumed deliveries: "
-               "none was tried)",
+    K.ATTEMPT: "connections tried within one send, from 1 (0 where none was tried: the queue runner's "
+               "assumed deliveries, the deferrals of a suspended destination)",
     K.PHASE: "where the reply came: `resolution` (a DNS outcome of the router), `connect`, "
              "`greeting`, `ehlo`, `starttls`, `auth`, `mail`, `rcpt`, `data`, `data_end`, `rset`",
     K.CODE: "the server's reply code; null when there was no reply",
     K.ENHANCED: "the reply's RFC 3463 enhanced status code (`4.2.2`), or null",
     K.TEXT: "the reply's text, or what happened when there was no reply",
     K.FAILURE: "set instead of `code` when there was no reply: `refused`, `dns`, `timeout`, "
-               "`disconnected`, `ambiguous`, `tls`, `protocol`, `auth`, `size`, `unsupported`, `backend`",
+               "`disconnected`, `ambiguous`, `tls`, `protocol`, `auth`, `size`, `unsupported`, `backend`, "
+               "`suspended` (the destination is suspended: nothing was asked of it)",
     K.CATEGORY: "what the reply means (`classify()`): `throttled`, `mailbox_full`, ...",
     K.ACTION: "what to do about it: `ok`, `retry`, `defer`, `fail`",
     K.REASON: "the rule that matched, e.g. `enhanced X.2.2`",
@@ -234,7 +241,7 @@ KEYS: MappingProxyType[str, str] = MappingProxyType({
     K.LEASE_S: "seconds a slot lease lasts",
     K.BACKEND: "the backend's URL, password hidden",
     K.DOING: "the step skipped: `renew leases`, `give back a slot`, `move the shared cap`, "
-             "`withdraw a waiting ticket`",
+             "`withdraw a waiting ticket`, `read suspensions`",
     K.ERROR: "the error, as `Type: message`",
     K.DOMAIN: "a recipient domain, lower case and IDNA-encoded, as routes match it",
     K.ROUTE: "the `[routes]` key that matched (`default`, `domain:example.com`, ...), or `none`",
@@ -245,6 +252,7 @@ KEYS: MappingProxyType[str, str] = MappingProxyType({
     K.FROM_CACHE: "the DNS answer came from the cache, or from a lookup already under way",
     K.HOST: "an MX host's name",
     K.ADDRESS: "the IP address tried",
+    K.SUSPENDED_UNTIL: "when the suspension ends (epoch seconds)",
 })
 """What each key means, one word per concept across events. :class:`EventSpec` keys take
 these meanings unless the event says more."""
@@ -378,6 +386,21 @@ SPECS: tuple[EventSpec, ...] = (
         _keys(K.DOMAIN, K.HOST, K.ADDRESS, K.REASON, *_EVIDENCE,
               reason="why: `refused`, `timeout`, `disconnected` (reset before the greeting), "
                      "`greeting` (a 421 greeting that is not throttling)"),
+    ),
+    EventSpec(
+        DESTINATION_SUSPENDED, "warning",
+        "a send met a suspension (`smtpretry queue suspend`) stored in its queue: until it ends, the "
+        "recipients of this destination are deferred to `suspended_until` at once, without connecting "
+        "(logged once per process and suspension)",
+        _keys(K.SUSPENDED_UNTIL, K.REASON,
+              reason="the operator's note (`queue suspend --reason`), empty without one"),
+    ),
+    EventSpec(
+        DESTINATION_RESUMED, "info",
+        "the suspension this process had met ended (it ran out, or `smtpretry queue resume` lifted it): "
+        "sends connect again",
+        _keys(K.SUSPENDED_UNTIL, K.REASON,
+              suspended_until="when the suspension was to end", reason="the operator's note, as suspended"),
     ),
 )
 """Every event smtpretry writes, in the README's order."""

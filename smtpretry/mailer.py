@@ -12,6 +12,12 @@ reply is classified and read once for what it says about the destination
 with an :class:`Outcome`; the rest are retried after the backoff, and deferred
 when the stop condition fires. Every decision is logged (``_logging.emit``, the
 schema in ``events.py``).
+
+Before it leases a connection, a send asks its queue (:meth:`Mailer.suspension`)
+whether an operator suspended the destination (``smtpretry queue suspend``): if so,
+every recipient is deferred to the end of the suspension at once, and nothing is
+asked of the server. The smtplib facade's sends, the queue runner's resends and a
+Router's sends go through :meth:`Mailer.deliver`, so they honour it too.
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ from typing import TYPE_CHECKING, Any, Self, assert_never
 from . import events
 from ._logging import LogContext, Logger, classified_keys, emit, evidence_keys, reply_keys
 from ._retrying import run_attempts
-from .classify import RULES, Classification, Rule
+from ._time import iso
+from .classify import RULES, Action, Category, Classification, Rule
 from .config import Config
 from .decide import (
     Attempt,
@@ -42,13 +49,14 @@ from .decide import (
     decide,
     give_up,
     signal,
+    suspended,
 )
 from .endpoint import Endpoint, TLSMode
 from .envelope import Envelope, build_envelope
 from .errors import ConfigError, QueueError
 from .limits import DestinationPool, Lease, Limiter, Refusal, SessionSource
 from .policy import Limits, RetryPolicy
-from .queue.base import Destination, Queue, entry_from_result, open_queue
+from .queue.base import Destination, Queue, Suspension, entry_from_result, open_queue
 from .reply import Evidence, FailureKind, Phase, Reply, TransportFailure
 from .result import Outcome, SendResult, Status
 from .transaction import TransactionState
@@ -57,7 +65,12 @@ from .transport import Session, encode_data
 if TYPE_CHECKING:
     from .runner import QueueRunStats
 
-__all__ = ["Mailer"]
+__all__ = ["SUSPENSION_CHECK_S", "Mailer"]
+
+SUSPENSION_CHECK_S = 1.0
+"""A Mailer reads its queue's suspensions at most this often (seconds): a suspension
+made elsewhere takes effect within that long."""
+BACKEND_LOST_EVERY_S = 30.0
 
 
 class Mailer:
@@ -154,6 +167,14 @@ class Mailer:
         self.profile: str | None = None
         """The ``[profiles.NAME]`` this Mailer was made from (:meth:`from_profile`):
         queue entries record it, so the runner connects with that profile again."""
+        self.suspension_check_s = SUSPENSION_CHECK_S
+        """How often (seconds) :meth:`suspension` reads the queue's suspensions again;
+        0 reads them at every send."""
+        # The suspensions last read (from which source, when by the monotonic clock),
+        # the one in force here at the last look, and when a failed read was last logged.
+        self._suspensions: tuple[Queue, float, list[Suspension]] | None = None
+        self._suspended: Suspension | None = None
+        self._suspension_lost_at = -BACKEND_LOST_EVERY_S
 
     @classmethod
     def from_profile(cls, config: Config, name: str, **kwargs: Any) -> Mailer:
@@ -286,7 +307,7 @@ class Mailer:
 
     async def deliver(
         self, envelope: Envelope, /, *, states: Mapping[str, RecipientState] | None = None,
-        enqueue: bool = True, sessions: SessionSource | None = None,
+        enqueue: bool = True, sessions: SessionSource | None = None, suspensions: Queue | None = None,
     ) -> SendResult:
         """Send a checked :class:`Envelope` (see :func:`build_envelope`).
 
@@ -302,22 +323,32 @@ class Mailer:
         ``sessions`` replaces this Mailer's pool as the source of sessions
         (the smtplib facade passes the connection its caller holds).
 
+        When the destination is suspended (:meth:`suspension`, read from
+        ``suspensions``, else this Mailer's queue), every recipient is deferred
+        to the end of the suspension at once, without a connection.
+
         :raises QueueError: the queue could not be written; its ``result`` is
             this send's :class:`SendResult` (the deferred recipients in it
             were not saved).
+
+        .. versionchanged:: 0.5 ``suspensions``, and suspended destinations
         """
         run = _Run(self, envelope, states or {}, sessions)
-        try:
-            last = await run_attempts(self.policy, run.attempt, on_retry=run.before_sleep)
-        except QueueError as exc:
-            # The shared backend gave no connection slot (BackendError): nothing more can
-            # be sent now. The error carries what was done, so that a caller who tries
-            # again sends only what is still pending, never the recipients delivered.
-            run.interrupted(exc)
-            exc.result = run.finish()
-            raise
-        if isinstance(last, Retry):
-            run.give_up()
+        held = await self.suspension(suspensions)
+        if held is not None:
+            run.suspended(held)
+        else:
+            try:
+                last = await run_attempts(self.policy, run.attempt, on_retry=run.before_sleep)
+            except QueueError as exc:
+                # The shared backend gave no connection slot (BackendError): nothing more can
+                # be sent now. The error carries what was done, so that a caller who tries
+                # again sends only what is still pending, never the recipients delivered.
+                run.interrupted(exc)
+                exc.result = run.finish()
+                raise
+            if isinstance(last, Retry):
+                run.give_up()
         result = run.finish()
         if self.queue is not None and enqueue and result.deferred:
             entry = entry_from_result(
@@ -335,6 +366,56 @@ class Mailer:
             )
             result = dataclasses.replace(result, queue_id=queue_id)
         return result
+
+    async def suspension(self, source: Queue | None = None) -> Suspension | None:
+        """The suspension in force for this destination, if any: one of
+        ``source``'s (this Mailer's queue by default; None without either)
+        that covers its ``host:port``, its host or its limit key (see
+        :func:`smtpretry.queue.base.covers`), the latest to end if several do.
+
+        The suspensions are read at most every :attr:`suspension_check_s`
+        seconds (:data:`SUSPENSION_CHECK_S`, 1, by default). The first time
+        this Mailer meets a suspension it logs ``smtpretry.destination_suspended``,
+        and ``destination_resumed`` when it finds it ended. A read that fails is logged as
+        ``smtpretry.backend_lost`` (``doing``: ``read suspensions``, at most
+        every 30 s) and the last answer stands: a queue that cannot be read
+        stops no send.
+
+        .. versionadded:: 0.5
+        """
+        source = source if source is not None else self.queue
+        if source is None:
+            return None
+        found = await self._read_suspensions(source)
+        now = self._clock()
+        e = self.endpoint
+        covering = [s for s in found if s.until > now and s.covers(e.host, e.port, self._limit_key)]
+        held = max(covering, key=lambda s: s.until, default=None)
+        previous, self._suspended = self._suspended, held
+        if previous is not None and (held is None or held.key != previous.key):
+            emit(LogContext(previous.key, self._logger), events.DESTINATION_RESUMED,
+                 suspended_until=round(previous.until, 3), reason=previous.reason)
+        if held is not None and held != previous:
+            emit(LogContext(held.key, self._logger), events.DESTINATION_SUSPENDED,
+                 suspended_until=round(held.until, 3), reason=held.reason)
+        return held
+
+    async def _read_suspensions(self, source: Queue) -> list[Suspension]:
+        seen = self._suspensions
+        # The monotonic clock paces the reads: an injected wall clock may stand still.
+        tick = time.monotonic()
+        if seen is not None and seen[0] is source and tick - seen[1] < self.suspension_check_s:
+            return seen[2]
+        try:
+            found = await source.suspensions(now=self._clock())
+        except QueueError as exc:
+            found = seen[2] if seen is not None and seen[0] is source else []
+            if tick - self._suspension_lost_at >= BACKEND_LOST_EVERY_S:
+                self._suspension_lost_at = tick
+                emit(self._context(), events.BACKEND_LOST, backend=source.url, doing="read suspensions",
+                     error=f"{type(exc).__name__}: {exc}")
+        self._suspensions = (source, tick, found)
+        return found
 
     @property
     def queue_destination(self) -> Destination:
@@ -577,6 +658,29 @@ class _Run:
                 **classified_keys(classify_evidence(ev, self.mailer.rules)),
                 connections_active=self.limiter.open, connections_cap=self.limiter.cap.current,
             )
+
+    def suspended(self, s: Suspension) -> None:
+        """The destination is suspended: every recipient is deferred to the end of
+        the suspension (or fails as expired past ``max_lifetime``), nothing sent."""
+        until = iso(s.until)
+        stop = TransportFailure(
+            FailureKind.SUSPENDED, Phase.CONNECT,
+            f"not connected: {s.key} is suspended until {until}" + (f" ({s.reason})" if s.reason else ""),
+        )
+        c = Classification(Category.SUSPENDED, Action.DEFER, f"{s.key} suspended until {until}")
+        now = self.mailer._clock()
+        for rcpt in self.pending:
+            state = self.states[rcpt] = self.states[rcpt].record(Attempt(stop, c, 0, now))
+            verdict = suspended(state, self.mailer.policy, until=s.until, now=now)
+            if isinstance(verdict, Defer):
+                self._end(rcpt, Status.DEFERRED, next_attempt_at=verdict.next_attempt_at)
+                emit(self.context, events.RECIPIENT_DEFERRED, recipient=rcpt, attempt=0,
+                     next_attempt_at=round(verdict.next_attempt_at, 3), **evidence_keys(stop),
+                     **classified_keys(c))
+            else:
+                self._end(rcpt, Status.FAILED, expired=True)
+                emit(self.context, events.RECIPIENT_FAILED, recipient=rcpt, attempt=0, expired=True,
+                     **evidence_keys(stop), **classified_keys(c))
 
     def interrupted(self, exc: BaseException) -> None:
         """The send cannot go on (no slot from the shared backend): every

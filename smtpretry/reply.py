@@ -125,6 +125,7 @@ class FailureKind(StrEnum):
     SIZE = "size"                  # larger than the SIZE the server advertised (RFC 1870)
     UNSUPPORTED = "unsupported"    # needs an extension the server lacks (SMTPUTF8)
     BACKEND = "backend"            # the shared backend (Redis) gave no connection slot
+    SUSPENDED = "suspended"        # an operator suspended the destination: nothing was asked of it
 
 
 @dataclass(frozen=True, slots=True)

@@ -328,7 +328,10 @@ class QueueRunner:
         due = {r.address: r.state() for r in records if r.address in send}
         stopped: QueueError | None = None
         try:
-            sent = await mailer.deliver(entry.envelope_for(send), states=due, enqueue=False)
+            # The queue's suspensions stand for every Mailer the runner drives, with a queue
+            # of its own or none: a suspended destination's recipients are deferred unsent.
+            sent = await mailer.deliver(entry.envelope_for(send), states=due, enqueue=False,
+                                        suspensions=self.queue)
         except QueueError as exc:
             # The send could not go on (the shared backend gave no connection slot);
             # what it did is on the error: write that back, then stop.

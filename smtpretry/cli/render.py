@@ -36,6 +36,8 @@ LABELS = {
     ev.BACKEND_LOST: "BACKEND",
     ev.ROUTE_RESOLVED: "ROUTE",
     ev.MX_SKIPPED: "MX SKIP",
+    ev.DESTINATION_SUSPENDED: "SUSPENDED",
+    ev.DESTINATION_RESUMED: "RESUMED",
 }
 
 STYLES = {
@@ -56,6 +58,8 @@ STYLES = {
     ev.BACKEND_LOST: "bold yellow",
     ev.ROUTE_RESOLVED: "dim",
     ev.MX_SKIPPED: "yellow",
+    ev.DESTINATION_SUSPENDED: "bold magenta",
+    ev.DESTINATION_RESUMED: "cyan",
 }
 
 
@@ -138,6 +142,11 @@ def describe(r: Record) -> str:
                 f"limit {f.get(K.LIMIT_KEY)}")
     if e == ev.MX_SKIPPED:
         return f"skipped MX {f.get(K.HOST)} ({f.get(K.ADDRESS)}): {f.get(K.REASON)}, {_reply(f)}"
+    if e == ev.DESTINATION_SUSPENDED:
+        note = f" ({f.get(K.REASON)})" if f.get(K.REASON) else ""
+        return f"suspended until {_when(f.get(K.SUSPENDED_UNTIL))}{note}: its recipients are deferred unsent"
+    if e == ev.DESTINATION_RESUMED:
+        return f"suspension ended (was until {_when(f.get(K.SUSPENDED_UNTIL))}): sending again"
     return e
 
 

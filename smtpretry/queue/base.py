@@ -33,6 +33,7 @@ from .._redis import redacted
 from ..decide import RecipientState
 from ..envelope import Envelope
 from ..errors import QueueError
+from ..reply import FailureKind
 from ..result import Outcome, SendResult
 
 __all__ = [
@@ -525,17 +526,20 @@ def entry_key(destination: Destination, envelope: Envelope) -> str:
 
 def pending_from_outcome(outcome: Outcome, prior: RecipientState | None) -> PendingRecipient:
     """A deferred recipient's :class:`Outcome` as a queue record: one more
-    deferral than ``prior`` had, and the first attempt time carried over."""
+    deferral than ``prior`` had (not for a suspended destination's: the
+    server deferred nothing, so the deferral schedule does not move on), and
+    the first attempt time carried over."""
     assert outcome.next_attempt_at is not None, "only deferred outcomes go to the queue"
     first = prior.first_attempt_at if prior is not None else None
     if first is None and outcome.history:
         first = outcome.history[0].attempted_at
     reply, failure = outcome.reply, outcome.failure
     c = outcome.classification
+    counted = 0 if failure is not None and failure.kind is FailureKind.SUSPENDED else 1
     return PendingRecipient(
         address=outcome.recipient,
         next_attempt_at=outcome.next_attempt_at,
-        deferrals=(prior.deferrals if prior is not None else 0) + 1,
+        deferrals=(prior.deferrals if prior is not None else 0) + counted,
         first_attempt_at=first,
         code=reply.code if reply else None,
         enhanced=str(reply.enhanced) if reply and reply.enhanced else None,

@@ -298,3 +298,24 @@ async def test_a_runner_whose_send_loses_the_shared_cap_writes_back_what_was_don
     assert not [e for e in logs if e["event"] == "smtpretry.writeback_failed"]
     await queue.close()
     assert handler.copies == Counter({"a@example.com": 1})
+
+
+async def test_a_suspension_made_through_redis_holds_in_every_worker_process(
+    tmp_path: Path, redis_url: str
+) -> None:
+    from smtpretry.queue import Suspension
+
+    handler = ScriptedHandler()
+    config = write_config(tmp_path, redis_url, cap=3)  # backend: caps and queue in this Redis
+    async with serve(handler) as port:
+        operator = RedisQueue(redis_url)
+        await operator.suspend(Suspension(f"127.0.0.1:{port}", time.time() + 600, "TSS04", time.time()))
+        results = await workers(*(["send", config, str(port), "5", "2", f"w{i}"] for i in range(2)))
+        assert [(r["delivered"], r["deferred"]) for r in results] == [(0, 5), (0, 5)]
+        assert handler.sessions_total == 0  # no worker connected
+        assert (await operator.stats(now=time.time())).recipients == 10  # deferred to the shared queue
+        await operator.resume(f"127.0.0.1:{port}")
+        results = await workers(["send", config, str(port), "3", "2", "after"])
+        assert results[0]["delivered"] == 3
+        await operator.close()
+    assert handler.copies == Counter({f"after-{i}@example.com": 1 for i in range(3)})

@@ -15,20 +15,18 @@ import pytest
 from smtpretry import QueueError
 from smtpretry.queue import Destination, Selection, Suspension
 from smtpretry.queue.base import covers
+from smtpretry.queue.crypto import KEY_ENV
 from smtpretry.queue.entry import resolve_ids
 from smtpretry.queue.sqlite import MIGRATIONS, SCHEMA_VERSION, SQLiteQueue
-from tests.unit.test_queue_sqlite import (  # noqa: F401 - fixtures
-    BODY,
-    NOW,
-    MakeQueue,
-    _no_env_key,
-    db,
-    entry,
-    make_queue,
-    rcpt,
-)
+from tests.unit.conftest import MakeQueue
+from tests.unit.test_queue_sqlite import BODY, NOW, entry, rcpt
 
 OTHER = Destination("127.0.0.1", 2525, "none")
+
+
+@pytest.fixture(autouse=True)
+def _no_env_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(KEY_ENV, raising=False)
 
 
 # -- the pure parts ---------------------------------------------------------------------------
@@ -148,7 +146,8 @@ async def test_a_held_entry_is_never_claimed_not_even_after_retry_until_released
 async def test_delete_by_selection_and_purge_by_age(make_queue: MakeQueue) -> None:
     q = make_queue()
     old = await q.put(dataclasses.replace(entry("old"), created_at=NOW - 10 * 86400))
-    older = await q.put(dataclasses.replace(entry("older", rcpt("b@example.com")), created_at=NOW - 20 * 86400))
+    older = await q.put(dataclasses.replace(entry("older", rcpt("b@example.com")),
+                                            created_at=NOW - 20 * 86400))
     young = await q.put(entry("young", rcpt("c@example.com")))
     assert await q.delete(Selection(created_before=NOW - 30 * 86400)) == 0
     assert await q.delete(Selection(created_before=NOW - 7 * 86400)) == 2

@@ -21,9 +21,10 @@ from pathlib import Path
 import pytest
 
 from smtpretry import QueueError
-from smtpretry.queue import Destination, PendingRecipient, Queue, QueueEntry, default_queue_path, open_queue
+from smtpretry.queue import Destination, PendingRecipient, QueueEntry, default_queue_path, open_queue
 from smtpretry.queue.crypto import KEY_ENV, MessageCipher, generate_key
 from smtpretry.queue.sqlite import MIGRATIONS, SCHEMA_VERSION, SQLiteQueue
+from tests.unit.conftest import MakeQueue
 
 NOW = 1_800_000_000.0
 BODY = b"Subject: hi\r\n\r\nTOP-SECRET-BODY-TEXT the queue must never hold in clear\r\n"
@@ -54,26 +55,6 @@ def entry(key: str = "k1", *recipients: PendingRecipient, data: bytes = BODY,
         recipients=recipients, created_at=NOW - 10,
         next_attempt_at=min(r.next_attempt_at for r in recipients), expires_at=expires_at, data=data,
     )
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "state" / "queue.db"
-
-
-MakeQueue = Callable[[], Queue]
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-def make_queue(request: pytest.FixtureRequest, db: Path) -> MakeQueue:
-    """New handles on one empty queue of the backend under test."""
-    if request.param == "sqlite":
-        return lambda: SQLiteQueue(db)
-    from smtpretry.queue.redis import RedisQueue
-
-    url = request.getfixturevalue("redis_url")
-    cipher = MessageCipher(generate_key(), source="test")
-    return lambda: RedisQueue(url, cipher=cipher)
 
 
 async def test_put_and_get_round_trip_with_the_message_decrypted(make_queue: MakeQueue) -> None:
