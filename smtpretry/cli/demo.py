@@ -1,10 +1,13 @@
 """``smtpretry demo``: a batch through an embedded server that throttles like an ISP.
 
 The server (``demo_server.py``, on aiosmtpd) takes a few connections at once and answers
-421 to the rest; some mailboxes are over quota, some refuse the size. Every decision is
-shown as it is taken, through a :class:`~smtpretry.events.Logger` handed to the Mailer with
-``logger=``, so the demo needs no global logging set-up to show them; ``--log-file`` also
-writes them as JSON lines. The summary checks the figures at the server.
+421 to the rest; some mailboxes are over quota, some refuse the size. The first line says
+so. The decisions that are not plain deliveries (every one with ``--verbose``) are shown as
+they are taken, through a :class:`~smtpretry.events.Logger` handed to the Mailer with
+``logger=``, so the demo needs no global logging set-up to show them; on a terminal a live
+line below them counts the recipients delivered, deferred and failed and shows the cap.
+``--log-file`` also writes every decision as JSON lines. The summary checks the figures at
+the server and says what they mean.
 
 With ``--routes`` the recipients of each message are at three domains on two providers
 (two embedded servers), and a :class:`~smtpretry.Router` sends each domain by its route:
@@ -32,15 +35,17 @@ from rich.text import Text
 
 from .. import events
 from .._logging import Logger, get_logger
+from .._time import iso
 from ..config import Config, parse_config
 from ..events import K
 from ..logs.parse import Record
 from ..mailer import Mailer
 from ..policy import Limits, RetryPolicy
-from ..result import SendResult, Status
+from ..result import Outcome, SendResult, Status
 from ..router import Router
+from ._errors import fail
 from ._logfile import open_log
-from .demo_server import DemoServer, rcpt_reply
+from .demo_server import R422_OVER_QUOTA, R422_TOO_LARGE, DemoServer, rcpt_reply
 from .render import line
 
 __all__ = ["demo_command"]
@@ -48,35 +53,62 @@ __all__ = ["demo_command"]
 
 @dataclass(slots=True)
 class _Tally:
-    """What the demo counts from the decision log as it goes."""
+    """What the demo counts from the decision log as it goes: recipients by outcome, the
+    cap now and each change of it."""
 
-    cap_changes: list[tuple[int, int]] = field(default_factory=list)
+    cap_changes: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    """Per destination (a provider's ``host:port`` with ``--routes``): each (from, to)."""
     events: int = 0
     started: float = field(default_factory=time.monotonic)
+    delivered: int = 0
+    deferred: int = 0
+    failed: int = 0
+    cap: int | None = None
 
     def record(self, event: str, kw: dict[str, Any]) -> None:
+        """Count one event (``kw`` holds its keys and those bound, ``destination`` among them)."""
         self.events += 1
         if event in (events.CAP_LOWERED, events.CAP_RAISED):
-            self.cap_changes.append((kw[K.PREVIOUS_CAP], kw[K.CONNECTIONS_CAP]))
+            where = str(kw.get(K.DESTINATION, ""))
+            self.cap_changes.setdefault(where, []).append((kw[K.PREVIOUS_CAP], kw[K.CONNECTIONS_CAP]))
+            self.cap = kw[K.CONNECTIONS_CAP]
+        elif event == events.MESSAGE_DELIVERED:
+            self.delivered += len(kw[K.RECIPIENTS])
+        elif event == events.RECIPIENT_DEFERRED:
+            self.deferred += 1
+        elif event == events.RECIPIENT_FAILED:
+            self.failed += 1
+
+    def counts(self) -> str:
+        """For the live view: ``558 delivered · 24 deferred · 18 failed · cap 3 of 8``."""
+        return f"{self.delivered} delivered · {self.deferred} deferred · {self.failed} failed"
+
+
+def _plain(event: str, kw: dict[str, Any]) -> bool:
+    """A decision the demo leaves out unless --verbose: a delivery as it should be."""
+    return event == events.MESSAGE_DELIVERED and not kw.get(K.ASSUMED)
 
 
 class _Decisions:
-    """A :class:`~smtpretry.events.Logger` that shows each decision as a line
-    for people (as ``logs tail`` shows it, with the seconds since the demo began
-    in front), counts what the summary needs, and, with ``forward``, passes the
-    event on to the JSON log (the logger of the moment, asked at each event)."""
+    """A :class:`~smtpretry.events.Logger` that shows decisions as lines for people (as
+    ``logs tail`` shows them, with the seconds since the demo began in front): those that
+    are not plain deliveries, or all with ``verbose``. It counts what the live view and the
+    summary need, and, with ``forward``, passes each event on to the JSON log (the logger
+    of the moment, asked at each event)."""
 
     def __init__(
-        self, tally: _Tally, show: Callable[[Text], None] | None, forward: bool,
-        bound: dict[str, Any] | None = None,
+        self, tally: _Tally, show: Callable[[Text], None] | None, forward: bool, *,
+        verbose: bool = False, bound: dict[str, Any] | None = None,
     ) -> None:
         self._tally = tally
         self._show = show
         self._forward = forward
+        self._verbose = verbose
         self._bound = bound or {}
 
     def bind(self, **kw: Any) -> _Decisions:
-        return _Decisions(self._tally, self._show, self._forward, {**self._bound, **kw})
+        return _Decisions(self._tally, self._show, self._forward, verbose=self._verbose,
+                          bound={**self._bound, **kw})
 
     def info(self, event: str, **kw: Any) -> None:
         self._handle("info", event, kw)
@@ -90,10 +122,13 @@ class _Decisions:
     def _handle(self, level: str, event: str, kw: dict[str, Any]) -> None:
         if self._forward:
             getattr(get_logger(**self._bound), level)(event, **kw)
-        self._tally.record(event, kw)
-        if self._show is not None and event != events.SEND_COMPLETED:  # the summary says it
-            record = Record(event, {K.EVENT: event, **self._bound, **kw}, None, "<demo>", 0, 0)
-            self._show(line(record, lead=f"{time.monotonic() - self._tally.started:6.3f}s"))
+        self._tally.record(event, {**self._bound, **kw})
+        if self._show is None or event == events.SEND_COMPLETED:  # the summary says it
+            return
+        if _plain(event, kw) and not self._verbose:
+            return
+        record = Record(event, {K.EVENT: event, **self._bound, **kw}, None, "<demo>", 0, 0)
+        self._show(line(record, lead=f"{time.monotonic() - self._tally.started:6.3f}s"))
 
 
 ROUTED_DOMAINS = ("one.example", "two.example", "three.example")
@@ -151,12 +186,13 @@ def _routes_config(ports: dict[str, int], cap: int) -> Config:
 
 async def _run_demo(
     batch: list[EmailMessage], *, server_limit: int, cap: int, seed: int, logger: Logger,
-    advance: Callable[[], None], routed: bool = False,
+    advance: Callable[[], None], routed: bool = False, delay_s: float = 0.0,
 ) -> _DemoRun:
     started = time.monotonic()
     names = ("provider-a", "provider-b") if routed else ("server",)
     async with contextlib.AsyncExitStack() as stack:
-        servers = {n: await stack.enter_async_context(DemoServer(max_connections=server_limit))
+        servers = {n: await stack.enter_async_context(DemoServer(max_connections=server_limit,
+                                                                 delay_s=delay_s))
                    for n in names}
         sender: Mailer | Router
         if routed:
@@ -228,11 +264,58 @@ def _provider(recipient: str) -> str:
 
 
 def _cap_changes(changes: list[tuple[int, int]], configured: int) -> str:
+    """``8 -> 4 -> 2 -> 3 (2 lowered after a 421, 1 raised after 20 successes in a row)``."""
     if not changes:
-        return f"none (stayed at {configured})"
-    moves = [f"{a} -> {b}" for a, b in changes]
-    shown = ", ".join(moves[:8]) + (", ..." if len(moves) > 8 else "")
-    return f"{len(moves)}: {shown}"
+        return f"none: it stayed at {configured}"
+    chain = [changes[0][0]]
+    for previous, new in changes:
+        if previous != chain[-1]:
+            chain.append(previous)  # a change the demo did not see (never, in one process)
+        chain.append(new)
+    shown = " -> ".join(map(str, chain[:12])) + (" -> ..." if len(chain) > 12 else "")
+    downs = sum(b < a for a, b in changes)
+    ups = len(changes) - downs
+    parts = [f"{downs} lowered after a 421"] if downs else []
+    if ups:
+        parts.append(f"{ups} raised after {Limits().cap_recovery} successes in a row")
+    return f"{shown} ({', '.join(parts)})"
+
+
+def _why(outcomes: Sequence[Outcome], status: Status, scripted: str, meaning: str) -> str:
+    """``28 (over quota, ...)``, and how many ended so for another reason (retries that ran out)."""
+    ended = [o for o in outcomes if o.status is status]
+    other = sum(rcpt_reply(o.recipient) != scripted for o in ended)
+    return f"{len(ended)} ({meaning}" + (f"; {other} for another reason, see above" if other else "") + ")"
+
+
+def _scenario(batch: list[EmailMessage], *, server_limit: int, cap: int, routed: bool) -> str:
+    """The first line: what is about to happen."""
+    rcpts = [a.strip() for m in batch for a in str(m["To"]).split(",")]
+    full = sum(rcpt_reply(r) == R422_OVER_QUOTA for r in rcpts)
+    big = sum(rcpt_reply(r) == R422_TOO_LARGE for r in rcpts)
+    where = (
+        f"a Router, {ROUTED_DOMAINS[0]} and {ROUTED_DOMAINS[1]} to provider A, {ROUTED_DOMAINS[2]} to "
+        f"provider B (two local servers that each allow {server_limit} connections at once, 421 to "
+        f"more), with a client cap of {cap} connections per provider"
+        if routed else
+        f"a local server that allows {server_limit} connections at once (421 to more), with a client "
+        f"cap of {cap} connections"
+    )
+    return (
+        f"Scenario: {len(batch)} messages to {len(rcpts)} recipients through {where}; {full} recipients "
+        f"are over quota (full*: 422 4.2.2, deferred) and {big} get a message too large for their "
+        f"mailbox (big*: 422 4.3.4, failed)."
+    )
+
+
+def _caps(run: _DemoRun, changes: dict[str, list[tuple[int, int]]], configured: int) -> str:
+    """Each provider's cap changes (the one server's, without routes)."""
+    if len(run.servers) == 1:
+        return _cap_changes([c for cs in changes.values() for c in cs], configured)
+    ports = {f"127.0.0.1:{s.port}": name for name, s in run.servers.items()}
+    return "; ".join(f"{ports.get(where, where)}: {_cap_changes(cs, configured)}"
+                     for where, cs in sorted(changes.items(), key=lambda kv: ports.get(kv[0], kv[0]))
+                     ) or _cap_changes([], configured)
 
 
 @click.command("demo", short_help="Send a batch through an embedded server that throttles like an ISP.")
@@ -244,45 +327,64 @@ def _cap_changes(changes: list[tuple[int, int]], configured: int) -> str:
               help="Concurrent connections the demo server takes before it answers 421.")
 @click.option("--cap", type=click.IntRange(min=1), default=8, show_default=True,
               help="The client's configured connection cap (Limits.max_connections).")
+@click.option("--server-delay", "delay_s", type=click.FloatRange(min=0), default=0.02, show_default=True,
+              help="Seconds the server takes to accept each message.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the batch and the jitter.")
 @click.option("--log-file", type=click.Path(dir_okay=False), help="Append the JSON decision log here.")
-@click.option("--quiet", is_flag=True, help="Show the summary only, not each decision.")
+@click.option("-v", "--verbose", is_flag=True, help="Show every decision, plain deliveries too.")
+@click.option("--quiet", is_flag=True, help="Show the scenario and the summary only, no decision.")
 @click.option("--routes", "routed", is_flag=True,
               help="Recipients at three domains on two providers (two servers), sent by a Router.")
 def demo_command(
-    messages: int, recipients: int, server_limit: int, cap: int, seed: int, log_file: str | None,
-    quiet: bool, routed: bool,
+    messages: int, recipients: int, server_limit: int, cap: int, delay_s: float, seed: int,
+    log_file: str | None, verbose: bool, quiet: bool, routed: bool,
 ) -> None:
     """Send a batch through an embedded server that throttles like an ISP.
 
     The server takes SERVER_LIMIT connections at once and answers 421 to the
     rest; some mailboxes are over quota (422 4.2.2, deferred) and some refuse
-    the size (422 4.3.4, failed). Every decision is shown as it is taken; the
-    summary checks the figures at the server. Exit status 0 when the run is
-    consistent: every recipient accounted for, one copy per delivered one.
+    the size (422 4.3.4, failed). With --routes, a Router sends three domains
+    to two such servers (providers). The decisions other than plain deliveries are
+    shown as they are taken (--verbose: all of them), under a live view of the
+    counts and the cap on a terminal; the summary checks the figures at the
+    server. Exit status 0 when the run is consistent: every recipient accounted
+    for, one copy per delivered one.
     """
+    if verbose and quiet:
+        fail("give --verbose or --quiet, not both")
     console = Console(highlight=False)
     open_log(log_file, to_stderr=False)
 
-    def show(text: Text) -> None:
+    def say(text: str | Text) -> None:
         if console.is_terminal:
             console.print(text, soft_wrap=True)
         else:
-            click.echo(text.plain)
+            click.echo(text.plain if isinstance(text, Text) else text)
 
     tally = _Tally()
-    logger = _Decisions(tally, None if quiet else show, forward=log_file is not None)
+    logger = _Decisions(tally, None if quiet else say, forward=log_file is not None, verbose=verbose)
     batch = _batch(messages, recipients, random.Random(seed), routed=routed)
+    say(Text(_scenario(batch, server_limit=server_limit, cap=cap, routed=routed), style="bold"))
+    began = time.time()
+    if not quiet:
+        which = "every decision" if verbose else "the decisions other than plain deliveries (--verbose: all)"
+        say(Text(f"Shown: {which}, at seconds since {iso(began)}.", style="dim"))
     progress = Progress(
-        TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TextColumn("messages ·"),
+        TextColumn("{task.fields[counts]} · cap {task.fields[cap]} of " + str(cap)), TimeElapsedColumn(),
         console=console, disable=not console.is_terminal, transient=True,
     )
+
+    def advance() -> None:
+        progress.update(task, advance=1, counts=tally.counts(),
+                        cap=tally.cap if tally.cap is not None else cap)
+
     with progress:
-        task = progress.add_task("sending", total=len(batch))
+        task = progress.add_task("sending", total=len(batch), counts=tally.counts(), cap=cap)
         tally.started = time.monotonic()
         run = asyncio.run(_run_demo(
-            batch, server_limit=server_limit, cap=cap, seed=seed, logger=logger,
-            advance=lambda: progress.advance(task), routed=routed,
+            batch, server_limit=server_limit, cap=cap, seed=seed, logger=logger, advance=advance,
+            routed=routed, delay_s=delay_s,
         ))
 
     problems, copies = _check(run, batch, server_limit)
@@ -298,24 +400,31 @@ def demo_command(
     retries = sum(
         max((a.attempt for o in r.outcomes.values() for a in o.history), default=1) - 1 for r in run.results
     )
+    consistent = (
+        "yes: every recipient ended delivered, deferred or failed as the server scripted it, and each "
+        "delivered recipient got exactly one copy, counted at the server"
+        if not problems else f"NO: {len(problems)} problem(s), listed on stderr"
+    )
     rows = [
         ("messages", str(len(run.results))),
         ("recipients", str(len(outcomes))),
         ("delivered", str(count[Status.DELIVERED])),
-        ("deferred", str(count[Status.DEFERRED])),
-        ("failed", str(count[Status.FAILED])),
+        ("deferred", _why(outcomes, Status.DEFERRED, R422_OVER_QUOTA,
+                          "over quota, 422 4.2.2: a queue would send them later")),
+        ("failed", _why(outcomes, Status.FAILED, R422_TOO_LARGE,
+                        "message too large for the mailbox, 422 4.3.4: never sent again")),
         ("421s seen", f"{seen_421} (the server{'s' if routed else ''} refused "
                       f"{sum(s.refused for s in run.servers.values())} connections)"),
-        ("retries", str(retries)),
-        ("cap changes", _cap_changes(tally.cap_changes, cap)),
+        ("retries", f"{retries} (each on a new connection, after a backoff)"),
+        ("cap changes", _caps(run, tally.cap_changes, cap)),
         ("max concurrent sessions",
          ", ".join(f"{n} {s.max_active}" if routed else str(s.max_active) for n, s in run.servers.items())
          + f" (server limit {server_limit}, client cap {cap}{' per provider' if routed else ''})"),
-        ("copies per delivered recipient", copies),
-        ("duration", f"{run.duration_s:.2f}s"),
-        ("consistent", "yes" if not problems else "NO"),
+        ("copies per delivered recipient", f"{copies} (counted at the server)"),
+        ("duration", f"{run.duration_s:.2f} s, from {iso(began)}"),
+        ("consistent", consistent),
     ]
-    _summary(rows, console, title="smtpretry demo")
+    _summary(rows, console, title="smtpretry demo: the result")
     if problems:
         for problem in problems:
             click.echo(f"smtpretry: inconsistent: {problem}", err=True)

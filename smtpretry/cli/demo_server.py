@@ -78,6 +78,8 @@ class _Handler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self._server.delay_s:
+            await asyncio.sleep(self._server.delay_s)  # a real server takes a moment to accept
         self._server.copies.update(envelope.rcpt_tos)
         self._server.messages += 1
         return "250 2.0.0 Message accepted for delivery"
@@ -128,6 +130,8 @@ class DemoServer:
     :param max_connections: sessions open at once; more get a 421 at greeting
         and are closed
     :param port: 0 picks a free port
+    :param delay_s: seconds the server takes to accept each message (after the
+        final dot), as a real one does
 
     Attributes read after (or during) a run:
 
@@ -140,10 +144,15 @@ class DemoServer:
     .. versionadded:: 0.1
     """
 
-    def __init__(self, *, max_connections: int = 3, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, *, max_connections: int = 3, host: str = "127.0.0.1", port: int = 0, delay_s: float = 0.0
+    ) -> None:
         if isinstance(max_connections, bool) or not isinstance(max_connections, int) or max_connections < 1:
             raise ValueError(f"max_connections: expected an integer >= 1, got {max_connections!r}")
+        if delay_s < 0:
+            raise ValueError(f"delay_s: expected seconds >= 0, got {delay_s!r}")
         self.max_connections = max_connections
+        self.delay_s = delay_s
         self.host = host
         self.port = port
         self.copies: Counter[str] = Counter()

@@ -13,6 +13,7 @@ from typing import Any
 from rich.text import Text
 
 from .. import events as ev
+from .._time import iso
 from ..events import K
 from ..logs.parse import Record, clock
 
@@ -110,15 +111,22 @@ def describe(r: Record) -> str:
     if e == ev.CONNECTION_LOST:
         dup = "; possible duplicate" if f.get(K.POSSIBLE_DUPLICATE) else ""
         return f"connection lost: {_reply(f)}{dup}"
-    if e in (ev.CAP_LOWERED, ev.CAP_RAISED):
+    if e == ev.CAP_LOWERED:
         cause = _reply(f)
-        return (f"connection cap {f.get(K.PREVIOUS_CAP)} -> {f.get(K.CONNECTIONS_CAP)} "
-                f"(configured {f.get(K.CONFIGURED_CAP)}, {f.get(K.CONNECTIONS_ACTIVE)} open)"
-                + (f" after {cause}" if cause else ""))
+        cap, active = f.get(K.CONNECTIONS_CAP), f.get(K.CONNECTIONS_ACTIVE)
+        # Connections already open stay open; only new ones wait, so "7 open" under a cap of 4
+        # is the cap doing its work, not a breach.
+        still = (f"; {active} still open, no new one until fewer than {cap}"
+                 if isinstance(active, int) and isinstance(cap, int) and active >= cap else "")
+        return (f"connection cap lowered {f.get(K.PREVIOUS_CAP)} -> {cap} "
+                f"(configured {f.get(K.CONFIGURED_CAP)})" + (f" after {cause}" if cause else "") + still)
+    if e == ev.CAP_RAISED:
+        return (f"connection cap raised {f.get(K.PREVIOUS_CAP)} -> {f.get(K.CONNECTIONS_CAP)} "
+                f"(configured {f.get(K.CONFIGURED_CAP)}) after successes in a row")
     if e in (ev.RATE_LOWERED, ev.RATE_RAISED):
         cause = _reply(f)
-        return (f"pace {f.get(K.PREVIOUS)} -> {f.get(K.MESSAGES_PER_MINUTE)} messages/minute "
-                f"(configured {f.get(K.CONFIGURED)})" + (f" after {cause}" if cause else ""))
+        return (f"pace {_num(f.get(K.PREVIOUS))} -> {_num(f.get(K.MESSAGES_PER_MINUTE))} messages/minute "
+                f"(configured {_num(f.get(K.CONFIGURED))})" + (f" after {cause}" if cause else ""))
     if e == ev.SEND_COMPLETED:
         return (f"send completed: {f.get(K.DELIVERED)} delivered, {f.get(K.DEFERRED)} deferred, "
                 f"{f.get(K.FAILED)} failed in {f.get(K.ATTEMPTS)} attempt(s), {f.get(K.DURATION_S)} s")
@@ -150,8 +158,15 @@ def describe(r: Record) -> str:
     return e
 
 
+def _num(value: object) -> str:
+    """A number as people write it: 60, not 60.0."""
+    if isinstance(value, float) and not isinstance(value, bool):
+        return f"{value:g}"
+    return str(value)
+
+
 def _when(at: object) -> str:
-    return clock(float(at), date=True) if isinstance(at, (int, float)) and not isinstance(at, bool) else "?"
+    return iso(float(at)) if isinstance(at, (int, float)) and not isinstance(at, bool) else "?"
 
 
 def line(r: Record, *, date: bool = False, lead: str | None = None) -> Text:

@@ -26,13 +26,13 @@ def test_every_event_has_a_label_and_a_colour() -> None:
 @pytest.mark.parametrize(("event", "fields", "sentence"), [
     (ev.RATE_LOWERED, {"messages_per_minute": 30.0, "previous": 60.0, "configured": 60.0, "code": 421,
                        "enhanced": "4.7.0", "text": "Too many messages, slow down"},
-     "pace 60.0 -> 30.0 messages/minute (configured 60.0) after 421 4.7.0 Too many messages, slow down"),
+     "pace 60 -> 30 messages/minute (configured 60) after 421 4.7.0 Too many messages, slow down"),
     (ev.RATE_RAISED, {"messages_per_minute": 36.0, "previous": 30.0, "configured": 60.0},
-     "pace 30.0 -> 36.0 messages/minute (configured 60.0)"),
+     "pace 30 -> 36 messages/minute (configured 60)"),
     (ev.QUEUED, {"queue_id": "q1", "recipients": ["a@x"], "next_attempt_at": TS + 300, "queue": "sqlite:///q"},
-     "queued as q1, next attempt 2027-01-15 08:05:00.000"),
+     "queued as q1, next attempt 2027-01-15T08:05:00Z"),
     (ev.EXPIRED, {"queue_id": "q1", "recipients": ["a@x"], "created_at": TS, "expires_at": TS + 86400},
-     "expired from the queue (q1), past 2027-01-16 08:00:00.000"),
+     "expired from the queue (q1), past 2027-01-16T08:00:00Z"),
     (ev.WRITEBACK_FAILED, {"queue_id": "q1", "recipients": ["a@x"], "delivered": ["a@x"],
                            "error": "queue /q.db: database or disk is full", "queue": "sqlite:///q.db"},
      "sent, but the outcome was not written back to the queue (q1): queue /q.db: database or disk is "
@@ -43,6 +43,16 @@ def test_every_event_has_a_label_and_a_colour() -> None:
                               "error": "ConnectionError: refused"},
      "backend redis://:***@127.0.0.1:6379/0 unreachable, could not move the shared cap: "
      "ConnectionError: refused"),
+    (ev.CAP_LOWERED, {"connections_cap": 4, "previous_cap": 8, "configured_cap": 8, "connections_active": 7,
+                      "code": 421, "enhanced": "4.7.0", "text": "4.7.0 Too many connections"},
+     "connection cap lowered 8 -> 4 (configured 8) after 421 4.7.0 Too many connections; 7 still open, "
+     "no new one until fewer than 4"),
+    (ev.CAP_RAISED, {"connections_cap": 3, "previous_cap": 2, "configured_cap": 8, "connections_active": 2},
+     "connection cap raised 2 -> 3 (configured 8) after successes in a row"),
+    (ev.DESTINATION_SUSPENDED, {"suspended_until": TS + 3600, "reason": "421 4.7.0 [TSS04]"},
+     "suspended until 2027-01-15T09:00:00Z (421 4.7.0 [TSS04]): its recipients are deferred unsent"),
+    (ev.DESTINATION_RESUMED, {"suspended_until": TS + 3600, "reason": ""},
+     "suspension ended (was until 2027-01-15T09:00:00Z): sending again"),
 ])
 def test_events_beyond_the_send_read_as_sentences(event: str, fields: dict[str, Any], sentence: str) -> None:
     assert describe(record(event, **fields)) == sentence
