@@ -1,9 +1,12 @@
-"""``smtpretry config check``: validate a configuration file, show the effective settings.
+"""``smtpretry config check``: validate a configuration file, show the effective settings;
+``config init`` (``config_init.py``) writes a commented one to start from.
 
 Exit status 2, with one line per problem, when the file is not valid. A profile whose
 ``password_env`` variable is not set is a warning (the file is valid; that profile
 cannot be used here and now), an error with ``--strict``: so a file can be checked in
-CI without its secrets.
+CI without its secrets. The settings are a table on a terminal and plain aligned columns
+when piped (one row per line, never folded), or JSON with ``--json``; a profile's row
+says where and as whom it connects.
 """
 
 from __future__ import annotations
@@ -11,23 +14,23 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from typing import Any
 
 import click
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
-from ..config import Config
+from ..config import Config, Profile
 from ..errors import ConfigError
 from ._errors import fail
 from ._resolve import CONFIG_ENV
+from ._table import show_table
+from .config_init import init_command
 
 __all__ = ["config_group"]
 
 
 @click.group("config")
 def config_group() -> None:
-    """Check a configuration file."""
+    """Check a configuration file, or write one to start from."""
 
 
 def _fmt_seconds(value: float) -> str:
@@ -75,19 +78,24 @@ def config_check(
         click.echo(f"smtpretry: {'error' if strict else 'warning'}: {problem}", err=True)
     if unset and strict:
         sys.exit(2)
-    chosen = [("[defaults]", config.settings_of(None))]
-    chosen += [(rule.key, config.settings_of(rule.key)) for rule in config.rules]
-    chosen += [(f"profile {n}", config.settings_for(p.host, p.port)) for n, p in config.profiles.items()]
-    chosen += [(host, config.settings_for(host)) for host in hosts]
+    chosen: list[tuple[str, Any, Profile | None]] = [("[defaults]", config.settings_of(None), None)]
+    chosen += [(rule.key, config.settings_of(rule.key), None) for rule in config.rules]
+    chosen += [(f"profile {n}", config.settings_for(p.host, p.port), p) for n, p in config.profiles.items()]
+    chosen += [(host, config.settings_for(host), None) for host in hosts]
     routes = _routes(config, domains) if domains else []
     rows = []
-    for label, s in chosen:
+    for label, s, profile in chosen:
         rows.append({
             "destination": label,
             "rule": s.rule,
+            "host": profile.host if profile else None,
+            "port": profile.port if profile else None,
+            "tls": profile.tls.value if profile else None,
+            "username": profile.username if profile else None,
+            "password_env": profile.password_env if profile else None,
             "max_connections": s.limits.max_connections,
             "max_messages_per_connection": s.limits.max_messages_per_connection,
-            "max_messages_per_minute": s.limits.max_messages_per_minute,
+            "max_messages_per_minute": _number(s.limits.max_messages_per_minute),
             "backoff": f"{_fmt_seconds(s.policy.backoff_base)}..{_fmt_seconds(s.policy.backoff_cap)}",
             "max_attempts": s.policy.max_attempts,
             "defer_schedule": ", ".join(_fmt_seconds(v) for v in s.policy.defer_schedule),
@@ -101,25 +109,30 @@ def config_check(
             out["domains"] = routes
         click.echo(json_module.dumps(out, indent=2))
         return
-    console = Console()
-    table = Table(title=f"{file}: valid")
-    columns = ["destination", "rule", "max_connections", "max_messages_per_minute", "backoff",
-               "max_attempts", "defer_schedule", "max_lifetime", "delivery"]
-    for name in columns:
-        table.add_column(name.replace("_", " "), overflow="fold")
-    for row in rows:
-        table.add_row(*(Text("" if row[c] is None else str(row[c])) for c in columns))
-    console.print(table)
+    columns = ["destination", "rule", "host", "port", "tls", "username", "password_env", "max_connections",
+               "max_messages_per_connection", "max_messages_per_minute", "backoff", "max_attempts",
+               "defer_schedule", "max_lifetime", "delivery"]
+    if not config.profiles:
+        columns = [c for c in columns if c not in _PROFILE_COLUMNS]  # nothing to show in them
+    show_table(
+        columns, [["" if row[c] is None else str(row[c]) for c in columns] for row in rows],
+        title=f"{file}: valid", right=("port", "max_connections", "max_messages_per_connection",
+                                       "max_messages_per_minute", "max_attempts"),
+    )
     if routes:
-        by_domain = Table(title="routes")
-        for name in ("domain", "route", "via", "mx hosts", "limit key", "max connections", "outcome"):
-            by_domain.add_column(name, overflow="fold")
-        for r in routes:
-            by_domain.add_row(*(Text("" if r[c] is None else str(r[c])) for c in (
-                "domain", "route", "via", "mx_hosts", "limit_key", "max_connections", "outcome")))
-        console.print(by_domain)
+        keys = ("domain", "route", "via", "mx_hosts", "limit_key", "max_connections", "outcome")
+        show_table(keys, [["" if r[c] is None else str(r[c]) for c in keys] for r in routes],
+                   title="routes", right=("max_connections",))
     if config.queue_url:
-        console.print(Text(f"queue: {config.queue_url}"))
+        click.echo(f"queue: {config.queue_url}")
+
+
+_PROFILE_COLUMNS = frozenset({"host", "port", "tls", "username", "password_env"})
+
+
+def _number(value: float | None) -> int | float | None:
+    """60.0 is shown, and written in JSON, as 60."""
+    return int(value) if value is not None and value == int(value) else value
 
 
 def _routes(config: Config, domains: tuple[str, ...]) -> list[dict[str, object]]:
@@ -151,3 +164,6 @@ def _routes(config: Config, domains: tuple[str, ...]) -> list[dict[str, object]]
         return asyncio.run(plan_all())
     except ConfigError as exc:
         fail(str(exc))
+
+
+config_group.add_command(init_command)
