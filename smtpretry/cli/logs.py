@@ -269,7 +269,8 @@ def tail_command(follow_: bool, lines: int | None, poll: float, file: str) -> No
 
 @logs_group.command("report")
 @click.argument("files", nargs=-1, required=True, metavar="FILE...")
-@click.option("-o", "--output", required=True, metavar="PATH", help="Where to write the HTML page.")
+@click.option("-o", "--output", required=True, metavar="PATH",
+              help="Where to write the HTML page; - for standard output.")
 @click.option("--since", metavar="T", help="Only records at or after T (ISO-8601).")
 @click.option("--until", metavar="T", help="Only records at or before T (ISO-8601).")
 @click.option("--title", default="smtpretry decision log", show_default=True)
@@ -279,12 +280,15 @@ def report_command(files: tuple[str, ...], output: str, since: str | None, until
     paths = _inputs(files)
     lo, hi = _time(since, "--since"), _time(until, "--until")
     folder = os.path.dirname(os.path.abspath(output))
-    if not os.path.isdir(folder):
+    if output != "-" and not os.path.isdir(folder):
         fail(f"{output}: no such directory {folder}")
     stats = ReadStats()
     s = summarize(_records(paths, stats), stats=stats, since=lo, until=hi)
     _warn(stats)
     page = render_report(s, title=title)
+    if output == "-":
+        click.echo(page)
+        return
     try:
         # Write next to the target, then rename: a reader never sees half a page.
         fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".html", dir=folder)

@@ -5,12 +5,17 @@ page needs nothing but itself: the charts are inline SVG drawn here, the style i
 ``<style>`` block, there is no script and no link to anything, so it opens offline, in a mail
 attachment or a CI artefact.
 
-Charts, per destination and over the log's time span (buckets from ``Timeline``):
+Charts, per destination and over the log's time span (buckets from ``Timeline``), on a time
+axis with ticks at round instants (``19:51:22.4``, ``19:52``, ``2026-12-05``) and value axes
+with round ticks (never a fraction of a count):
 
-- recipient decisions by outcome (delivered, retry, deferred, failed), stacked;
+- recipient decisions by outcome (delivered, retry, deferred, failed), stacked, and the
+  retries of the facade's ``connect()``/``login()``, which name no recipient: every
+  destination of the log gets its chart, one that only failed to connect too;
 - the effective connection cap (from ``cap_lowered``/``cap_raised`` and the
-  ``connections_cap`` key of other events), carried forward between events;
-- 421 replies per second (or per minute, for logs longer than ten minutes);
+  ``connections_cap`` key of other events), from the configured cap at the start of the
+  axis, carried forward between events (its changes are also in the chart's ``<desc>``);
+- 421 replies per minute, counted over buckets of at least a second (:func:`rate_width`);
 - the deferred backlog: recipients deferred and not yet delivered or failed.
 """
 
@@ -22,11 +27,11 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from .. import __version__
+from .._time import iso
 from ..events import SCHEMA_VERSION
-from .parse import clock
-from .summary import STATUSES, Bucket, DestinationStats, Summary, Timeline
+from .summary import BUCKET_WIDTHS, STATUSES, Bucket, DestinationStats, Summary, Timeline
 
-__all__ = ["render_report"]
+__all__ = ["rate_width", "render_report", "tick_label", "time_step", "time_ticks", "value_ticks"]
 
 PALETTE = ("#2563eb", "#d97706", "#059669", "#db2777", "#7c3aed", "#0891b2", "#65a30d", "#b91c1c")
 OUTCOMES = (
@@ -34,6 +39,7 @@ OUTCOMES = (
     ("retried", "retry", "#eab308"),
     ("deferred", "deferred", "#c026d3"),
     ("failed", "failed", "#dc2626"),
+    ("connect_retried", "connect retry", "#64748b"),
 )
 W, H = 1080, 230
 LEFT, RIGHT, TOP, BOTTOM = 64, 16, 30, 34
@@ -65,49 +71,94 @@ def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _nice_max(value: float) -> float:
-    if value <= 0:
-        return 1.0
-    exp = math.floor(math.log10(value))
-    for step in (1, 2, 2.5, 5, 10):
-        top = step * 10 ** exp
-        if top >= value:
-            return float(top)
-    return float(10 ** (exp + 1))
-
-
 def _fmt(value: float) -> str:
     if value == int(value):
         return f"{int(value)}"
     return f"{value:.2f}".rstrip("0").rstrip(".")
 
 
-class _Frame:
-    """Axes for one chart: time along x (bucket indices ``lo``..``hi``), values up y."""
+# -- axes ------------------------------------------------------------------------------------
 
-    def __init__(self, title: str, timeline: Timeline, y_max: float, y_label: str) -> None:
+# Steps between time ticks, in seconds: round instants at every scale.
+_TIME_STEPS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0,
+               60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 10800.0, 21600.0, 43200.0,
+               86400.0, 172800.0, 604800.0)
+
+
+def time_step(span_s: float, *, most: int = 8) -> float:
+    """The step between time ticks for a span: the smallest round one that needs at most
+    ``most`` ticks."""
+    return next((s for s in _TIME_STEPS if span_s / s <= most), _TIME_STEPS[-1])
+
+
+def time_ticks(t0: float, t1: float, step: float) -> list[float]:
+    """Every multiple of ``step`` from ``t0`` to ``t1`` (epoch seconds): round instants."""
+    first, last = math.ceil(t0 / step - 1e-6), math.floor(t1 / step + 1e-6)
+    return [k * step for k in range(first, last + 1)]
+
+
+def tick_label(ts: float, step: float) -> str:
+    """A tick's time, UTC, as precise as the step needs: ``19:51:22.4``, ``19:51:30``,
+    ``19:50``, ``2026-12-04``."""
+    moment = datetime.fromtimestamp(ts, UTC)
+    if step < 1:
+        decimals = 1 if step >= 0.1 else 2 if step >= 0.01 else 3
+        return moment.strftime("%H:%M:%S.%f")[: 9 + decimals]
+    if step < 60:
+        return moment.strftime("%H:%M:%S")
+    if step < 86400:
+        return moment.strftime("%H:%M")
+    return moment.strftime("%Y-%m-%d")
+
+
+def value_ticks(top: float, *, integer: bool) -> list[float]:
+    """Ticks from 0 to at least ``top`` at a round step (1, 2 or 5 times a power of ten);
+    counts never get a fractional tick."""
+    top = max(top, 1.0)
+    raw = top / 4
+    exp = math.floor(math.log10(raw))
+    steps = sorted(m * 10.0 ** e for e in (exp - 1, exp, exp + 1) for m in (1, 2, 5))
+    step = next(s for s in steps if s >= raw and (not integer or (s >= 1 and s == int(s))))
+    return [k * step for k in range(math.ceil(top / step - 1e-9) + 1)]
+
+
+Segment = tuple[float, float, float | None]
+"""A value held from one instant to another (epoch seconds); None: nothing known."""
+
+
+class _Frame:
+    """Axes for one chart: time along x (``t0``..``t1``, epoch seconds, at round ticks),
+    values up y (round ticks from 0)."""
+
+    def __init__(self, title: str, timeline: Timeline, y_top: float, y_label: str, *,
+                 integer: bool = True) -> None:
         span = timeline.span()
-        self.lo = span.start
-        self.n = max(1, len(span))
+        start, end = span.start * timeline.width, (span.stop if span else 1) * timeline.width
+        self.step = time_step(max(end - start, timeline.width))
+        # The axis begins at a round tick strictly before the first event, so that what held
+        # before it (the configured cap) is drawn, however the first event falls.
+        first = math.floor(start / self.step + 1e-6)
+        self.t0 = (first - 1 if first * self.step >= start - 1e-9 else first) * self.step
+        self.t1 = max(math.ceil(end / self.step - 1e-6) * self.step, self.t0 + self.step)
         self.width = timeline.width
-        self.y_max = _nice_max(y_max)
+        self.y_ticks = value_ticks(y_top, integer=integer)
+        self.y_max = self.y_ticks[-1]
         self.parts: list[str] = []
         self.title = title
         self.y_label = y_label
         self.plot_w = W - LEFT - RIGHT
         self.plot_h = H - TOP - BOTTOM
 
-    def x(self, idx: float) -> float:
-        return LEFT + (idx - self.lo) / self.n * self.plot_w
+    def x(self, ts: float) -> float:
+        return LEFT + (ts - self.t0) / (self.t1 - self.t0) * self.plot_w
 
     def y(self, value: float) -> float:
         return TOP + self.plot_h - value / self.y_max * self.plot_h
 
-    def axes(self) -> None:
+    def axes(self, caption: str) -> None:
         p = self.parts
         p.append(f'<text class="title" x="{LEFT}" y="18">{_e(self.title)}</text>')
-        for k in range(5):
-            value = self.y_max * k / 4
+        for value in self.y_ticks:
             y = self.y(value)
             p.append(f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e5e7eb"/>')
             p.append(f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{_fmt(value)}</text>')
@@ -115,19 +166,16 @@ class _Frame:
                  f'transform="rotate(-90 14 {TOP + self.plot_h / 2:.0f})">{_e(self.y_label)}</text>')
         bottom = TOP + self.plot_h
         p.append(f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{bottom}" y2="{bottom}" stroke="#9ca3af"/>')
-        start = self.lo * self.width
-        total = self.n * self.width
-        ticks = 6
-        for k in range(ticks + 1):
-            ts = start + total * k / ticks
-            x = LEFT + self.plot_w * k / ticks
-            label = clock(ts) if total < 600 else clock(ts)[:8] if total < 86400 else \
-                datetime.fromtimestamp(ts, UTC).strftime("%m-%d %H:%M")
-            anchor = "start" if k == 0 else "end" if k == ticks else "middle"
+        ticks = time_ticks(self.t0, self.t1, self.step)
+        for k, ts in enumerate(ticks):
+            x = self.x(ts)
+            anchor = "start" if k == 0 else "end" if k == len(ticks) - 1 else "middle"
             p.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{bottom}" y2="{bottom + 4}" stroke="#9ca3af"/>')
-            p.append(f'<text x="{x:.1f}" y="{bottom + 16}" text-anchor="{anchor}">{_e(label)}</text>')
+            p.append(f'<text class="tick" x="{x:.1f}" y="{bottom + 16}" text-anchor="{anchor}">'
+                     f'{_e(tick_label(ts, self.step))}</text>')
+        day = datetime.fromtimestamp(self.t0, UTC).strftime("%Y-%m-%d")
         p.append(f'<text x="{W - RIGHT}" y="{H - 2}" text-anchor="end" fill="#6b7280">'
-                 f'UTC, bucket {_e(_duration(self.width))}</text>')
+                 f'UTC, {day}; {_e(caption)}</text>')
 
     def legend(self, items: Sequence[tuple[str, str]]) -> None:
         x = float(W - RIGHT)
@@ -137,10 +185,15 @@ class _Frame:
             self.parts.append(f'<rect x="{x:.0f}" y="8" width="12" height="12" rx="2" fill="{colour}"/>')
             self.parts.append(f'<text x="{x + 16:.0f}" y="18">{_e(label)}</text>')
 
-    def svg(self) -> str:
+    def note(self, text: str) -> None:
+        self.parts.append(f'<text x="{LEFT + self.plot_w / 2:.0f}" y="{TOP + self.plot_h / 2:.0f}" '
+                          f'text-anchor="middle" fill="#6b7280">{_e(text)}</text>')
+
+    def svg(self, desc: str = "") -> str:
         body = "".join(self.parts)
+        described = f"<desc>{_e(desc)}</desc>" if desc else ""
         return (f'<div class="chart"><svg viewBox="0 0 {W} {H}" width="100%" role="img" '
-                f'aria-label="{_e(self.title)}">{body}</svg></div>')
+                f'aria-label="{_e(self.title)}">{described}{body}</svg></div>')
 
 
 def _duration(seconds: float) -> str:
@@ -155,100 +208,148 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 86400:g} d"
 
 
+# -- charts ----------------------------------------------------------------------------------
+
+
 def _stacked(title: str, timeline: Timeline, series: dict[int, Bucket]) -> str:
-    span = timeline.span()
     top = max((sum(getattr(b, key) for key, _, _ in OUTCOMES) for b in series.values()), default=0)
-    f = _Frame(title, timeline, top, "recipients")
-    f.axes()
-    bar = f.plot_w / f.n
-    gap = 0.15 * bar if bar > 4 else 0.0
-    for idx in span:
-        b = series.get(idx)
-        if b is None:
-            continue
+    connects = any(b.connect_retried for b in series.values())
+    f = _Frame(title, timeline, top, "recipients (connect: attempts)" if connects else "recipients")
+    f.axes(f"bucket {_duration(timeline.width)}")
+    w = timeline.width
+    drawn = False
+    for idx, b in sorted(series.items()):
+        x0, x1 = f.x(idx * w), f.x((idx + 1) * w)
+        bar = x1 - x0
+        gap = 0.15 * bar if bar > 4 else 0.0
         base = 0.0
         for key, _, colour in OUTCOMES:
             value = getattr(b, key)
             if not value:
                 continue
+            drawn = True
             y0, y1 = f.y(base), f.y(base + value)
-            f.parts.append(f'<rect x="{f.x(idx) + gap / 2:.2f}" y="{y1:.2f}" '
-                           f'width="{max(bar - gap, 0.6):.2f}" '
+            f.parts.append(f'<rect x="{x0 + gap / 2:.2f}" y="{y1:.2f}" width="{max(bar - gap, 0.6):.2f}" '
                            f'height="{y0 - y1:.2f}" fill="{colour}"/>')
             base += value
-    f.legend([(label, colour) for _, label, colour in OUTCOMES])
+    if not drawn:
+        f.note("nothing timestamped was decided here")
+    f.legend([(label, colour) for key, label, colour in OUTCOMES if key != "connect_retried" or connects])
+    return f.svg()
+
+
+def _empty(title: str, timeline: Timeline, note: str) -> str:
+    f = _Frame(title, timeline, 1, "recipients")
+    f.axes(f"bucket {_duration(timeline.width)}")
+    f.note(note)
     return f.svg()
 
 
 def _lines(title: str, y_label: str, timeline: Timeline, destinations: Sequence[str],
-           value: Callable[[str], list[float | None]], *, step: bool) -> str:
-    values = {d: value(d) for d in destinations}
-    top = max((v for vs in values.values() for v in vs if v is not None), default=0.0)
-    f = _Frame(title, timeline, top, y_label)
-    f.axes()
-    lo = f.lo
+           segments: Callable[[_Frame, str], list[Segment]], *, integer: bool, caption: str,
+           floor: float = 0.0, describe: bool = False) -> str:
+    probe = _Frame(title, timeline, 1, y_label)
+    values = {d: segments(probe, d) for d in destinations}
+    top = max((v for segs in values.values() for _, _, v in segs if v is not None), default=0.0)
+    f = _Frame(title, timeline, max(top, floor), y_label, integer=integer)
+    f.axes(caption)
+    described: list[str] = []
     for i, d in enumerate(destinations):
         colour = PALETTE[i % len(PALETTE)]
+        runs: list[list[str]] = []
         points: list[str] = []
-        segments: list[list[str]] = []
-        for k, v in enumerate(values[d]):
+        changes: list[str] = []
+        last: float | None = None
+        for t_start, t_end, v in values[d]:
             if v is None:
                 if points:
-                    segments.append(points)
+                    runs.append(points)
                     points = []
+                last = None
                 continue
-            x0, x1 = f.x(lo + k), f.x(lo + k + 1)
             y = f.y(v)
-            if step:
-                points += [f"{x0:.1f},{y:.1f}", f"{x1:.1f},{y:.1f}"]
-            else:
-                points.append(f"{(x0 + x1) / 2:.1f},{y:.1f}")
+            points += [f"{f.x(t_start):.1f},{y:.1f}", f"{f.x(t_end):.1f},{y:.1f}"]
+            if v != last:
+                changes.append(f"{_fmt(v)} from {tick_label(t_start, 0.001)}")
+                last = v
         if points:
-            segments.append(points)
-        for seg in segments:
-            if len(seg) == 1:
-                cx, cy = seg[0].split(",")
-                f.parts.append(f'<circle cx="{cx}" cy="{cy}" r="2.5" fill="{colour}"/>')
-            else:
-                f.parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" '
-                               f'stroke-linejoin="round" points="{" ".join(seg)}"/>')
+            runs.append(points)
+        for run in runs:
+            f.parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" '
+                           f'stroke-linejoin="round" points="{" ".join(run)}"/>')
+        described.append(f"{d}: " + (", ".join(changes) or "no values"))
     f.legend([(d, PALETTE[i % len(PALETTE)]) for i, d in enumerate(destinations)])
-    return f.svg()
+    return f.svg("; ".join(described) if describe else "")
 
 
-def _cap_values(timeline: Timeline, destination: str) -> list[float | None]:
+def _cap_segments(
+    timeline: Timeline, d: DestinationStats | None, f: _Frame, destination: str
+) -> list[Segment]:
+    """The effective cap, from the configured cap at the start of the axis: in each bucket
+    the lowest it went, carried forward between events."""
     series = timeline.series.get(destination, {})
-    out: list[float | None] = []
-    current: float | None = None
-    for idx in timeline.span():
+    w = timeline.width
+    configured = d.cap_configured if d is not None else None
+    if configured is None:  # no cap event: it stood at the first value the log shows
+        configured = next((series[i].cap_min for i in sorted(series) if series[i].cap_min is not None), None)
+    current = float(configured) if configured is not None else None
+    out: list[Segment] = []
+    span = timeline.span()
+    if span:
+        out.append((f.t0, span.start * w, current))
+    for idx in span:
         b = series.get(idx)
         if b is not None and b.cap_min is not None:
-            out.append(float(b.cap_min))  # the lowest the cap went in the bucket
+            out.append((idx * w, (idx + 1) * w, float(b.cap_min)))
             current = float(b.cap_last) if b.cap_last is not None else current
         else:
-            out.append(current)
-    return out
+            out.append((idx * w, (idx + 1) * w, current))
+    if span:
+        out.append((span.stop * w, f.t1, current))
+    return [seg for seg in out if seg[1] > seg[0]]
 
 
-def _backlog_values(timeline: Timeline, destination: str) -> list[float | None]:
+def _backlog_segments(timeline: Timeline, f: _Frame, destination: str) -> list[Segment]:
     series = timeline.series.get(destination, {})
-    out: list[float | None] = []
+    w = timeline.width
     level = 0
-    for idx in timeline.span():
+    span = timeline.span()
+    out: list[Segment] = [(f.t0, span.start * w, 0.0)] if span else []
+    for idx in span:
         b = series.get(idx)
         if b is not None:
             level += b.backlog_delta
-        out.append(float(level))
-    return out
+        out.append((idx * w, (idx + 1) * w, float(level)))
+    if span:
+        out.append((span.stop * w, f.t1, float(level)))
+    return [seg for seg in out if seg[1] > seg[0]]
 
 
-def _rate_values(timeline: Timeline, destination: str, per: float) -> list[float | None]:
+def rate_width(timeline: Timeline) -> float:
+    """The width of the 421 rate's buckets: at least a second, and at least a fortieth of
+    the span, so that a rate per minute is a count over a real stretch of time, not six
+    replies that fell in one millisecond multiplied by 60,000."""
+    span = len(timeline.span()) * timeline.width
+    wanted = max(timeline.width, 1.0, span / 40)
+    return next((w for w in BUCKET_WIDTHS if w >= wanted), BUCKET_WIDTHS[-1])
+
+
+def _rate_segments(timeline: Timeline, f: _Frame, destination: str) -> list[Segment]:
+    """421 replies per minute, over buckets of :func:`rate_width`."""
     series = timeline.series.get(destination, {})
-    out: list[float | None] = []
-    for idx in timeline.span():
-        b = series.get(idx)
-        out.append((b.replies_421 if b is not None else 0) / timeline.width * per)
-    return out
+    width = rate_width(timeline)
+    ratio = round(width / timeline.width)
+    counts: dict[int, int] = {}
+    for idx, b in series.items():
+        counts[idx // ratio] = counts.get(idx // ratio, 0) + b.replies_421
+    span = timeline.span()
+    if not span:
+        return []
+    out: list[Segment] = []
+    for k in range(span.start // ratio, (span.stop - 1) // ratio + 1):
+        t_start, t_end = max(k * width, f.t0), min((k + 1) * width, f.t1)
+        out.append((t_start, t_end, counts.get(k, 0) / width * 60.0))
+    return [seg for seg in out if seg[1] > seg[0]]
 
 
 _SHORT = {"delivered": "dlv", "deferred": "def", "failed": "fail", "pending": "pend"}
@@ -327,10 +428,8 @@ def render_report(summary: Summary, *, title: str = "smtpretry decision log") ->
     stats = summary.stats
     destinations = sorted(summary.destinations)
     timeline = summary.timeline
-    long_log = len(timeline.span()) * timeline.width > 600
-    per, per_label = (60.0, "per minute") if long_log else (1.0, "per second")
     sub = (f"{len(stats.files)} file(s): {', '.join(stats.files)} · {stats.records} records · "
-           f"{clock(t.first_ts, date=True)} – {clock(t.last_ts, date=True)} UTC")
+           f"{iso(t.first_ts, ms=True)} – {iso(t.last_ts, ms=True)}")
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -349,14 +448,25 @@ def render_report(summary: Summary, *, title: str = "smtpretry decision log") ->
     else:
         parts.append("<h2>Decisions over time</h2>")
         for d in destinations:
+            heading = f"Recipient decisions at {d}"
             if d in timeline.series:
-                parts.append(_stacked(f"Recipient decisions at {d}", timeline, timeline.series[d]))
-        parts.append(_lines("Effective connection cap", "connections", timeline, destinations,
-                            lambda d: _cap_values(timeline, d), step=True))
-        parts.append(_lines(f"421 replies {per_label}", f"421 {per_label}", timeline, destinations,
-                            lambda d: _rate_values(timeline, d, per), step=False))
-        parts.append(_lines("Deferred backlog", "recipients", timeline, destinations,
-                            lambda d: _backlog_values(timeline, d), step=True))
+                parts.append(_stacked(heading, timeline, timeline.series[d]))
+            else:
+                parts.append(_empty(heading, timeline, "no timestamped decisions at this destination"))
+        charted = [d for d in destinations if d in timeline.series]
+        bucket = f"bucket {_duration(timeline.width)}"
+        parts.append(_lines(
+            "Effective connection cap (from the configured cap)", "connections", timeline, charted,
+            lambda f, d: _cap_segments(timeline, summary.destinations.get(d), f, d),
+            integer=True, caption=f"the lowest in each {bucket}", floor=1.0, describe=True))
+        width = rate_width(timeline)
+        parts.append(_lines(
+            "421 replies per minute", "421 per minute", timeline, charted,
+            lambda f, d: _rate_segments(timeline, f, d), integer=False,
+            caption=f"counted over {_duration(width)}, times 60 s / {_duration(width)}"))
+        parts.append(_lines(
+            "Deferred backlog", "recipients", timeline, charted,
+            lambda f, d: _backlog_segments(timeline, f, d), integer=True, caption=bucket))
     parts.append("<h2>Per destination</h2>")
     parts.append("<p class=sub>dlv delivered · def deferred · fail failed · pend pending (no final event "
                  "in the log) · 421 replies · retries = backoff waits · cap ↓/↑ = changes of the "
@@ -367,6 +477,6 @@ def render_report(summary: Summary, *, title: str = "smtpretry decision log") ->
                  "met only <i>accepted</i>. A message counts by its worst recipient.</p>")
     parts.append(_category_table(summary))
     parts.append(f"<footer>smtpretry {_e(__version__)} · log schema version {SCHEMA_VERSION} · "
-                 f"generated {clock(datetime.now(UTC).timestamp(), date=True)} UTC</footer>")
+                 f"generated {iso(datetime.now(UTC).timestamp())}</footer>")
     parts.append("</body></html>")
     return "\n".join(parts)

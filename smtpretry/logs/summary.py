@@ -46,6 +46,7 @@ from ..events import K
 from .parse import ReadStats, Record
 
 __all__ = [
+    "BUCKET_WIDTHS",
     "STATUSES",
     "Bucket",
     "CategoryStats",
@@ -225,14 +226,16 @@ class DomainStats:
 
 @dataclass(slots=True)
 class Bucket:
-    """One time bucket of one destination: recipient decisions by outcome, 421 replies,
-    the change in the deferred backlog, and the effective connection cap (lowest seen and
-    last seen, with the time of the last)."""
+    """One time bucket of one destination: recipient decisions by outcome, retries that
+    named no recipient (the facade's ``connect()`` and ``login()``), 421 replies, the change
+    in the deferred backlog, and the effective connection cap (lowest seen and last seen,
+    with the time of the last)."""
 
     delivered: int = 0
     retried: int = 0
     deferred: int = 0
     failed: int = 0
+    connect_retried: int = 0
     replies_421: int = 0
     backlog_delta: int = 0
     cap_min: int | None = None
@@ -249,6 +252,7 @@ class Bucket:
         self.retried += other.retried
         self.deferred += other.deferred
         self.failed += other.failed
+        self.connect_retried += other.connect_retried
         self.replies_421 += other.replies_421
         self.backlog_delta += other.backlog_delta
         if other.cap_min is not None:
@@ -258,8 +262,11 @@ class Bucket:
 
 
 # Bucket widths in seconds; each is a multiple of the one before, so buckets merge exactly.
-_WIDTHS = (0.001, 0.002, 0.01, 0.02, 0.1, 0.2, 1.0, 2.0, 10.0, 20.0, 60.0, 120.0, 600.0, 1200.0,
-           3600.0, 7200.0, 21600.0, 43200.0, 86400.0, 172800.0, 604800.0)
+BUCKET_WIDTHS: tuple[float, ...] = (
+    0.001, 0.002, 0.01, 0.02, 0.1, 0.2, 1.0, 2.0, 10.0, 20.0, 60.0, 120.0, 600.0, 1200.0, 3600.0, 7200.0,
+    21600.0, 43200.0, 86400.0, 172800.0, 604800.0,
+)
+_WIDTHS = BUCKET_WIDTHS
 
 
 class Timeline:
@@ -613,6 +620,8 @@ class _Summarizer:
         self.summary.total.recipient_retries += len(addresses)
         if b is not None:
             b.retried += len(addresses)
+            if not addresses:
+                b.connect_retried += 1  # connect() or login(): a destination tried, no message
         self.throttled(m, r, d, b)
         self.cap(d, r.get(K.CONNECTIONS_CAP), ts)
 

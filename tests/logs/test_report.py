@@ -1,4 +1,5 @@
-"""``logs report``: one self-contained HTML page, rendered in a real headless Chromium.
+"""``logs report``: one self-contained HTML page, rendered in a real headless Chromium; and
+the report a user draws from the demo's own log, with the installed command.
 
 Chromium comes from Debian's packages (``apt-get install -y chromium``). Without it the
 browser test is skipped on a developer's machine, but never in CI (``CI`` set): there it
@@ -10,15 +11,18 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from smtpretry.cli.logs import logs_group
-from tests.logs.conftest import Scenario
+from tests.cli.conftest import run
+from tests.logs.conftest import REPO, Scenario
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -41,7 +45,7 @@ def test_the_page_is_self_contained_and_has_charts_and_tables(scenario: Scenario
     assert not re.search(r"https?://", page)
     # One decisions chart per destination, plus cap, 421 rate and backlog.
     assert page.count("<svg") == 2 + 3
-    for title in ("Effective connection cap", "421 replies per second", "Deferred backlog"):
+    for title in ("Effective connection cap", "421 replies per minute", "Deferred backlog"):
         assert title in page
     assert scenario.throttle in page and scenario.plain in page
     assert "mailbox_full" in page and "message_too_large" in page
@@ -81,3 +85,90 @@ def test_the_report_renders_in_headless_chromium(scenario: Scenario, tmp_path: P
     # A rendered page of charts and tables compresses far worse than a blank one.
     assert shot.stat().st_size > 40_000
     assert shot.stat().st_size > 5 * empty.stat().st_size
+
+
+# -- the report drawn from the demo's own log, as a user makes it -----------------------------
+
+TICK = re.compile(r'<text class="tick"[^>]*>([^<]+)</text>')
+
+
+def _seconds_of_day(label: str) -> float:
+    h, m, s = label.split(":")
+    return int(h) * 3600 + int(m) * 60 + float(s)
+
+
+@pytest.fixture(scope="module")
+def demo_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    tmp = tmp_path_factory.mktemp("demo-report")
+    log = tmp / "demo.jsonl"
+    done = run("demo", "--messages", "120", "--quiet", "--log-file", str(log))
+    assert done.returncode == 0, done.stderr
+    page = run("logs", "report", str(log), "-o", "-")
+    assert page.returncode == 0 and page.stderr == "", page.stderr
+    assert not (tmp / "-").exists()
+    return log, page.stdout
+
+
+def test_a_report_of_the_demos_log_shows_the_cap_falling_and_recovering(
+    demo_report: tuple[Path, str],
+) -> None:
+    _, page = demo_report
+    assert page.startswith("<!DOCTYPE html>")
+    # The cap chart starts at the configured cap, falls after the 421s and climbs back.
+    [desc] = re.findall(r'aria-label="Effective connection cap[^"]*"><desc>([^<]+)</desc>', page)
+    values = [int(v) for v in re.findall(r"(\d+) from \d\d:", desc)]
+    assert values[0] == 8, desc
+    lowest = min(values)
+    assert lowest < 8 and values.index(lowest) < len(values) - 1 and values[-1] > lowest, desc
+    # A readable time axis: ticks at round instants, evenly spaced, as precise as needed.
+    charts = page.split('<div class="chart">')[1:]
+    assert len(charts) == 4  # decisions at the one destination, cap, 421 rate, backlog
+    for chart in charts:
+        labels = TICK.findall(chart)
+        assert 3 <= len(labels) <= 9, labels
+        assert all(re.fullmatch(r"\d\d:\d\d:\d\d(\.\d)?", label) for label in labels), labels
+        seconds = [_seconds_of_day(label) for label in labels]
+        steps = {round(b - a, 3) for a, b in zip(seconds, seconds[1:], strict=False)}
+        assert len(steps) == 1 and steps.pop() in (0.2, 0.5, 1.0), labels
+        assert "UTC, 20" in chart  # the date and the zone
+        # Counts and caps have whole ticks.
+        if "per minute" not in chart:
+            y_labels = re.findall(r'text-anchor="end">([\d.]+)</text>', chart)
+            assert y_labels and all("." not in v for v in y_labels), y_labels
+    assert "421 replies per minute" in page and "counted over 1 s" in page
+
+
+@pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"),
+                    reason="chromium is not installed (apt-get install -y chromium); required in CI")
+def test_the_demo_report_renders_in_headless_chromium(demo_report: tuple[Path, str], tmp_path: Path) -> None:
+    assert CHROMIUM is not None, "CI must have chromium: apt-get install -y chromium"
+    _, page = demo_report
+    html = tmp_path / "demo.html"
+    html.write_text(page, encoding="utf-8")
+    shot = tmp_path / "demo.png"
+    _screenshot(html.as_uri(), shot, tmp_path / "profile")
+    assert _png_size(shot) == (1200, 1600)
+    assert shot.stat().st_size > 40_000
+
+
+def test_a_destination_that_only_failed_to_connect_still_gets_its_chart(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there once closed
+    log = tmp_path / "app.jsonl"
+    script = (
+        "import smtpretry\n"
+        f"smtpretry.configure_logging(file={str(log)!r})\n"
+        "smtpretry.configure(policy=smtpretry.RetryPolicy(backoff_base=0.001, max_attempts=3))\n"
+        "try:\n"
+        f"    smtpretry.SMTP('127.0.0.1', {port})\n"
+        "except OSError:\n"
+        "    pass\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    page = run("logs", "report", str(log), "-o", "-").stdout
+    heading = f"Recipient decisions at 127.0.0.1:{port}"
+    [chart] = [c for c in page.split('<div class="chart">') if heading in c]
+    assert 'fill="#64748b"' in chart and "connect retry" in chart  # bars, not an empty frame
