@@ -370,8 +370,9 @@ class Mailer:
     async def suspension(self, source: Queue | None = None) -> Suspension | None:
         """The suspension in force for this destination, if any: one of
         ``source``'s (this Mailer's queue by default; None without either)
-        that covers its ``host:port``, its host or its limit key (see
-        :func:`smtpretry.queue.base.covers`), the latest to end if several do.
+        that covers its ``host:port``, its host, its limit key (see
+        :func:`smtpretry.queue.base.covers`) or its name in the log, the
+        latest to end if several do.
 
         The suspensions are read at most every :attr:`suspension_check_s`
         seconds (:data:`SUSPENSION_CHECK_S`, 1, by default). The first time
@@ -389,7 +390,9 @@ class Mailer:
         found = await self._read_suspensions(source)
         now = self._clock()
         e = self.endpoint
-        covering = [s for s in found if s.until > now and s.covers(e.host, e.port, self._limit_key)]
+        name = self.destination.lower()  # a router's MX route Mailer is named by its limit key
+        covering = [s for s in found if s.until > now
+                    and (s.covers(e.host, e.port, self._limit_key) or s.key.lower() == name)]
         held = max(covering, key=lambda s: s.until, default=None)
         previous, self._suspended = self._suspended, held
         if previous is not None and (held is None or held.key != previous.key):

@@ -201,8 +201,8 @@ class RoutedResend:
         return self._stand_in.pool
 
     async def deliver(self, envelope: Envelope, /, *, states: Mapping[str, RecipientState] | None = None,
-                      enqueue: bool = True) -> SendResult:
-        return await self.router.deliver(envelope, states=states, enqueue=enqueue)
+                      enqueue: bool = True, suspensions: Queue | None = None) -> SendResult:
+        return await self.router.deliver(envelope, states=states, enqueue=enqueue, suspensions=suspensions)
 
     async def close(self) -> None:
         await self._stand_in.close()
@@ -349,7 +349,7 @@ class Router:
 
     async def deliver(
         self, envelope: Envelope, /, *, states: Mapping[str, RecipientState] | None = None,
-        enqueue: bool = True,
+        enqueue: bool = True, suspensions: Queue | None = None,
     ) -> SendResult:
         """Send a checked :class:`Envelope`: the recipients of each domain
         under that domain's route, all domains at once; one
@@ -358,13 +358,22 @@ class Router:
         ``result.queue_ids`` names every queue entry written (one per
         destination), ``result.queue_id`` the first.
 
+        A route whose destination is suspended (``smtpretry queue suspend``:
+        the profile's ``host:port`` or host, or an MX route's limit key such
+        as ``mx:.google.com``), read from ``suspensions`` or else the router's
+        queue, has its recipients deferred at once, unsent
+        (:meth:`Mailer.suspension <smtpretry.Mailer.suspension>`).
+
+        .. versionchanged:: 0.5 ``suspensions``
+
         :raises QueueError: a queue could not be written, or deferred
             recipients of an MX route could not be queued; ``.result`` is the
             whole send's result.
         """
         groups = self._group(envelope)
         done = await asyncio.gather(
-            *(self._deliver(g, envelope, states or {}, enqueue) for g in groups), return_exceptions=True
+            *(self._deliver(g, envelope, states or {}, enqueue, suspensions) for g in groups),
+            return_exceptions=True,
         )
         outcomes: dict[str, Outcome] = {}
         queue_ids: list[str] = []
@@ -421,7 +430,7 @@ class Router:
         return groups
 
     async def _deliver(self, group: _Group, envelope: Envelope, states: Mapping[str, RecipientState],
-                       enqueue: bool) -> SendResult:
+                       enqueue: bool, suspensions: Queue | None = None) -> SendResult:
         sub = _subset(envelope, group.recipients)
         known = {r: s for r, s in states.items() if r in group.recipients}
         if group.kind == "none":
@@ -432,11 +441,12 @@ class Router:
         route = group.route
         assert route is not None
         if group.kind == "profile":
-            return await self._deliver_profile(group, route, sub, known, enqueue)
-        return await self._deliver_mx(group.domain, route, sub, known, enqueue)
+            return await self._deliver_profile(group, route, sub, known, enqueue, suspensions)
+        return await self._deliver_mx(group.domain, route, sub, known, enqueue, suspensions)
 
     async def _deliver_profile(self, group: _Group, route: Route, envelope: Envelope,
-                               states: Mapping[str, RecipientState], enqueue: bool) -> SendResult:
+                               states: Mapping[str, RecipientState], enqueue: bool,
+                               suspensions: Queue | None = None) -> SendResult:
         settings = group.settings
         assert settings is not None and route.profile is not None
         mailer = self._mailers.get(("profile", route.profile, settings.limit_key))
@@ -453,10 +463,11 @@ class Router:
         for domain in group.domains:
             self._resolved(mailer.destination, domain, route.key, [], settings.limit_key, False,
                            [r for r in envelope.recipients if _domain_of(r) == domain])
-        return await mailer.deliver(envelope, states=states, enqueue=enqueue)
+        return await mailer.deliver(envelope, states=states, enqueue=enqueue, suspensions=suspensions)
 
     async def _deliver_mx(self, domain: str, route: Route, envelope: Envelope,
-                          states: Mapping[str, RecipientState], enqueue: bool) -> SendResult:
+                          states: Mapping[str, RecipientState], enqueue: bool,
+                          suspensions: Queue | None = None) -> SendResult:
         resolution = await self._resolve(domain, route)
         if resolution.failure is not None:
             self._resolved(domain, domain, route.key, resolution.host_names, None,
@@ -488,7 +499,9 @@ class Router:
                        envelope.recipients)
         source = MXSource(domain, chosen, rules=self._rules, context=LogContext(key, self._logger),
                           down=self._down)
-        result = await mailer.deliver(envelope, states=states, sessions=source, enqueue=False)
+        # An MX route's Mailer has no queue of its own: the router's holds its suspensions.
+        result = await mailer.deliver(envelope, states=states, sessions=source, enqueue=False,
+                                      suspensions=suspensions if suspensions is not None else self.queue)
         if enqueue:
             result = await self._enqueue(result, envelope, states, route, domain, key,
                                          settings.policy.max_lifetime)

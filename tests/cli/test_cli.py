@@ -500,7 +500,11 @@ def test_demo_routes_three_domains_to_two_providers_each_under_its_cap(
     assert result.exit_code == 0, result.output
     a, b = servers
     s = _summary(result.stdout)
-    assert (s["messages"], s["recipients"], s["consistent"]) == ("30", "90", "yes")
+    assert (s["messages"], s["recipients"]) == ("30", "90") and s["consistent"].startswith("yes: ")
+    assert s["Scenario"].startswith("30 messages to 90 recipients through a Router, one.example and "
+                                    "two.example to provider A, three.example to provider B")
+    # Each provider's cap on its own: it starts at the configured 8 and falls under the 421s.
+    assert re.fullmatch(r"provider-a: 8 -> \d.*; provider-b: 8 -> \d.*", s["cap changes"]), s["cap changes"]
     # one.example and two.example went to provider A, three.example to provider B; each
     # delivered recipient has one copy there, and neither server saw more than its limit.
     assert {r.rpartition("@")[2] for r in a.copies} <= {"one.example", "two.example"}

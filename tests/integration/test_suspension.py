@@ -161,3 +161,33 @@ def test_the_facade_defers_to_the_queue_without_sending_while_suspended(tmp_path
             assert handler.copies == Counter()
     finally:
         smtpretry.configure(Config())
+
+
+async def test_a_router_defers_a_provider_suspended_by_its_limit_key_and_routes_the_others(
+    tmp_path: Path,
+) -> None:
+    from smtpretry import Router
+    from tests.dns_server import Zone, dns_server
+    from tests.integration.test_router import MX1, MX2, config, mx_pair
+    from tests.integration.test_router import message as routed
+
+    provider, other = ScriptedHandler(), ScriptedHandler()
+    zone = Zone(mx={"one.test": [(10, "mx1.p.test")], "two.test": [(10, "mx.q.test")]},
+                a={"mx1.p.test": [MX1], "mx.q.test": [MX2]})
+    queue = SQLiteQueue(tmp_path / "q.db")
+    until = time.time() + 900
+    await queue.suspend(Suspension("mx:.p.test", until, "421 4.7.0 [TSS04]", time.time()))
+    with dns_server(zone) as dns:
+        async with mx_pair(provider, other) as port:
+            cfg = config(dns.port, port, destinations={"mx:.p.test": {"max_connections": 2}})
+            with capture_logs() as logs:
+                async with Router(cfg, queue=queue) as router:
+                    result = await router.send(routed("ann@one.test", "bob@two.test"))
+    assert list(result.delivered) == ["bob@two.test"] and dict(other.copies) == {"bob@two.test": 1}
+    assert list(result.deferred) == ["ann@one.test"] and provider.sessions_total == 0
+    assert result.deferred["ann@one.test"].next_attempt_at == until
+    [suspended] = _events(logs, "smtpretry.destination_suspended")
+    assert suspended["destination"] == "mx:.p.test"
+    [deferral] = _events(logs, "smtpretry.recipient_deferred")
+    assert deferral["reason"] == f"mx:.p.test suspended until {iso(until)}"
+    await queue.close()

@@ -188,16 +188,16 @@ async def test_a_suspension_is_stored_in_the_queue_for_every_process_until_it_en
 # -- the SQLite migration ---------------------------------------------------------------------
 
 
-async def test_a_version_2_file_is_migrated_with_its_entries_kept_and_not_held(db: Path) -> None:
+async def test_a_version_3_file_is_migrated_with_its_entries_kept_and_not_held(db: Path) -> None:
     q = SQLiteQueue(db)
     entry_id = await q.put(entry())
     await q.close()
-    # Take the file back to version 2: what the release before holds and suspensions wrote.
+    # Take the file back to version 3: what the release before holds and suspensions wrote.
     with sqlite3.connect(db) as conn:
         conn.execute("ALTER TABLE entries DROP COLUMN held")
         conn.execute("DROP TABLE suspensions")
-        conn.execute("PRAGMA user_version = 2")
-    assert len(MIGRATIONS) == SCHEMA_VERSION == 3
+        conn.execute("PRAGMA user_version = 3")
+    assert len(MIGRATIONS) == SCHEMA_VERSION == 4
     q = SQLiteQueue(db)
     got = await q.get(entry_id)
     assert (got.data, got.held) == (BODY, False)
@@ -206,4 +206,4 @@ async def test_a_version_2_file_is_migrated_with_its_entries_kept_and_not_held(d
     assert [s.key for s in await q.suspensions(now=NOW)] == ["mx.example.net"]
     await q.close()
     with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
