@@ -1,13 +1,16 @@
 """The one way every ``smtpretry`` command reports bad input: one line on
-stderr, ``smtpretry: error: ...``, exit status 2, never a traceback."""
+stderr, ``smtpretry: error: ...``, exit status 2, never a traceback; and the
+one way it says that nothing matched (a filter, a trace): one line on stderr,
+``smtpretry: ...``, exit status 1, as ``grep`` exits 1."""
 
 from __future__ import annotations
 
+import sys
 from typing import IO, Any, NoReturn
 
 import click
 
-__all__ = ["InputError", "fail"]
+__all__ = ["InputError", "fail", "nothing"]
 
 
 class InputError(click.ClickException):
@@ -21,3 +24,9 @@ class InputError(click.ClickException):
 
 def fail(message: str) -> NoReturn:
     raise InputError(message)
+
+
+def nothing(message: str) -> NoReturn:
+    """Nothing matched: ``smtpretry: MESSAGE`` on stderr, exit status 1."""
+    click.echo(f"smtpretry: {message}", err=True)
+    sys.exit(1)

@@ -2,7 +2,9 @@
 
 The commands are thin over ``parse``, ``summary``, ``trace``, ``tail`` and ``report``.
 Tables on a terminal, ``--json`` for scripts. Lines that could not be used are reported on
-stderr as one ``smtpretry: warning:`` line; a missing or unreadable file is
+stderr as one ``smtpretry: warning:`` line; a file that holds no smtpretry record is a
+warning of its own and exit status 1 (it is not a decision log: ``/etc/passwd``, the wrong
+file); ``trace`` that finds nothing exits 1; a missing or unreadable file is
 ``smtpretry: error: ...`` and exit status 2, never a traceback.
 """
 
@@ -22,9 +24,9 @@ from rich.text import Text
 from ..logs.parse import LogInputError, ReadStats, Record, check_inputs, clock, parse_time, read_records
 from ..logs.report import render_report
 from ..logs.summary import STATUSES, DestinationStats, Summary, summarize
-from ..logs.tail import follow
+from ..logs.tail import follow_many
 from ..logs.trace import as_json, group_sends, select
-from ._errors import fail
+from ._errors import fail, nothing
 from .render import STYLES, describe, line
 
 __all__ = ["logs_group"]
@@ -48,10 +50,16 @@ def _time(value: str | None, option: str) -> float | None:
     return ts
 
 
-def _warn(stats: ReadStats) -> None:
+def _warn(stats: ReadStats) -> bool:
+    """Report what reading met: skipped lines, and each input that held no smtpretry
+    record (one warning each). True when an input held none: the command then exits 1."""
     note = stats.describe()
     if note:
         click.echo(f"smtpretry: warning: {note}", err=True)
+    empty = stats.without_records()
+    for source in empty:
+        click.echo(f"smtpretry: warning: {stats.no_records(source)}", err=True)
+    return bool(empty)
 
 
 def _console() -> Console:
@@ -154,11 +162,13 @@ def summary_command(files: tuple[str, ...], as_json_: bool, since: str | None, u
     lo, hi = _time(since, "--since"), _time(until, "--until")
     stats = ReadStats()
     s = summarize(_records(paths, stats), stats=stats, since=lo, until=hi)
-    _warn(stats)
+    empty = _warn(stats)
     if as_json_:
         click.echo(json.dumps(s.as_dict(), indent=2))
-    else:
+    elif stats.records:
         _summary_tables(s, _console())
+    if empty:
+        sys.exit(1)
 
 
 # -- trace ---------------------------------------------------------------------------------
@@ -185,17 +195,18 @@ def trace_command(
     paths = _inputs(files)
     stats = ReadStats()
     story = select(_records(paths, stats), message_id=message_id, recipient=recipient, send_id=send_id)
-    _warn(stats)
-    if as_json_:
-        for r in story:
-            click.echo(json.dumps(as_json(r)))
-        return
-    console = _console()
+    empty = _warn(stats)
     wanted = (f"message {message_id}" if message_id else f"recipient {recipient}" if recipient
               else f"send {send_id}")
     if not story:
-        console.print(f"No records for {wanted} in {stats.records} records.")
+        nothing(f"no records for {wanted} in the {stats.records} records read")
+    if as_json_:
+        for r in story:
+            click.echo(json.dumps(as_json(r)))
+        if empty:
+            sys.exit(1)
         return
+    console = _console()
     groups = group_sends(story)
     counted = sum(g.send_id is not None for g in groups)
     # A log written before send_id has no sends to tell apart: one list, as it always read.
@@ -237,31 +248,56 @@ def trace_command(
                 Text(describe(r), style=style), f"{os.path.basename(r.source)}:{r.line}",
             )
     console.print(table)
+    if empty:
+        sys.exit(1)
 
 
 # -- tail ----------------------------------------------------------------------------------
 
 
 @logs_group.command("tail")
-@click.option("-f", "--follow", "follow_", is_flag=True, help="Keep reading as the file grows.")
+@click.option("-f", "--follow", "follow_", is_flag=True, help="Keep reading as the files grow.")
+@click.option("-F", "follow_name", is_flag=True,
+              help="Follow by name: as -f, and wait for a file that does not exist yet (or was "
+                   "rotated away) to appear.")
 @click.option("-n", "--lines", "lines", type=click.IntRange(min=0), default=None,
-              help="Start with the last N lines (default: all).")
+              help="Start with the last N lines of each file (default: all).")
 @click.option("--poll", type=click.FloatRange(min=0.01), default=0.5, show_default=True,
               help="Seconds between polls in follow mode.")
-@click.argument("file", metavar="FILE")
-def tail_command(follow_: bool, lines: int | None, poll: float, file: str) -> None:
-    """Render records for people as they arrive, coloured by decision."""
-    (path,) = _inputs((file,))
+@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+def tail_command(follow_: bool, follow_name: bool, lines: int | None, poll: float,
+                 files: tuple[str, ...]) -> None:
+    """Render records for people as they arrive, coloured by decision.
+
+    With several FILEs each line starts with the name of the file it came from."""
+    keep = follow_ or follow_name
+    if follow_name:
+        paths = list(files)
+        for path in paths:
+            if path != "-" and os.path.isdir(path):
+                fail(f"{path}: is a directory")
+            if path != "-" and not os.path.exists(path):
+                click.echo(f"smtpretry: warning: {path}: no such file yet; waiting for it to appear",
+                           err=True)
+    else:
+        paths = _inputs(files)
     console = _console()
     stats = ReadStats()
+    several = len(paths) > 1
     try:
-        for r in follow(path, stats=stats, keep_following=follow_, last=lines, poll_s=poll):
-            console.print(line(r, date=False), soft_wrap=True)
+        for r in follow_many(paths, stats=stats, keep_following=keep, last=lines, poll_s=poll,
+                             wait=follow_name):
+            text = line(r, date=False)
+            if several:
+                text = Text(f"{os.path.basename(r.source)}: ", style="dim") + text
+            console.print(text, soft_wrap=True)
     except KeyboardInterrupt:
         pass
     except LogInputError as exc:
         fail(str(exc))
-    _warn(stats)
+    empty = _warn(stats)
+    if empty and not keep:
+        sys.exit(1)
 
 
 # -- report --------------------------------------------------------------------------------
@@ -284,10 +320,15 @@ def report_command(files: tuple[str, ...], output: str, since: str | None, until
         fail(f"{output}: no such directory {folder}")
     stats = ReadStats()
     s = summarize(_records(paths, stats), stats=stats, since=lo, until=hi)
-    _warn(stats)
+    empty = _warn(stats)
+    if not stats.records:
+        click.echo("smtpretry: warning: no report written: no smtpretry records to draw", err=True)
+        sys.exit(1)
     page = render_report(s, title=title)
     if output == "-":
         click.echo(page)
+        if empty:
+            sys.exit(1)
         return
     try:
         # Write next to the target, then rename: a reader never sees half a page.
@@ -300,3 +341,5 @@ def report_command(files: tuple[str, ...], output: str, since: str | None, until
         fail(f"{output}: {exc.strerror or exc}")
     click.echo(f"wrote {output} ({len(page.encode()) // 1024 + 1} KiB, "
                f"{s.stats.records} records, {len(s.destinations)} destination(s))", err=True)
+    if empty:
+        sys.exit(1)

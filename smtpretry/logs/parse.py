@@ -121,6 +121,8 @@ class ReadStats:
 
     ``records`` were handed on; every other counter is lines skipped for that reason.
     ``samples`` keeps the first few ``file:line`` of each reason, for the report.
+    ``by_file`` counts the records of each input: an input with none (``without_records``)
+    is not a decision log, or not yet one.
     """
 
     lines: int = 0
@@ -136,6 +138,8 @@ class ReadStats:
     files: list[str] = field(default_factory=list)
     samples: dict[str, list[str]] = field(default_factory=dict)
     newest_schema: int = SCHEMA_VERSION
+    by_file: dict[str, int] = field(default_factory=dict)
+    lines_by_file: dict[str, int] = field(default_factory=dict)
 
     BAD = ("bad_json", "truncated", "no_schema", "newer_schema", "unknown_event", "unreadable")
 
@@ -149,6 +153,17 @@ class ReadStats:
         kept = self.samples.setdefault(reason, [])
         if len(kept) < _SAMPLES:
             kept.append(where)
+
+    def without_records(self) -> list[str]:
+        """The inputs read that held no smtpretry record, in the order given."""
+        return [f for f in dict.fromkeys(self.files) if not self.by_file.get(f)]
+
+    def no_records(self, source: str) -> str:
+        """One line saying that ``source`` held no smtpretry record, and what it held."""
+        lines = self.lines_by_file.get(source, 0)
+        held = "is empty" if not lines else f"has {lines} line{'s' if lines != 1 else ''}, none of them one"
+        return (f"{source}: no smtpretry records: it {held} (a decision log is the JSON lines "
+                f"configure_logging(json=True, file=...) writes)")
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -262,6 +277,7 @@ def parse_line(raw: bytes, stats: ReadStats, source: str, lineno: int, seq: int,
     cut short (``truncated``) rather than garbage.
     """
     stats.lines += 1
+    stats.lines_by_file[source] = stats.lines_by_file.get(source, 0) + 1
     if not raw.strip():
         stats.blank += 1
         return None
@@ -290,6 +306,7 @@ def parse_line(raw: bytes, stats: ReadStats, source: str, lineno: int, seq: int,
         stats.note("unknown_event", where)
         return None
     stats.records += 1
+    stats.by_file[source] = stats.by_file.get(source, 0) + 1
     return Record(event, obj, parse_time(obj.get(K.TIMESTAMP)), source, lineno, seq)
 
 

@@ -60,7 +60,8 @@ def test_cli_trace_message_id_table_and_json(scenario: Scenario) -> None:
     assert "retry_scheduled" in table.stdout and "message_delivered" in table.stdout
     assert table.stdout.index("retry_scheduled") < table.stdout.index("message_delivered")
     none = runner.invoke(logs_group, ["trace", "--recipient", "nobody@nowhere.test", *files])
-    assert none.exit_code == 0 and "No records" in none.stdout
+    assert none.exit_code == 1 and none.stdout == ""
+    assert none.stderr.startswith("smtpretry: no records for recipient nobody@nowhere.test in the ")
 
 
 def test_tail_renders_every_record_coloured_by_decision(scenario: Scenario) -> None:
