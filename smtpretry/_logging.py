@@ -19,7 +19,7 @@ import hmac
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, Protocol, TextIO, cast
 
@@ -41,6 +41,8 @@ __all__ = [
     "evidence_keys",
     "get_logger",
     "hash_address",
+    "configure_outputs",
+    "json_writer",
     "reply_keys",
     "set_check",
 ]
@@ -257,6 +259,59 @@ def _configure(stream: IO[str], *, json: bool, level: str, hash_recipients: bool
 
 def _drop(logger: Any, method: str, event_dict: Any) -> Any:
     raise structlog.DropEvent
+
+
+Writer = Callable[[dict[str, Any]], None]
+"""Writes one event (its dict, with ``level`` and ``timestamp``) somewhere, in some form."""
+
+
+def json_writer(stream: IO[str]) -> Writer:
+    """A :data:`Writer` of JSON lines to ``stream``, as :func:`configure_logging` writes them."""
+    render = structlog.processors.JSONRenderer(sort_keys=False)
+
+    def write(event_dict: dict[str, Any]) -> None:
+        stream.write(str(render(None, "", event_dict)) + "\n")
+        stream.flush()
+
+    return write
+
+
+class _Fanout:
+    """The last processor when events go to several writers: each gets its own copy."""
+
+    def __init__(self, writers: Sequence[Writer]) -> None:
+        self.writers = tuple(writers)
+
+    def __call__(self, logger: Any, method: str, event_dict: Any) -> Any:
+        for write in self.writers:
+            write(dict(event_dict))
+        raise structlog.DropEvent
+
+
+def configure_outputs(
+    writers: Sequence[Writer], *, level: str = "info", hash_recipients: bool = False
+) -> None:
+    """Configure structlog to hand every event to each of ``writers``: what the command line
+    does with ``--log-file`` (JSON lines to a file) and ``-v`` (lines for people on stderr, or
+    JSON lines with ``--log-format json``) together. Like :func:`configure_logging`, which
+    it is beside, it adds ``level`` and ``timestamp`` first and closes a file an earlier
+    :func:`configure_logging` opened."""
+    global _owned
+    previous, _owned = _owned, None
+    privacy: list[Any] = [HashRecipients()] if hash_recipients else []
+    structlog.configure(
+        processors=[
+            *privacy,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _Fanout(writers),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level.lower()),
+        logger_factory=structlog.ReturnLoggerFactory(),
+        cache_logger_on_first_use=False,
+    )
+    if previous is not None:
+        previous.close()
 
 
 HASH_KEY_ENV = "SMTPRETRY_LOG_HASH_KEY"

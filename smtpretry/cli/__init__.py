@@ -4,9 +4,11 @@
 ``demo_server.py``), ``config check`` (``config.py``), ``queue ...`` (``queue.py``) and
 ``logs ...`` (``logs.py``), each registered below by name; ``render.py`` says how a
 decision reads to a person, for all of them. The commands are thin over the library.
-Bad input (a missing file, a message without sender or recipients, a bad setting) is one
-line on stderr, ``smtpretry: error: ...``, and exit status 2, never a traceback
-(``_errors.py``).
+Bad input (a missing file, a message without sender or recipients, a bad setting, an
+unknown option) is one line on stderr, ``smtpretry: error: ...``, and exit status 2, never
+a traceback; a selection that matched nothing is ``smtpretry: ...`` and exit status 1
+(``_errors.py``: every group is an ``_errors.Group``, which says click's usage errors the
+same way).
 
 The CLI is an application, so unlike the library it may configure logging:
 ``--log-file`` (and ``send -v``) turn the JSON decision log on through
@@ -21,6 +23,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
+from ._errors import Group
 from .config import config_group
 from .demo import demo_command
 from .logs import logs_group
@@ -30,7 +33,7 @@ from .send import send_command
 __all__ = ["cli", "main"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="smtpretry")
 def cli() -> None:
     """Send mail over SMTP that survives throttling."""

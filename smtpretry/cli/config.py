@@ -20,7 +20,7 @@ import click
 
 from ..config import Config, Profile
 from ..errors import ConfigError
-from ._errors import fail
+from ._errors import Group, fail
 from ._resolve import CONFIG_ENV
 from ._table import show_table
 from .config_init import init_command
@@ -28,7 +28,7 @@ from .config_init import init_command
 __all__ = ["config_group"]
 
 
-@click.group("config")
+@click.group("config", cls=Group)
 def config_group() -> None:
     """Check a configuration file, or write one to start from."""
 

@@ -331,7 +331,7 @@ def _caps(run: _DemoRun, changes: dict[str, list[tuple[int, int]]], configured: 
               help="Seconds the server takes to accept each message.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the batch and the jitter.")
 @click.option("--log-file", type=click.Path(dir_okay=False), help="Append the JSON decision log here.")
-@click.option("-v", "--verbose", is_flag=True, help="Show every decision, plain deliveries too.")
+@click.option("--verbose", is_flag=True, help="Show every decision, plain deliveries too.")
 @click.option("--quiet", is_flag=True, help="Show the scenario and the summary only, no decision.")
 @click.option("--routes", "routed", is_flag=True,
               help="Recipients at three domains on two providers (two servers), sent by a Router.")
@@ -353,7 +353,7 @@ def demo_command(
     if verbose and quiet:
         fail("give --verbose or --quiet, not both")
     console = Console(highlight=False)
-    open_log(log_file, to_stderr=False)
+    open_log(log_file)
 
     def say(text: str | Text) -> None:
         if console.is_terminal:

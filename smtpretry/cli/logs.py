@@ -21,12 +21,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..logs.parse import LogInputError, ReadStats, Record, check_inputs, clock, parse_time, read_records
+from .._time import iso
+from ..logs.parse import LogInputError, ReadStats, Record, check_inputs, parse_time, read_records
 from ..logs.report import render_report
 from ..logs.summary import STATUSES, DestinationStats, Summary, summarize
 from ..logs.tail import follow_many
 from ..logs.trace import as_json, group_sends, select
-from ._errors import fail, nothing
+from ._errors import Group, fail, nothing
 from .render import STYLES, describe, line
 
 __all__ = ["logs_group"]
@@ -74,7 +75,7 @@ def _records(paths: list[str], stats: ReadStats) -> Iterator[Record]:
         fail(str(exc))
 
 
-@click.group("logs", context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("logs", cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 def logs_group() -> None:
     """Read decision logs (JSON lines written by configure_logging) back.
 
@@ -145,7 +146,7 @@ def _summary_tables(s: Summary, console: Console) -> None:
             doms.add_row(name, ", ".join(sorted(dom.routes)), ", ".join(sorted(dom.providers)),
                          f"{dom.from_cache}/{dom.resolved}", _counts(dom.recipients))
         console.print(doms)
-    span = f"{clock(s.total.first_ts, date=True)} – {clock(s.total.last_ts, date=True)} UTC"
+    span = f"{iso(s.total.first_ts, ms=True)} – {iso(s.total.last_ts, ms=True)}"
     console.print(f"{s.stats.records} records from {len(s.stats.files)} file(s), {span}"
                   + (f"; {s.filtered} outside --since/--until" if s.filtered else ""), style="dim")
 
@@ -213,7 +214,7 @@ def trace_command(
     split = counted > 0
     title = f"Story of {wanted}" + (f", {counted} send{'s' if counted != 1 else ''}" if split else "")
     table = Table(title=title, title_justify="left")
-    table.add_column("time (UTC)", no_wrap=True)
+    table.add_column("time", no_wrap=True)
     table.add_column("+s", justify="right")
     table.add_column("event")
     table.add_column("destination")
@@ -238,12 +239,12 @@ def trace_command(
                 label, heading = f"send {number} of {counted}", f"send_id {group.send_id} starts"
             else:
                 label, heading = "no send_id", "records that name no send"
-            table.add_row(clock(group.start, date=True), offset(group.start), Text(label, style="bold"),
+            table.add_row(iso(group.start, ms=True), offset(group.start), Text(label, style="bold"),
                           group.destination, "", "", Text(heading, style="bold"), "")
         for r in group.records:
             style = STYLES.get(r.event, "")
             table.add_row(
-                clock(r.ts, date=True), offset(r.ts), Text(r.event.removeprefix("smtpretry."), style=style),
+                iso(r.ts, ms=True), offset(r.ts), Text(r.event.removeprefix("smtpretry."), style=style),
                 r.destination, ", ".join(r.recipients), str(r.get("attempt", "")),
                 Text(describe(r), style=style), f"{os.path.basename(r.source)}:{r.line}",
             )
@@ -287,7 +288,7 @@ def tail_command(follow_: bool, follow_name: bool, lines: int | None, poll: floa
     try:
         for r in follow_many(paths, stats=stats, keep_following=keep, last=lines, poll_s=poll,
                              wait=follow_name):
-            text = line(r, date=False)
+            text = line(r)
             if several:
                 text = Text(f"{os.path.basename(r.source)}: ", style="dim") + text
             console.print(text, soft_wrap=True)

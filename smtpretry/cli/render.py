@@ -15,7 +15,7 @@ from rich.text import Text
 from .. import events as ev
 from .._time import iso
 from ..events import K
-from ..logs.parse import Record, clock
+from ..logs.parse import Record
 
 __all__ = ["LABELS", "STYLES", "describe", "line"]
 
@@ -169,13 +169,18 @@ def _when(at: object) -> str:
     return iso(float(at)) if isinstance(at, (int, float)) and not isinstance(at, bool) else "?"
 
 
-def line(r: Record, *, date: bool = False, lead: str | None = None) -> Text:
-    """One record as one coloured line: time, label, destination, message, recipients,
-    attempt, and what was decided. ``lead`` stands in front instead of the record's time
-    (the demo shows the seconds since it began)."""
+def _stamp(ts: float | None) -> str:
+    """The record's time, ISO 8601 in UTC to the millisecond, as every time for people."""
+    return iso(ts, ms=True) if ts is not None else "?" * 24
+
+
+def line(r: Record, *, lead: str | None = None) -> Text:
+    """One record as one coloured line: time (ISO 8601, UTC), label, destination, message,
+    recipients, attempt, and what was decided. ``lead`` stands in front instead of the
+    record's time (the demo shows the seconds since it began)."""
     style = STYLES.get(r.event, "")
     text = Text()
-    text.append(clock(r.ts, date=date) if lead is None else lead, style="dim")
+    text.append(_stamp(r.ts) if lead is None else lead, style="dim")
     text.append(" ")
     text.append(f"{LABELS.get(r.event, r.event):<9}", style=style)
     text.append(" ")

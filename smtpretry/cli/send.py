@@ -25,7 +25,6 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -36,6 +35,7 @@ from rich.text import Text
 
 from .. import events
 from .._logging import classified_keys, evidence_keys, get_logger
+from .._time import iso
 from ..errors import ConfigError, MessageError, QueueError
 from ..events import K
 from ..logs.parse import Record
@@ -44,7 +44,7 @@ from ..policy import Limits
 from ..result import Outcome, SendResult, Status
 from ..router import Router
 from ._errors import fail
-from ._logfile import open_log
+from ._logfile import log_options, open_log
 from ._resolve import QUEUE_ENV, Resolution, config_option, resolve
 from .render import line
 
@@ -67,7 +67,7 @@ def exit_status(result: SendResult, *, queued: bool) -> int:
 
 
 def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
+    return iso(epoch)
 
 
 def _evidence(outcome: Outcome) -> str:
@@ -103,7 +103,7 @@ def _outcome_table(result: SendResult, *, queued: bool) -> Table:
     table.add_column("status", no_wrap=True)
     table.add_column("attempts", justify="right")
     table.add_column("reply", ratio=1)
-    table.add_column("next attempt (UTC)", no_wrap=True)
+    table.add_column("next attempt", no_wrap=True)
     for o in result.outcomes.values():
         status = o.status.value
         if o.status is Status.DEFERRED and not queued:
@@ -116,7 +116,7 @@ def _outcome_table(result: SendResult, *, queued: bool) -> Table:
             Text(status, style=_STATUS_STYLE[o.status]),
             str(o.attempts),
             Text("" if o.status is Status.DELIVERED else _evidence(o)),
-            _iso(o.next_attempt_at)[:19].replace("T", " ") if comes_back and o.next_attempt_at else "",
+            _iso(o.next_attempt_at) if comes_back and o.next_attempt_at else "",
         )
     return table
 
@@ -266,8 +266,7 @@ def _profile_mailer(
          f"[default: ${QUEUE_ENV}, else [queue] url of the configuration, else none: not queued].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with every recipient's outcome.")
-@click.option("--log-file", type=click.Path(dir_okay=False), help="Append the JSON decision log here.")
-@click.option("-v", "--verbose", is_flag=True, help="Write the JSON decision log to stderr.")
+@log_options
 @click.argument("message", metavar="FILE.eml|-")
 @click.pass_context
 def send_command(
@@ -275,7 +274,7 @@ def send_command(
     password_env: str, config_path: str | None, profile: str | None, use_routes: bool | None,
     sender: str | None, recipients: tuple[str, ...], max_connections: int | None, timeout: float | None,
     max_attempts: int | None, queue_url: str | None, as_json: bool, log_file: str | None, verbose: bool,
-    message: str,
+    log_format: str, message: str,
 ) -> None:
     """Send one message (a file, or - for stdin) and print each recipient's outcome.
 
@@ -338,7 +337,7 @@ def send_command(
             mailer.policy = dataclasses.replace(mailer.policy, max_attempts=max_attempts)
     except (ConfigError, QueueError) as exc:
         fail(str(exc).replace("\n", "; "))
-    open_log(log_file, to_stderr=verbose)
+    open_log(log_file, verbose=verbose, log_format=log_format)
     problem: QueueError | None = None
     try:
         result = asyncio.run(_send(data, mailer, sender=sender, recipients=list(recipients) or None))

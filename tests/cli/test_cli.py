@@ -74,7 +74,7 @@ def test_send_reports_a_deferred_recipient_and_where_it_was_queued(eml: Path, tm
     delivered, deferred, queued = result.stdout.splitlines()
     assert delivered == "delivered a@example.com"
     assert re.fullmatch(
-        r"deferred b@example\.com until \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00: " + re.escape(R422_OVER_QUOTA),
+        r"deferred b@example\.com until \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ: " + re.escape(R422_OVER_QUOTA),
         deferred,
     ), deferred
     url = f"sqlite:///{str(queue).lstrip('/')}"
@@ -135,17 +135,28 @@ def test_send_logs_in_with_the_password_from_the_environment(eml: Path) -> None:
     assert "s3cret" not in result.output
 
 
-def test_send_is_quiet_by_default_and_writes_json_lines_with_verbose(eml: Path) -> None:
-    handler = ScriptedHandler(rcpt={"b@example.com": [R422_OVER_QUOTA, R422_OVER_QUOTA]})
+def test_send_is_quiet_by_default_readable_with_verbose_and_json_lines_with_log_format_json(
+    eml: Path, tmp_path: Path
+) -> None:
+    handler = ScriptedHandler(rcpt={"b@example.com": [R422_OVER_QUOTA] * 4})  # one per send
+    log = tmp_path / "both.jsonl"
     with serve_threaded(handler) as port:
         quiet = _invoke(_send_args(port, str(eml)))
         verbose = _invoke(_send_args(port, "-v", str(eml)))
+        machine = _invoke(_send_args(port, "-v", "--log-format", "json", str(eml)))
+        both = _invoke(_send_args(port, "-v", "--log-file", str(log), str(eml)))
     # No log unless asked: only the one line that says the deferral is not queued.
-    assert quiet.stderr.splitlines() == [
-        "smtpretry: warning: 1 deferred recipient not queued: will not be retried "
-        "(no queue named: give --queue, set SMTPRETRY_QUEUE or [queue] url)"
-    ]
-    records = [json.loads(line) for line in verbose.stderr.splitlines() if line.startswith("{")]
+    warning = ("smtpretry: warning: 1 deferred recipient not queued: will not be retried "
+               "(no queue named: give --queue, set SMTPRETRY_QUEUE or [queue] url)")
+    assert quiet.stderr.splitlines() == [warning]
+    # -v: as `logs tail` shows each decision, the time in ISO 8601 with its zone.
+    readable = [ln for ln in verbose.stderr.splitlines() if ln != warning]
+    assert [ln.split()[1] for ln in readable] == ["DEFERRED", "DELIVERED", "DONE"]
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z DEFERRED +127\.0\.0\.1:\d+ "
+                    r"<cli-test@example\.org> b@example\.com #1  deferred until \d{4}-.*Z after rcpt 422",
+                    readable[0]), readable[0]
+    # --log-format json: the same events as JSON lines, for machines.
+    records = [json.loads(line) for line in machine.stderr.splitlines() if line.startswith("{")]
     assert [r["event"] for r in records] == [
         "smtpretry.recipient_deferred",
         "smtpretry.message_delivered",
@@ -154,6 +165,10 @@ def test_send_is_quiet_by_default_and_writes_json_lines_with_verbose(eml: Path) 
     assert records[0]["recipient"] == "b@example.com"
     assert verbose.stdout.splitlines()[0] == "delivered a@example.com"
     assert verbose.stdout.splitlines()[1].startswith("deferred b@example.com (not queued")
+    # -v and --log-file together: readable on stderr, JSON in the file.
+    labels = [ln.split()[1] for ln in both.stderr.splitlines() if ln != warning]
+    assert labels == ["DEFERRED", "DELIVERED", "DONE"]
+    assert [json.loads(ln)["event"] for ln in log.read_text().splitlines()] == [r["event"] for r in records]
 
 
 def test_send_writes_the_decision_log_to_a_file(eml: Path, tmp_path: Path) -> None:

@@ -84,7 +84,11 @@ def test_tail_capital_f_waits_for_a_file_that_does_not_exist_yet(
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
-        time.sleep(0.3)  # it is waiting, not gone: tail -f would have exited 2 by now
+        # It says it waits (tail -f would have exited 2), and waits: the file comes after.
+        assert proc.stderr is not None
+        first = proc.stderr.readline()
+        assert first == f"smtpretry: warning: {path}: no such file yet; waiting for it to appear\n"
+        time.sleep(0.1)
         assert proc.poll() is None
         path.write_bytes(b"".join(good[:4]))
         deadline = time.monotonic() + 30
@@ -98,10 +102,11 @@ def test_tail_capital_f_waits_for_a_file_that_does_not_exist_yet(
         assert len(seen) == 6, seen
     finally:
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
-        reader.join(timeout=5)
-    assert proc.returncode == 0, err
-    assert err.startswith(f"smtpretry: warning: {path}: no such file yet; waiting for it to appear\n")
+        proc.wait(timeout=30)
+        reader.join(timeout=5)  # stdout is the reader's alone
+    assert proc.returncode == 0
+    assert proc.stderr is not None
+    err = proc.stderr.read()
     assert "Traceback" not in err
     plain = run("logs", "tail", "-f", str(tmp_path / "never.log"))
     assert plain.returncode == 2
