@@ -346,8 +346,10 @@ def _rate_segments(timeline: Timeline, f: _Frame, destination: str) -> list[Segm
     if not span:
         return []
     out: list[Segment] = []
+    # Drawn over the log's own span: no rate before its first event or after its last.
+    first, last = span.start * timeline.width, span.stop * timeline.width
     for k in range(span.start // ratio, (span.stop - 1) // ratio + 1):
-        t_start, t_end = max(k * width, f.t0), min((k + 1) * width, f.t1)
+        t_start, t_end = max(k * width, first), min((k + 1) * width, last)
         out.append((t_start, t_end, counts.get(k, 0) / width * 60.0))
     return [seg for seg in out if seg[1] > seg[0]]
 
