@@ -50,6 +50,7 @@ __all__ = [
     "entry_from_result",
     "in_force",
     "open_queue",
+    "parse_destination",
     "pending_from_outcome",
     "selection_of",
 ]
@@ -273,7 +274,8 @@ class Selection:
       names no entry, or a prefix that names several, is a :class:`QueueError`);
       empty: any entry;
     - ``destination``: as :func:`covers` reads it: ``host:port`` as the log
-      writes it, a host for every port, or ``mx:.suffix``;
+      writes it, a host for every port, or a limit key (``mx:.suffix``; a
+      router's entry matches the provider it was deferred under);
     - ``domain``: a pending recipient's domain (``example.com``);
     - ``recipient``, ``sender``: a pending recipient's address, the envelope
       sender (addresses compare without regard to case);
@@ -298,7 +300,8 @@ class Selection:
     def matches(self, entry: QueueEntry) -> bool:
         """Whether ``entry`` passes the filters (``ids`` aside)."""
         d = entry.destination
-        if self.destination is not None and not covers(self.destination, d.host, d.port):
+        # A router's entry also names the provider (limit key) it was deferred under.
+        if self.destination is not None and not covers(self.destination, d.host, d.port, d.provider):
             return False
         if self.sender is not None and entry.sender.lower() != self.sender.strip().lower():
             return False
@@ -354,6 +357,34 @@ class Suspension:
     def covers(self, host: str, port: int, limit_key: str | None = None) -> bool:
         """Whether this suspension covers sending to ``host:port`` (see :func:`covers`)."""
         return covers(self.key, host, port, limit_key)
+
+
+def parse_destination(text: str) -> str:
+    """A destination as an operator types it (``--destination``, ``queue suspend``), checked
+    and normalised: ``host:port`` as the log writes it, a host (every port), or a limit
+    key (``mx:.google.com``, ``domain:example.com``); lower case, no trailing dot.
+
+    :raises ValueError: with what is expected.
+    """
+    value = text.strip().lower()
+    expected = ("expected host:port as the log writes it (smtp.example.net:25), a host for every "
+                "port, or a limit key such as mx:.google.com")
+    if value.startswith(("mx:", "domain:")):
+        rest = value.partition(":")[2].strip(".")
+        if not rest or any(c in rest for c in " @/,"):
+            raise ValueError(f"{text!r}: {expected}")
+        return value.rstrip(".")
+    host, sep, port = value.rpartition(":")
+    if sep and not value.startswith("["):
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{text!r}: port {port!r}: expected 1..65535")
+        value = f"{_host(host)}:{int(port)}"
+        host = _host(host)
+    else:
+        host = value = _host(value)
+    if not host or any(c in host for c in " @/,:"):
+        raise ValueError(f"{text!r}: {expected}")
+    return value
 
 
 def in_force(suspensions: Iterable[Suspension], now: float) -> list[Suspension]:

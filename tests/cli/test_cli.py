@@ -294,7 +294,8 @@ def test_a_recipient_deferred_under_a_profile_is_resent_by_the_queue_as_that_pro
                                         "--queue", queue, str(eml)])
         assert sent.exit_code == 0, sent.output
         assert sent.stdout.startswith("deferred b@example.com until ")
-        listed = json.loads(CliRunner().invoke(cli, ["queue", "list", "--queue", queue, "--json"]).stdout)
+        listed = [json.loads(line) for line in
+                  CliRunner().invoke(cli, ["queue", "list", "--queue", queue, "--json"]).stdout.splitlines()]
         assert listed[0]["destination"]["profile"] == "second"
         CliRunner().invoke(cli, ["queue", "retry", "--all", "--queue", queue])
         ran = CliRunner().invoke(cli, ["queue", "run", "--once", "--config", str(config), "--queue", queue])

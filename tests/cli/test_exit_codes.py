@@ -255,10 +255,10 @@ def test_queue_run_timeout_and_max_attempts_bound_a_server_that_never_answers(
     db = tmp_path / "q.db"
     seed(db, entries_for(1, port=silent.port, at=time.time() - 1))
     done = smtpretry("queue", "run", "--queue", db, "--config", fast, "--timeout", "0.2",
-                     "--max-attempts", "2", "-v", timeout=30)
+                     "--max-attempts", "2", "-v", "--log-format", "json", timeout=30)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "entries: 1, delivered: 0, deferred: 1, failed: 0, expired: 0\n"
-    records = [json.loads(line) for line in done.stderr.splitlines()]  # -v: the JSON log on stderr
+    records = [json.loads(line) for line in done.stderr.splitlines()]  # -v --log-format json
     decisions = [(r["event"], r["attempt"], r["failure"]) for r in records
                  if r["event"] in ("smtpretry.retry_scheduled", "smtpretry.recipient_deferred")]
     assert decisions == [("smtpretry.retry_scheduled", 1, "timeout"),

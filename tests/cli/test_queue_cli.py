@@ -68,7 +68,7 @@ def test_list_table_and_json(tmp_path: Path) -> None:
     for needle in (*ids, "127.0.0.1:2525 (none)", "r0@example.com", "422 Mailbox over quota"):
         assert needle in out
     code, out, _ = invoke("list", "--queue", url, "--json")
-    listed = json.loads(out)
+    listed = [json.loads(line) for line in out.splitlines()]  # JSON lines, one entry each
     assert [e["id"] for e in listed] == ids
     assert listed[0]["destination"] == {"host": "127.0.0.1", "port": 2525, "tls": "none", "profile": None}
     assert listed[0]["recipients"][0]["address"] == "r0@example.com"
@@ -96,13 +96,14 @@ def test_retry_delete_and_stats(tmp_path: Path) -> None:
     a, b, c = seed(db, n=3)
     stats = json.loads(invoke("stats", "--queue", url, "--json")[1])
     assert (stats["entries"], stats["recipients"], stats["due"], stats["leased"]) == (3, 3, 0, 0)
-    assert invoke("retry", a, "--queue", url)[1] == "1 entry due now\n"
+    assert invoke("retry", a, "--queue", url)[1] == "1 entry due now (1 recipient)\n"
     assert json.loads(invoke("stats", "--queue", url, "--json")[1])["due"] == 1
-    assert invoke("retry", "--all", "--queue", url)[1] == "3 entries due now\n"
-    assert invoke("delete", b, "--queue", url)[1] == f"deleted {b}\n"
+    assert invoke("retry", "--all", "--queue", url)[1] == "3 entries due now (3 recipients)\n"
+    deleted = invoke("delete", b, "--queue", url)[1]
+    assert deleted == "deleted 1 entry (1 recipient will not get the message)\n"
     code, out, _ = invoke("stats", "--queue", url)
     assert code == 0 and "entries:      2" in out and "due now:      2" in out
-    assert [e["id"] for e in json.loads(invoke("list", "--queue", url, "--json")[1])] == [a, c]
+    assert [json.loads(e)["id"] for e in invoke("list", "--queue", url, "--json")[1].splitlines()] == [a, c]
 
 
 @pytest.mark.parametrize(
@@ -111,7 +112,7 @@ def test_retry_delete_and_stats(tmp_path: Path) -> None:
         (["show", "nope"], "no entry 'nope'"),
         (["delete", "nope"], "no entry 'nope'"),
         (["retry", "nope"], "no entry 'nope'"),
-        (["retry"], "give an entry ID or --all"),
+        (["retry"], "queue retry: give entry IDs, - (IDs on standard input), --all or a filter"),
     ],
 )
 def test_errors_are_one_line_and_exit_2(tmp_path: Path, args: list[str], message: str) -> None:

@@ -99,15 +99,16 @@ def test_every_queue_command_uses_the_queue_the_precedence_names(
     assert done.returncode == 0, done.stderr
     match command:
         case "list":
-            assert [e["id"] for e in json.loads(done.stdout)] == ids[expected]
+            assert [json.loads(line)["id"] for line in done.stdout.splitlines()] == ids[expected]
         case "show":
             assert json.loads(done.stdout)["id"] == target
         case "stats":
             assert json.loads(done.stdout)["entries"] == n
         case "retry":
-            assert done.stdout == (f"{n} entries due now\n" if n > 1 else "1 entry due now\n")
+            assert done.stdout == (f"{n} entries due now ({n} recipients)\n" if n > 1
+                                   else "1 entry due now (1 recipient)\n")
         case "delete":
-            assert done.stdout == f"deleted {target}\n"
+            assert done.stdout == "deleted 1 entry (1 recipient will not get the message)\n"
     after = {name: [e.id for e in held(db)] for name, db in world.queues.items()}
     for name, before in ids.items():
         if command == "delete" and name == expected:

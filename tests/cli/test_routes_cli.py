@@ -115,9 +115,10 @@ def test_a_deferred_mx_recipient_is_listed_by_domain_and_provider_and_resent_by_
         left = _invoke(["queue", "list", "--queue", queue])
     assert sent.exit_code == 0, sent.output
     assert sent.stdout.splitlines()[0].startswith("deferred ann@a.test until")
-    assert [(g["domain"], g["entries"], g["recipients"]) for g in json.loads(by_domain.stdout)] == [
-        ("a.test", 1, 1)]
-    assert [(g["provider"], g["recipients"]) for g in json.loads(by_provider.stdout)] == [("mx:.p.test", 1)]
+    assert [(g["domain"], g["entries"], g["recipients"])
+            for g in map(json.loads, by_domain.stdout.splitlines())] == [("a.test", 1, 1)]
+    assert [(g["provider"], g["recipients"])
+            for g in map(json.loads, by_provider.stdout.splitlines())] == [("mx:.p.test", 1)]
     assert resent.exit_code == 0, resent.output
     assert "delivered: 1" in resent.stdout
     assert left.stdout.strip() == "the queue is empty"

@@ -13,7 +13,7 @@ from tests.cli.conftest import run
 
 @pytest.mark.parametrize(("args", "message"), [
     (["bogus"], "no such command 'bogus'"),
-    (["queue", "delete"], "queue delete: missing argument 'ID'"),
+    (["queue", "show"], "queue show: missing argument 'ID...|-'"),
     (["logs", "tail", "--bogus", "x.log"], "logs tail: no such option '--bogus'"),
     (["send", "--port", "x", "m.eml"], "send: invalid value for '--port': 'x' is not a valid integer"),
     (["demo", "--messages", "0"], "demo: invalid value for '--messages'"),
@@ -29,7 +29,7 @@ def test_every_error_is_one_line_in_one_style_with_exit_2(args: list[str], messa
 
 
 def test_a_usage_error_names_the_help_to_read() -> None:
-    assert run("queue", "delete").stderr.rstrip().endswith("(see 'smtpretry queue delete --help')")
+    assert run("queue", "show").stderr.rstrip().endswith("(see 'smtpretry queue show --help')")
 
 
 def test_times_for_people_are_iso_8601_with_their_zone(tmp_path: object) -> None:

@@ -319,3 +319,25 @@ async def test_a_suspension_made_through_redis_holds_in_every_worker_process(
         assert results[0]["delivered"] == 3
         await operator.close()
     assert handler.copies == Counter({f"after-{i}@example.com": 1 for i in range(3)})
+
+
+async def test_queue_commands_on_a_redis_queue_suspend_hold_and_select_for_every_worker(
+    redis_url: str,
+) -> None:
+    from tests.cli.conftest import run
+
+    producer = RedisQueue(redis_url)
+    ids = [await producer.put(e) for e in due_entries(2525, 3, time.time())]
+    done = run("queue", "suspend", "127.0.0.1:2525", "--for", "1h", "--reason", "TSS04", "--queue", redis_url)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.endswith("3 queued entries for it\n")
+    [held] = await RedisQueue(redis_url).suspensions(now=time.time())  # another worker's handle
+    assert (held.key, held.reason) == ("127.0.0.1:2525", "TSS04")
+    assert run("queue", "hold", ids[0][:6], "--queue", redis_url).returncode == 0
+    listed = run("queue", "list", "--json", "--held", "--queue", redis_url).stdout.splitlines()
+    assert [json.loads(line)["id"] for line in listed] == [ids[0]]
+    claimed = await producer.claim(owner="w", now=time.time() + 1, lease_s=5, limit=10)
+    assert {e.id for e in claimed} == set(ids[1:])  # the held one is no worker's to send
+    assert run("queue", "resume", "127.0.0.1:2525", "--queue", redis_url).returncode == 0
+    assert await producer.suspensions(now=time.time()) == []
+    await producer.close()
