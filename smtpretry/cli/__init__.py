@@ -1,8 +1,9 @@
 """The ``smtpretry`` command line: every command, in one package.
 
 ``smtpretry send`` (``send.py``), ``demo`` (``demo.py``, with its server in
-``demo_server.py``), ``config check`` (``config.py``), ``queue ...`` (``queue.py``) and
-``logs ...`` (``logs.py``), each registered below by name; ``render.py`` says how a
+``demo_server.py``), ``config check`` (``config.py``) and ``config init``
+(``config_init.py``), ``queue ...`` (``queue.py``) and ``logs ...`` (``logs.py``), each
+registered below by name; tables drawn the same way everywhere (``_table.py``); ``render.py`` says how a
 decision reads to a person, for all of them. The commands are thin over the library.
 Bad input (a missing file, a message without sender or recipients, a bad setting, an
 unknown option) is one line on stderr, ``smtpretry: error: ...``, and exit status 2, never

@@ -621,6 +621,10 @@ class SQLiteQueue:
         return Suspension(*row) if row is not None else None
 
     async def suspensions(self, *, now: float) -> list[Suspension]:
+        # A Mailer asks at every send: that must not create the queue its first deferral
+        # would. A file that does not exist yet holds no suspension.
+        if self._conn is None and not self.path.exists():
+            return []
         return await self._call(self._suspensions, now)
 
     def _suspensions(self, conn: sqlite3.Connection, now: float) -> list[Suspension]:

@@ -191,3 +191,13 @@ async def test_a_router_defers_a_provider_suspended_by_its_limit_key_and_routes_
     [deferral] = _events(logs, "smtpretry.recipient_deferred")
     assert deferral["reason"] == f"mx:.p.test suspended until {iso(until)}"
     await queue.close()
+
+
+async def test_asking_for_suspensions_creates_no_queue(tmp_path: Path) -> None:
+    handler = ScriptedHandler()
+    db = tmp_path / "state" / "q.db"
+    async with serve(handler) as port:
+        async with Mailer("127.0.0.1", port, tls="none", policy=FAST, queue=f"sqlite:///{db}") as mailer:
+            result = await mailer.send(message("a@example.com"))
+    assert list(result.delivered) == ["a@example.com"]
+    assert not db.exists() and not db.parent.exists()  # the first deferral creates the queue, not a send
