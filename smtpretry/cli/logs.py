@@ -28,6 +28,7 @@ from ..logs.summary import STATUSES, DestinationStats, Summary, summarize
 from ..logs.tail import follow_many
 from ..logs.trace import as_json, group_sends, select
 from ._errors import Group, fail, nothing
+from ._table import console
 from .render import STYLES, describe, line
 
 __all__ = ["logs_group"]
@@ -64,8 +65,8 @@ def _warn(stats: ReadStats) -> bool:
 
 
 def _console() -> Console:
-    # Wide enough for the tables when the output is a pipe or a file.
-    return Console(width=None if sys.stdout.isatty() else 160, highlight=False)
+    # Piped or redirected, a table is never folded: one row per line (_table.py).
+    return console()
 
 
 def _records(paths: list[str], stats: ReadStats) -> Iterator[Record]:
