@@ -25,6 +25,7 @@ SAMPLE = """\
 # "# " are examples: remove the "# " to use one.
 
 # backend = "redis://127.0.0.1:6379/0"  # share the caps and the queue between workers (redis extra)
+# helo_name = "mail.example.org"        # the name MX hosts are greeted with ([routes] via = "mx")
 
 [defaults]                       # every destination, where no [destinations."..."] rule says more
 max_connections = 10             # connections open at once to one destination (the configured cap)
@@ -67,6 +68,20 @@ max_lifetime = "5d"              # after that, a deferred recipient fails as exp
 # timeout = "60s"                              # for each reply
 # local_hostname = "app.example.org"           # the name sent in EHLO
 # allow_plaintext_auth = false                 # a password over an unencrypted connection
+
+# Routing by recipient domain (smtpretry send --routes, smtpretry.Router; the mx extra for MX).
+# [routes."domain:example.com"]                # this domain: through a profile
+# via = "profile:isp"
+# [routes.default]                             # every other domain: straight to its MX hosts
+# via = "mx"
+# mx_port = 25
+# tls = "opportunistic"                        # or "required" (verified) or "none"
+# allow_private_mx = false                     # MX addresses on private networks are refused
+# [dns]
+# nameservers = ["192.0.2.53"]                 # none: the system's resolver
+# timeout = "10s"
+# negative_ttl = "1m"                          # how long a failed lookup is remembered
+# nxdomain = "fail"                            # or "defer"
 
 # Where deferred recipients wait (default: $XDG_STATE_HOME/smtpretry/queue.db).
 # [queue]

@@ -48,11 +48,13 @@ def test_the_sample_shows_every_key_and_each_example_is_valid(
     monkeypatch.setenv("ISP_SMTP_PASSWORD", "x")
     config = load_config(path)
     assert config.backend_url == "redis://127.0.0.1:6379/0" and "isp" in config.profiles
+    assert [r.key for r in config.routes] == ["domain:example.com", "default"]
+    assert config.helo_name == "mail.example.org"
     assert [r.key for r in config.rules] == ["smtp.example-isp.net", "mx:.google.com", "*.mail.example.com",
                                              "domain:yahoo.com"]
     keys = {f.name for f in dataclasses.fields(Limits)} | {f.name for f in dataclasses.fields(RetryPolicy)}
     shown = set(re.findall(r"(?m)^(?:# )?(\w+) = ", sample))
-    assert keys | _PROFILE_KEYS | {"backend", "url"} <= shown
+    assert keys | _PROFILE_KEYS | {"backend", "url", "helo_name", "via", "mx_port", "nameservers"} <= shown
 
 
 def _config(tmp_path: Path) -> Path:
