@@ -33,6 +33,12 @@ def nothing(message: str) -> NoReturn:
     sys.exit(1)
 
 
+# click >= 8.2 raises this for a group run without a command (its message is the help).
+_NO_ARGS_IS_HELP: tuple[type[BaseException], ...] = tuple(
+    c for c in (getattr(click.exceptions, "NoArgsIsHelpError", None),) if isinstance(c, type)
+)
+
+
 def _usage(exc: click.UsageError) -> str:
     """A usage error in the house style: ``queue delete: missing argument 'ID' (see
     'smtpretry queue delete --help')``."""
@@ -62,7 +68,11 @@ class Group(click.Group):
         try:
             rv = super().main(args, prog_name, complete_var, False, **extra)
         except click.UsageError as exc:
-            click.echo(f"smtpretry: error: {_usage(exc)}", err=True)
+            if isinstance(exc, _NO_ARGS_IS_HELP):
+                # A group run without a command: its help, as click shows it.
+                click.echo(exc.format_message(), err=True)
+            else:
+                click.echo(f"smtpretry: error: {_usage(exc)}", err=True)
             sys.exit(exc.exit_code)
         except click.ClickException as exc:
             exc.show()

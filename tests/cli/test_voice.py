@@ -50,3 +50,9 @@ def test_shell_completion_for_bash_zsh_and_fish() -> None:
     options = run(env={"_SMTPRETRY_COMPLETE": "bash_complete", "COMP_WORDS": "smtpretry logs tail -",
                        "COMP_CWORD": "3"}).stdout.split()
     assert {"plain,-F", "plain,--follow", "plain,--lines"} <= set(options)
+
+
+def test_a_group_without_a_command_shows_its_help() -> None:
+    done = run("queue")
+    assert done.returncode in (0, 2) and "smtpretry: error" not in done.stderr
+    assert (done.stdout + done.stderr).startswith("Usage: smtpretry queue [OPTIONS] COMMAND [ARGS]...")
