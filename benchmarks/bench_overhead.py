@@ -102,11 +102,14 @@ VARIANTS: dict[str, str] = {
 }
 SUBMISSION_VARIANTS: dict[str, str] = {
     "smtplib-each": "smtplib, connection per message (connect, STARTTLS, login, send, QUIT)",
-    "compat-each": "`smtpretry.SMTP`, connection per message (same code)",
+    "compat-each": "`smtpretry.SMTP`, connection per message (same code), reuse off",
+    "compat-each-reuse": "`smtpretry.SMTP`, connection per message (same code), `reuse_connections = true`",
     "smtplib-each-4t": "smtplib, connection per message, 4 threads",
-    "compat-each-4t": "`smtpretry.SMTP`, connection per message, 4 threads (same code)",
+    "compat-each-4t": "`smtpretry.SMTP`, connection per message, 4 threads (same code), reuse off",
+    "compat-each-4t-reuse": "`smtpretry.SMTP`, connection per message, 4 threads (same code), "
+                            "`reuse_connections = true`",
     "smtplib-one": "smtplib, one connection (STARTTLS and login once)",
-    "compat-one": "`smtpretry.SMTP`, one connection (same code)",
+    "compat-one": "`smtpretry.SMTP`, one connection (same code), reuse off",
     "aiosmtplib": "raw aiosmtplib, pool of K, STARTTLS + login per connection, concurrency K",
     "mailer": "smtpretry `Mailer`, tls=\"starttls\", Limits(max_connections=K)",
 }
@@ -258,6 +261,9 @@ def run_variant(variant: str, port: int, work: Work, k: int, per_connection: int
         import smtpretry
 
         factory = smtpretry.SMTP
+        if variant.endswith("-reuse"):
+            smtpretry.configure(reuse_connections=True)
+            variant = variant.removesuffix("-reuse")
     if variant.endswith("-4t"):
         return smtp_each_threads(factory, port, work, secure)
     return (smtp_one if variant.endswith("-one") else smtp_each)(factory, port, work, secure)
