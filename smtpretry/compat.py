@@ -1062,7 +1062,7 @@ class SMTP(smtplib.SMTP):
         if reply[0] != 250:
             raise smtplib.SMTPHeloError(*reply)
 
-    if sys.version_info >= (3, 13):
+    if sys.version_info >= (3, 12):
 
         def starttls(self, *, context: ssl.SSLContext | None = None) -> _Reply:
             """smtplib's ``starttls()``; without a context the certificate and host
@@ -1376,7 +1376,7 @@ class SMTP_SSL(SMTP):  # noqa: N801 - smtplib's name
     default_port = smtplib.SMTP_SSL_PORT
     _implicit_tls = True
 
-    if sys.version_info >= (3, 13):
+    if sys.version_info >= (3, 12):
 
         def __init__(
             self,
