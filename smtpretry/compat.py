@@ -351,8 +351,8 @@ class _Connection(Session):
             return state.result()
         tr = holder._transact(self, state)
         self.needs_reset = tr.needs_reset
-        if not tr.reusable or not self.in_step:
-            self.abort()
+        if not tr.reusable:
+            self.abort()  # (a reply nobody asked for: the Mailer asks in_step, and gives it back closed)
         return tr
 
     async def quit(self) -> None:
@@ -711,7 +711,7 @@ class _Held:
     def _lent(self, conn: _Connection, reused: bool, opened_at: float) -> Lease:
         owner = self.owner
         conn.holder = owner
-        conn.features = dict(owner.esmtp_features)  # smtplib's parser, what the caller's code saw
+        conn.features = owner.esmtp_features  # smtplib's parser (ehlo() makes a new dict each time)
         dest = owner._dest
         assert dest is not None
         return Lease(conn, reused, opened_at, dest.limits.as_limiter(), self)
@@ -1303,11 +1303,11 @@ class SMTP(smtplib.SMTP):
                         for c in commands:
                             self._print_debug("send:", repr(_text(c.wire)))
                     conn.sendall(b"".join(c.wire for c in commands), replies=len(commands))
-                elif first.phase is Phase.DATA_END:
-                    self.send(first.wire)
+                elif first.phase is Phase.DATA_END or self.debuglevel <= 0:
+                    self.send(first.wire)  # the bytes putcmd() would send
                 else:
                     cmd, _, args = _text(first.line).partition(" ")
-                    self.putcmd(cmd, args)
+                    self.putcmd(cmd, args)  # and what it prints
             except (OSError, smtplib.SMTPServerDisconnected) as exc:
                 phase = Phase.DATA if first.phase is Phase.DATA_END else first.phase
                 state.receive(TransportFailure(FailureKind.DISCONNECTED, phase, str(exc)))
