@@ -497,6 +497,13 @@ class _Socket:
     def fileno(self) -> int:
         return self._sock().fileno()
 
+    def __getattr__(self, name: str) -> Any:
+        # Anything else a caller reaches for (settimeout, getpeercert, cipher, ...): the socket's.
+        conn = self.__dict__.get("conn")
+        if name.startswith("__") or conn is None or not conn.connected:
+            raise AttributeError(name)
+        return getattr(conn.sock, name)
+
 
 # -- the caller's set-up, recorded so that a reconnect can do it again -------------------------
 

@@ -103,6 +103,7 @@ def test_a_session_is_real_from_connect_to_quit() -> None:
         s = smtpretry.SMTP("127.0.0.1", port, local_hostname="client.test")
         assert s.sock is not None
         assert s.sock.getpeername()[1] == port
+        assert s.sock.gettimeout() is None  # the socket's own, as smtplib made it (no timeout given)
         assert s.ehlo()[0] == 250 and s.has_extn("8bitmime")
         assert s.noop() == (250, b"OK")
         assert s.quit() == (221, b"Bye")  # the server's own reply
