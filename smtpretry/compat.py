@@ -120,6 +120,10 @@ _VERBS = Verbs(mail=_MAIL.encode(), rcpt=_RCPT.encode(), data=_DATA.encode(), rs
 _MAIL_CMD, _MAIL_ARG = _MAIL.split(" ", 1)
 _RCPT_CMD, _RCPT_ARG = _RCPT.split(" ", 1)
 
+SLOT_WAIT_S = 60.0
+"""How long ``connect()`` waits for a connection slot under the destination's
+cap when the ``SMTP`` object has no timeout, before ``SMTPConnectError``."""
+
 _DEFAULT_TRUST = "default"
 _default_context: ssl.SSLContext | None = None
 _default_lock = threading.Lock()
@@ -678,7 +682,7 @@ class _Opening:
         owner = self.owner
         dest = owner._dest
         assert dest is not None
-        kept = _hub.run(dest.slot(self.setup))
+        kept = owner._slot(self.setup)
         limiter = dest.limits.as_limiter()
         if kept is not None:
             self.kept = True  # set up exactly as asked already
@@ -736,7 +740,10 @@ class _Held:
             held.drop()
         sock.virtual = False
         owner.sock, owner.file = sock, None  # type: ignore[assignment]  # what the set-up below runs on
-        kept = _hub.run(dest.slot(self.setup))
+        try:
+            kept = owner._slot(self.setup)
+        except smtplib.SMTPConnectError as exc:
+            return Refusal(_evidence_of(exc, Phase.CONNECT), time.monotonic(), limiter)
         if kept is not None:
             assert isinstance(kept, _Connection)
             kept.slot.take()
@@ -881,6 +888,26 @@ class SMTP(smtplib.SMTP):
         sock = _Socket(self, None)
         sock.answers.extend(opening.greeting)
         return sock
+
+    def _slot(self, setup: Hashable | None) -> Session | None:
+        """A slot under the destination's cap (None), or a kept connection set up as
+        ``setup``; waited for at most the object's timeout (``SLOT_WAIT_S`` without one).
+
+        :raises smtplib.SMTPConnectError: none came in time (a program holding as
+            many connections as the cap allows, and asking for one more, would
+            otherwise wait forever).
+        """
+        dest = self._dest
+        assert dest is not None
+        wait = self.timeout if isinstance(self.timeout, (int, float)) and self.timeout else SLOT_WAIT_S
+        try:
+            return _hub.run(asyncio.wait_for(dest.slot(setup), wait))
+        except TimeoutError:
+            cap = dest.limiter.cap
+            raise smtplib.SMTPConnectError(
+                421, f"smtpretry: no connection slot to {dest.mailer.destination} came within {wait:g} s: "
+                     f"{dest.limiter.open} connections are open, max_connections is {cap.current}".encode()
+            ) from None
 
     def _open(self, host: str, port: int, opened_at: float) -> _Connection:
         """A new connection, as smtplib opens one (its own ``_get_socket``, and

@@ -579,6 +579,19 @@ def test_caps_hold_across_threads_and_connections_are_lent_only_when_configured(
         assert commands(handler).count("QUIT") == 80
 
 
+def test_at_the_cap_connect_waits_for_a_slot_and_says_so_when_none_comes() -> None:
+    smtpretry.configure(Config(policy=FAST, limits=smtpretry.Limits(max_connections=1)))
+    handler = ScriptedHandler()
+    with serve_threaded(handler) as port:
+        holder = smtpretry.SMTP("127.0.0.1", port)
+        with pytest.raises(smtplib.SMTPConnectError, match="max_connections is 1"):
+            smtpretry.SMTP("127.0.0.1", port, timeout=0.2)  # this thread holds the only slot
+        holder.quit()
+        with smtpretry.SMTP("127.0.0.1", port, timeout=5) as s:  # the slot came back
+            assert s.noop()[0] == 250
+    assert handler.max_active <= 1
+
+
 def test_smtp_handler_in_one_line() -> None:
     handler = ScriptedHandler()
     with serve_threaded(handler) as port:
