@@ -402,7 +402,11 @@ class _File:
         self._sock = sock
 
     def readline(self, limit: int = -1) -> bytes:
-        return self._sock.readline(limit)
+        sock = self._sock
+        conn = sock.conn
+        if conn is not None and sock.heard is None and not sock.answers:  # the way every reply comes
+            return conn.readline(limit if limit > 0 else _MAXLINE + 1)
+        return sock.readline(limit)
 
     def close(self) -> None:
         return None
@@ -809,6 +813,7 @@ class SMTP(smtplib.SMTP):
         self.last_result: SendResult | None = None
         """What the last ``sendmail()``/``send_message()`` did to each recipient (smtpretry's own)."""
         self._steps: list[_Step] = []
+        self._private = False  # a step is a custom auth(): the connection is never lent
         self._connect_key: Hashable = None
         self._dest: _hub.Destination | None = None
         self._endpoint: Endpoint | None = None
@@ -859,6 +864,7 @@ class SMTP(smtplib.SMTP):
             raise ValueError("Non-blocking socket (timeout=0) is not supported")
         port = _port_number(port)
         self._steps = []
+        self._private = False
         self._encrypted = self._implicit_tls
         self._connect_key = ("connect", host, port, self.source_address,
                              _trust(self.context) if self._implicit_tls else None)
@@ -941,7 +947,7 @@ class SMTP(smtplib.SMTP):
         sock, dest, endpoint = self.sock, self._dest, self._endpoint
         assert isinstance(sock, _Socket) and dest is not None and endpoint is not None
         sock.virtual = False
-        private = any(s.private for s in self._steps)
+        private = self._private
         opening = _Opening(self, endpoint.connect_to, endpoint.port, None if private else self._setup())
         got = self._engine(dest.mailer.connect(sessions=opening))
         if not isinstance(got, _Connection):
@@ -1001,6 +1007,7 @@ class SMTP(smtplib.SMTP):
         if self._replaying:
             return
         self._steps.append(_Step(key, again, private))
+        self._private = self._private or private
         sock, dest = self.sock, self._dest
         if (not private and answer is not None and isinstance(sock, _Socket) and not sock.virtual
                 and dest is not None and dest.config.reuse_connections):
@@ -1029,7 +1036,7 @@ class SMTP(smtplib.SMTP):
             return False
         conn = sock.conn
         return (conn is not None and conn.in_step and not sock.tainted and not sock.answers
-                and not any(s.private for s in self._steps))
+                and not self._private)
 
     def _keep(self, sock: _Socket) -> _Reply:
         conn = sock.detach()
@@ -1314,7 +1321,7 @@ class SMTP(smtplib.SMTP):
         if dest is None:
             raise smtplib.SMTPServerDisconnected("please run connect() first")
         sock = self.sock if isinstance(self.sock, _Socket) else _Socket(self, None)
-        private = any(s.private for s in self._steps)
+        private = self._private
         setup = self._setup() if dest.config.reuse_connections and not private else None
         got = self._engine(dest.mailer.connect(sessions=_Held(self, sock, setup)))
         if not isinstance(got, Session):
@@ -1370,7 +1377,7 @@ class SMTP(smtplib.SMTP):
         sock, dest = self.sock, self._dest
         if not isinstance(sock, _Socket) or dest is None:
             raise smtplib.SMTPServerDisconnected("please run connect() first")
-        private = any(s.private for s in self._steps)
+        private = self._private
         setup = self._setup() if dest.config.reuse_connections and not private else None
         mailer = dest.mailer
         result: SendResult = self._engine(mailer.deliver(envelope, sessions=_Held(self, sock, setup)))

@@ -149,3 +149,39 @@ def test_cpython_test_smtplib(name: str) -> None:
             out.write(text)
         pytest.fail(out.getvalue(), pytrace=False)
     assert result.testsRun == 1
+
+
+def _load_logging_test() -> tuple[ModuleType | None, str]:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from test import test_logging
+    except ImportError as exc:
+        return None, f"this Python ({sys.version.split()[0]}) has no test.test_logging: {exc}"
+    return test_logging, ""
+
+
+@pytest.mark.parametrize("way", ["smtpretry.SMTPHandler", "logging's SMTPHandler over smtpretry.SMTP"])
+def test_cpython_test_logging_smtp_handler(way: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CPython's own test of logging.handlers.SMTPHandler, run with smtpretry's handler in
+    its place, and with the standard handler sending through smtpretry.SMTP."""
+    import logging
+    import logging.handlers
+
+    module, why = _load_logging_test()
+    if module is None:
+        pytest.skip(why)
+    smtpretry.configure(Config())
+    _hub.run(_warm())
+    if way.startswith("smtpretry"):
+        monkeypatch.setattr(logging.handlers, "SMTPHandler", smtpretry.SMTPHandler)
+    result = unittest.TestResult()
+    # The test wants a root logger without handlers; pytest's capture has put some there.
+    monkeypatch.setattr(logging.root, "handlers", [])
+    with smtplib_is_smtpretry() if not way.startswith("smtpretry") else contextlib.nullcontext(), \
+            warnings.catch_warnings(), capture_logs():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        module.SMTPHandlerTest("test_basic").run(result)
+    problems = [text for _, text in result.errors + result.failures]
+    assert not problems, "\n".join(problems)
+    assert result.testsRun == 1 and not result.skipped
