@@ -631,6 +631,7 @@ def _check_line(cmd: str, args: str) -> str:
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
 _ENDS_PATH = re.compile(r"[<>\s]")
+_SUSPECT = re.compile(r'[\x00-\x20\x7f<>"\s]')
 
 
 def _address(quoted: str, role: str) -> str:
@@ -639,6 +640,8 @@ def _address(quoted: str, role: str) -> str:
     ``<``, ``>`` or white space outside quotes would end the path and pass the
     rest as ESMTP parameters."""
     inner = quoted[1:-1] if quoted.startswith("<") and quoted.endswith(">") else quoted
+    if _SUSPECT.search(inner) is None:  # the usual address: nothing to look at twice
+        return inner
     if _CONTROL.search(inner):
         raise MessageError(f"{role}: control characters (CR, LF, NUL...) in address {inner!r}")
     if _ENDS_PATH.search(_QUOTED.sub("", inner) if '"' in inner else inner):
@@ -1332,23 +1335,28 @@ class SMTP(smtplib.SMTP):
         ``getreply()`` on ``conn`` (the engine's; smtplib's ``data()`` prints
         ``data:`` lines too). When the server offers PIPELINING (RFC 2920), MAIL,
         the RCPTs and DATA go in one write, their replies read in turn."""
-        with self._safe_commands():
+        self._safe += 1  # the engine's commands leave the session fit to lend
+        try:
             return self._drive(conn, state)
+        finally:
+            self._safe -= 1
 
     def _drive(self, conn: _Connection, state: TransactionState) -> Transaction:
         while commands := state.commands():
             first = commands[0]
             try:
-                if len(commands) > 1:  # RFC 2920: one write, each command printed as smtplib prints it
-                    if self.debuglevel > 0:
-                        for c in commands:
-                            self._print_debug("send:", repr(_text(c.wire)))
+                if self.debuglevel <= 0:  # the bytes send() and putcmd() would write
+                    conn.sendall(first.wire if len(commands) == 1 else b"".join(c.wire for c in commands),
+                                 replies=len(commands))
+                elif len(commands) > 1:  # RFC 2920: one write, each command printed as smtplib prints it
+                    for c in commands:
+                        self._print_debug("send:", repr(_text(c.wire)))
                     conn.sendall(b"".join(c.wire for c in commands), replies=len(commands))
-                elif first.phase is Phase.DATA_END or self.debuglevel <= 0:
-                    self.send(first.wire)  # the bytes putcmd() would send
+                elif first.phase is Phase.DATA_END:
+                    self.send(first.wire)  # and what they print
                 else:
                     cmd, _, args = _text(first.line).partition(" ")
-                    self.putcmd(cmd, args)  # and what it prints
+                    self.putcmd(cmd, args)
             except (OSError, smtplib.SMTPServerDisconnected) as exc:
                 phase = Phase.DATA if first.phase is Phase.DATA_END else first.phase
                 state.receive(TransportFailure(FailureKind.DISCONNECTED, phase, str(exc)))

@@ -329,6 +329,21 @@ def test_a_queue_that_cannot_be_written_raises_an_smtplib_exception_with_the_res
     assert handler.copies == Counter({"ok@example.com": 1})
 
 
+def test_a_shared_backend_that_does_not_answer_is_an_smtplib_exception() -> None:
+    pytest.importorskip("redis")
+    from smtpretry.errors import BackendError, SMTPBackendError
+
+    with serve_threaded(ScriptedHandler()) as live:
+        pass
+    # Nothing listens on that port: the cap's Redis is unreachable, so no slot can be had.
+    smtpretry.configure(Config(policy=FAST, backend_url=f"redis://127.0.0.1:{live}/0"))
+    handler = ScriptedHandler()
+    with serve_threaded(handler) as port, pytest.raises(smtplib.SMTPException) as info:
+        smtpretry.SMTP("127.0.0.1", port)
+    assert isinstance(info.value, SMTPBackendError) and isinstance(info.value, BackendError)
+    assert handler.sessions_total == 0  # no connection outside the shared cap
+
+
 def test_a_broken_configuration_file_is_an_smtplib_exception(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
