@@ -85,7 +85,7 @@ from .limits import Lease, Refusal
 from .reply import Evidence, FailureKind, Phase, Reply, TransportFailure
 from .result import SendResult, Status
 from .transaction import Command, Transaction, TransactionState, Verbs
-from .transport import Session
+from .transport import Session, _unresolvable
 
 if TYPE_CHECKING:
     from _typeshed import SizedBuffer
@@ -584,7 +584,7 @@ def smtplib_error(
             return smtplib.SMTPException(ev.detail)
         if ev.kind is FailureKind.TLS:
             return smtplib.SMTPServerDisconnected(f"reconnecting: TLS failed: {ev.detail}")
-        if ev.kind in (FailureKind.REFUSED, FailureKind.TIMEOUT):
+        if ev.kind in (FailureKind.REFUSED, FailureKind.TIMEOUT, FailureKind.DNS):
             return smtplib.SMTPServerDisconnected(f"reconnecting: {ev}")
         return smtplib.SMTPServerDisconnected(f"Connection unexpectedly closed: {ev}")
     code, text = ev.code, _bytes(ev.text)
@@ -603,6 +603,19 @@ def smtplib_error(
             return smtplib.SMTPHeloError(code, text)
         case _:
             return smtplib.SMTPResponseException(code, text)
+
+
+def refused_error(result: SendResult, sender: str) -> smtplib.SMTPException:
+    """The exception smtplib raises when no recipient of ``result`` got the
+    message: :func:`smtplib_error` of the evidence that ended the send, with
+    every recipient that did not get it as refused (kept for the callers of
+    0.4; :func:`smtplib_error` is the one mapping).
+
+    .. deprecated:: 0.5 use :func:`smtplib_error`
+    """
+    refused = {r: (o.code if o.code is not None else -1, _bytes(o.text))
+               for r, o in result.outcomes.items() if o.status is not Status.DELIVERED}
+    return smtplib_error(_final(result), sender=sender, refused=refused)
 
 
 def _twin(exc: Exception) -> Exception:
@@ -665,6 +678,9 @@ def _evidence_of(exc: BaseException, phase: Phase) -> Evidence:
         return TransportFailure(kind, phase, str(exc))
     if isinstance(exc, TimeoutError):
         return TransportFailure(FailureKind.TIMEOUT, phase, str(exc) or "timed out")
+    if isinstance(exc, socket.gaierror):
+        why = exc.strerror or str(exc)
+        return TransportFailure(FailureKind.DNS, phase, f"the host name does not resolve ({why})")
     if phase is Phase.CONNECT:
         return TransportFailure(FailureKind.REFUSED, phase, str(exc))
     return TransportFailure(FailureKind.DISCONNECTED, phase, str(exc))
@@ -920,7 +936,11 @@ class SMTP(smtplib.SMTP):
 
     def _open(self, host: str, port: int, opened_at: float) -> _Connection:
         """A new connection, as smtplib opens one (its own ``_get_socket``, and
-        for ``SMTP_SSL`` its ``wrap_socket``); raises the socket's own errors."""
+        for ``SMTP_SSL`` its ``wrap_socket``); raises the socket's own errors. A
+        name under ``.invalid`` raises the ``gaierror`` its lookup would, without
+        asking DNS (RFC 6761 6.4)."""
+        if host.lower().rstrip(".").rsplit(".", 1)[-1] == "invalid" and (why := _unresolvable(host)):
+            raise socket.gaierror(socket.EAI_NONAME, why)
         raw: socket.socket = _BASE._get_socket(self, host, port, self.timeout)  # type: ignore[attr-defined]
         if self._implicit_tls:
             assert self.context is not None

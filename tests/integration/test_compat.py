@@ -270,6 +270,10 @@ def test_all_refused_raises_smtplibs_exception_with_smtplibs_attributes() -> Non
         "b@example.com": (550, b"5.1.1 User unknown"),
     }
     assert commands(handler)[-3:] == ["RSET", "NOOP", "QUIT"]
+    # 0.4's name for the mapping still gives the same answer from the result
+    assert s.last_result is not None
+    again = smtpretry.compat.refused_error(s.last_result, "me@example.org")
+    assert isinstance(again, smtplib.SMTPRecipientsRefused) and again.recipients == info.value.recipients
 
 
 @pytest.mark.parametrize(
