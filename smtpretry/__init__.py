@@ -24,6 +24,9 @@ import importlib as _importlib
 import typing as _typing
 from smtplib import (
     CRLF,
+    LMTP,
+    LMTP_PORT,
+    OLDSTYLE_AUTH,
     SMTP_PORT,
     SMTP_SSL_PORT,
     SMTPAuthenticationError,
@@ -91,8 +94,11 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
 __all__ = [
-    # smtplib's names, so that `import smtpretry as smtplib` works
+    # smtplib's names, so that `import smtpretry as smtplib` works (LMTP is smtplib's own)
     "CRLF",
+    "LMTP",
+    "LMTP_PORT",
+    "OLDSTYLE_AUTH",
     "SMTP",
     "SMTP_PORT",
     "SMTP_SSL",

@@ -1,266 +1,598 @@
 """``SMTP`` and ``SMTP_SSL``: the smtplib drop-in.
 
-Code written against :mod:`smtplib` gains the retry engine by changing one
-import. The facade copies smtplib's names, signatures, attributes, return
-values and exception classes (smtplib's own); it only translates. Every
-``sendmail()``/``send_message()`` runs :meth:`Mailer.deliver` with the
-connection the caller holds: a 421 or a lost connection backs off, reconnects
-and replays the caller's session (EHLO, STARTTLS with the same context, login
-with the same credentials), then sends only the recipients still pending.
+``compat.SMTP`` is :class:`smtplib.SMTP`, subclassed. smtplib's own code runs
+unchanged over a socket of its own, as smtplib runs it (``_get_socket``,
+``putcmd``, ``getreply`` and its reply parser, ``ehlo`` and its
+``esmtp_features`` parser, ``starttls``'s ``wrap_socket``, ``login``,
+``auth``, ``send_message``, the debug output), so every method sends what
+smtplib sends, when smtplib sends it, and returns the server's own reply. This
+module translates between that socket and the engine:
 
-All ``SMTP`` objects of a process share one event loop (``_portal.py``) and
-one set of connection pools and limiters, so per-host caps hold across
-threads. A connection the caller QUITs is kept for reuse by the next
-``SMTP`` object with the same host, port, TLS state and credentials; a caller
-that connects for every message therefore reuses connections. Until a
-command needs the connection, ``connect()`` and ``ehlo()`` answer from what
-the last connection to that host said.
+- the socket smtplib holds (:class:`_Socket`) is a connection the engine can
+  lease (:class:`_Connection`, a :class:`~smtpretry.transport.Session`):
+  counted against the destination's cap from connect to close, never written
+  to by a process other than the one that opened it, and out of step (never
+  used for a transaction) while a reply is unread;
+- ``connect()`` opens it through the engine (``Mailer.connect``), so a 421
+  greeting is retried with the policy's backoff; a refused connection or a
+  name that does not resolve raises at once, as smtplib's does;
+- ``sendmail()`` (and ``send_message()``, smtplib's own, which ends in it)
+  hands the envelope to ``Mailer.deliver`` with the caller's connection as
+  its source of sessions: a 421 or a lost connection backs off, reconnects and
+  replays the caller's set-up (each recorded step through smtplib's own
+  method: EHLO, STARTTLS with the caller's context, ``login()`` or the
+  caller's ``auth()`` mechanism and object), and only the recipients still
+  pending go again. Its transaction runs over smtplib's own ``putcmd()``,
+  ``send()`` and ``getreply()``; when the server offers PIPELINING (RFC 2920),
+  MAIL, the RCPTs and DATA go in one write. The outcome becomes smtplib's
+  return value or exception in one place (:func:`smtplib_error`).
+- with ``reuse_connections = true``, ``quit()`` keeps a healthy connection
+  for the next ``SMTP`` object that sets up exactly the same session (host,
+  port, source address, EHLO name, the same TLS context object, the same
+  ``login()`` credentials; never one a custom ``auth()`` authenticated), and
+  until a command needs the wire such an object answers ``connect()``,
+  ``ehlo()``, ``starttls()`` and ``login()`` from what the server said to
+  that same set-up.
+
+The engine runs in the caller's thread, on an event loop of that thread
+(``_hub.run_here``), over the blocking socket; what threads share (limiters,
+kept connections, the queue) lives on the hub's loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import atexit
-import base64
 import contextlib
-import dataclasses
+import email.utils
+import errno
+import functools
 import hashlib
 import hmac
 import logging
 import logging.handlers
+import os
 import re
+import select
 import smtplib
 import socket
 import ssl
 import sys
 import threading
-from collections.abc import Callable, Sequence
-from email.message import EmailMessage, Message
-from typing import Any, Self
+import time
+import warnings
+import weakref
+from collections import deque
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from dataclasses import dataclass
+from email.message import EmailMessage
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, cast
 
-from . import _portal
-from .config import Config, active_config
+from . import _hub
+from .config import active_config
 from .endpoint import Endpoint, TLSMode, is_loopback
-from .endpoint import local_hostname as _local_hostname
-from .envelope import build_envelope
-from .limits import Lease, Limiter, Refusal
-from .mailer import Mailer
+from .envelope import Envelope, _message_id
+from .errors import (
+    BackendError,
+    ConfigError,
+    MessageError,
+    QueueError,
+    SMTPBackendError,
+    SMTPConfigError,
+    SMTPQueueError,
+)
+from .limits import Lease, Refusal
 from .reply import Evidence, FailureKind, Phase, Reply, TransportFailure
 from .result import SendResult, Status
-from .transport import Session
+from .transaction import Command, Transaction, TransactionState, Verbs
+from .transport import Session, _unresolvable
 
-__all__ = ["SMTP", "SMTPHandler", "SMTP_SSL", "refused_error"]
+if TYPE_CHECKING:
+    from _typeshed import SizedBuffer
+
+__all__ = ["SMTP", "SMTPHandler", "SMTP_SSL", "smtplib_error"]
 
 _Reply = tuple[int, bytes]
-
-# -- what the process shares (touched only on the portal loop) ---------------------------------
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Key:
-    """Sessions are interchangeable when all of this is equal. The password
-    is kept only as a keyed hash, never in clear."""
-
-    host: str
-    port: int
-    tls: TLSMode
-    verified: bool
-    username: str | None
-    password_hash: bytes | None
-    local_hostname: str | None
-    source_address: tuple[str, int] | None
+_BASE = smtplib.SMTP  # captured: a test may put this module's SMTP in smtplib's place
+_MAXLINE: int = getattr(smtplib, "_MAXLINE", 8192)
+_FIX_EOLS = re.compile(r"(?:\r\n|\n|\r(?!\n))")  # smtplib's _fix_eols
+_SECRET = os.urandom(32)  # passwords are compared as keyed hashes, never kept in shared state
 
 
-EXIT_TIMEOUT_S = 5.0
-"""At interpreter exit, how long closing the pooled connections may take, at most."""
-
-_SECRET = hashlib.sha256(repr(id(object())).encode() + socket.gethostname().encode()).digest()
-_mailers: dict[tuple[int, _Key], Mailer] = {}
-_registry_lock = threading.Lock()
-_limiters: dict[tuple[int, str], Limiter] = {}
-# What the last connection to (host, port, implicit TLS, upgraded by STARTTLS) said at the
-# greeting and to EHLO: connect() and ehlo() answer from it while no connection is held.
-_greetings: dict[tuple[str, int, bool, bool], tuple[Reply, Reply | None, dict[str, str]]] = {}
-
-
-def _close_at_exit() -> None:
-    """At interpreter exit: QUIT the connections the pools keep and give back what
-    the limiters hold, so that a shared cap's slots (Redis) are free for other
-    processes at once, not when their leases run out. Bounded by ``EXIT_TIMEOUT_S``."""
-    if not _mailers or not _portal.running_here():
-        return
-    mailers, limiters = list(_mailers.values()), list(_limiters.values())
-
-    async def close_all() -> None:
-        await _portal.settle_background()  # connections quit() sent back to their pool
-        for mailer in mailers:
-            await mailer.close()
-        for limiter in limiters:
-            await limiter.close()
-
-    async def bounded() -> None:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(close_all(), EXIT_TIMEOUT_S)
-
-    with contextlib.suppress(Exception):
-        _portal.run(bounded())
+def _spelling() -> tuple[str, str, str, str]:
+    """How this Python's smtplib writes MAIL, RCPT, RSET and DATA ("mail FROM:<s>",
+    or "mail from:<s>" from 3.13 on): asked of smtplib itself, once."""
+    said: list[str] = []
+    probe = _BASE(local_hostname="localhost")  # no host: nothing connects
+    probe.putcmd = lambda cmd, args="": said.append(f"{cmd} {args}" if args else cmd)  # type: ignore[method-assign]
+    probe.getreply = lambda: (250, b"")  # type: ignore[method-assign]
+    probe.mail("s")
+    probe.rcpt("r")
+    probe.rset()
+    with contextlib.suppress(smtplib.SMTPDataError):
+        probe.data(b"")  # raises once DATA has been put: 250 is not 354
+    mail, rcpt, rset, data = said
+    return mail[: -len("<s>")], rcpt[: -len("<r>")], rset, data
 
 
-atexit.register(_close_at_exit)
+_MAIL, _RCPT, _RSET, _DATA = _spelling()
+_VERBS = Verbs(mail=_MAIL.encode(), rcpt=_RCPT.encode(), data=_DATA.encode(), rset=_RSET.encode())
+_MAIL_CMD, _MAIL_ARG = _MAIL.split(" ", 1)
+_RCPT_CMD, _RCPT_ARG = _RCPT.split(" ", 1)
+
+SLOT_WAIT_S = 60.0
+"""How long ``connect()`` waits for a connection slot under the destination's
+cap when the ``SMTP`` object has no timeout, before ``SMTPConnectError``."""
+
+_DEFAULT_TRUST = "default"
+_default_context: ssl.SSLContext | None = None
+_default_lock = threading.Lock()
 
 
-def _remember(session: Session) -> None:
-    e = session.endpoint
-    ehlo = session.ehlo_reply
-    key = (e.host, e.port, e.tls is TLSMode.IMPLICIT, e.tls is TLSMode.STARTTLS)
-    known = _greetings.get(key)
-    if known is not None and known[0] == session.greeting and known[1] == ehlo:
-        return  # the server said the same as last time: keep the features already parsed
-    _greetings[key] = (session.greeting, ehlo, _features(ehlo.text) if ehlo is not None else {})
+def _default_tls() -> ssl.SSLContext:
+    """``ssl.create_default_context()``, made once and never handed out: the
+    context ``starttls()`` uses when given none. Connections verified with it
+    all have the same trust, so they may be lent to one another."""
+    global _default_context
+    with _default_lock:
+        if _default_context is None:
+            _default_context = ssl.create_default_context()
+        return _default_context
 
 
-# Endpoints without a TLS context, interned: every SMTP object set up the same
-# way shares one Endpoint object, so that _mailer() finds its Mailer by
-# identity instead of building a _Key (and an HMAC of the password) on every
-# call. Endpoints with a context are not: the cache would keep each context
-# alive (close to 1 MB with the system CAs loaded), and smtplib code often makes
-# a new one for every starttls(); SMTP._mailer_of() remembers those per object.
-_ENDPOINTS_MAX = 256
-_endpoints: dict[tuple[Any, ...], Endpoint] = {}
-# Endpoint id -> (the endpoint, the Config it was looked up under, its Mailer); no contexts.
-_by_endpoint: dict[int, tuple[Endpoint, Config, Mailer]] = {}
+def _trust(context: ssl.SSLContext | None) -> Hashable:
+    """What two TLS set-ups must share for a connection to be lent: the very
+    context object (the key keeps it alive), or smtpretry's own default."""
+    if context is None:
+        return None
+    return _DEFAULT_TRUST if context is _default_context else context
 
 
-def _intern(
-    host: str, port: int, tls: TLSMode, timeout: float, tls_context: ssl.SSLContext | None,
-    local_hostname: str | None, source_address: tuple[str, int] | None,
-    username: str | None = None, password: str | None = None,
-) -> Endpoint:
-    """``Endpoint(...)`` (with ``allow_plaintext_auth=True``): the same object
-    for the same arguments when there is no ``tls_context``. Raises what
-    ``Endpoint`` raises."""
-    key = (host, port, tls, timeout, local_hostname, source_address, username, password)
-    e = _endpoints.get(key) if tls_context is None else None
-    if e is None:
-        e = Endpoint(
-            host=host, port=port, tls=tls, timeout=timeout, tls_context=tls_context,
-            local_hostname=local_hostname, source_address=source_address, username=username,
-            password=password, allow_plaintext_auth=True,
-        )
-        if tls_context is not None:
-            return e
-        if len(_endpoints) >= _ENDPOINTS_MAX:
-            _endpoints.clear()  # a process that makes endless variants: start over, stay bounded
-        _endpoints[key] = e
-    return e
+def _timeout(timeout: object) -> float:
+    return float(timeout) if isinstance(timeout, (int, float)) and timeout else 60.0
 
 
-def _key(e: Endpoint) -> _Key:
-    ctx = e.tls_context
-    verified = ctx is None or (ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname)
-    pw = hmac.new(_SECRET, e.password.encode(), "sha256").digest() if e.password is not None else None
-    return _Key(e.host, e.port, e.tls, verified, e.username, pw, e.local_hostname, e.source_address)
+def _port_number(port: object) -> int:
+    if isinstance(port, int):
+        return port
+    try:
+        return socket.getservbyname(str(port), "tcp")
+    except OSError:
+        raise socket.gaierror(socket.EAI_SERVICE, "Servname not supported for ai_socktype") from None
 
 
-def _mailer(e: Endpoint) -> Mailer:
-    """The process-wide Mailer (and pool) for one endpoint; its connections
-    count against the limiter of the destination's limit key."""
-    config = active_config()
-    known = _by_endpoint.get(id(e))
-    if known is not None and known[0] is e and known[1] is config:
-        return known[2]
-    key = (id(config), _key(e))  # a new configure() starts new pools with its settings
-    mailer = _mailers.get(key)
-    if mailer is None:
-        with _registry_lock:  # callers' threads race here: one Mailer, one Limiter per key
-            mailer = _new_mailer(key, e, config)
-    if e.tls_context is None:
-        if len(_by_endpoint) >= _ENDPOINTS_MAX:
-            _by_endpoint.clear()
-        _by_endpoint[id(e)] = (e, config, mailer)  # holds e, so its id is not reused while here
-    return mailer
+def _ends_reply(line: bytes, limit: int) -> bool:
+    """Whether smtplib's ``getreply()`` stops after ``line``: not a continuation, a
+    code that is not a number, or a line too long."""
+    if len(line) >= limit or line[3:4] != b"-":
+        return True
+    try:
+        int(line[:3])
+    except ValueError:
+        return True
+    return False
 
 
-def _new_mailer(key: tuple[int, _Key], e: Endpoint, config: Config) -> Mailer:
-    mailer = _mailers.get(key)
-    if mailer is None:
-        settings = config.settings_for(e.host, e.port)
-        limiter = _limiters.get((key[0], settings.limit_key))
-        if limiter is None:
-            if config.backend_url is not None:
-                from .limits.redis import redis_limiter
-
-                # Several processes (or hosts) share this destination's cap through Redis.
-                limiter = redis_limiter(config.backend_url, settings.limit_key, settings.limits)
-            else:
-                limiter = Limiter(settings.limit_key, settings.limits)
-            _limiters[(key[0], settings.limit_key)] = limiter
-        mailer = Mailer(
-            e.host, e.port, username=e.username, password=e.password, tls=e.tls, timeout=e.timeout,
-            tls_context=e.tls_context, local_hostname=e.local_hostname, allow_plaintext_auth=True,
-            config=config, limiter=limiter,
-        )
-        mailer.endpoint = e  # keeps source_address
-        _mailers[key] = mailer
-    return mailer
+def _reply_of(lines: Sequence[bytes]) -> _Reply:
+    """``getreply()``'s result for raw lines (the code of the last line)."""
+    try:
+        code = int(lines[-1][:3]) if lines else -1
+    except ValueError:
+        code = -1
+    return code, b"\n".join(line[4:].strip(b" \t\r\n") for line in lines)
 
 
-class _Held:
-    """The session source for one facade object: the connection it holds,
-    reopened through the shared pool (replaying its session) when lost. Each
-    lease names the limiter of the pool its connection came from, so a send's
-    pacing, throttling and successes count where the connection counts."""
-
-    def __init__(self, owner: SMTP) -> None:
-        self.owner = owner
-
-    async def lease(self) -> Lease | Refusal:
-        owner = self.owner
-        pool = owner._mailer_of(owner._session.endpoint if owner._session is not None
-                                else owner._require_intent()).pool
-        session = owner._session
-        if session is not None and session.connected:
-            return Lease(session, True, session.opened_at, pool.limiter, self)
-        owner._session = None
-        got = await owner._mailer_of(owner._require_intent()).pool.lease()
-        if isinstance(got, Refusal):
-            return got
-        owner._session = got.session
-        return Lease(got.session, got.reused, got.opened_at, got.limiter, self)
-
-    async def give_back(self, session: Session, *, reusable: bool) -> None:
-        if reusable and session.connected:
-            self.owner._session = session
-            return
-        if self.owner._session is session:
-            self.owner._session = None
-        await self.owner._mailer_of(session.endpoint).pool.give_back(session, reusable=False)
+@functools.lru_cache(maxsize=512)
+def _reply(code: int, text: str, phase: Phase) -> Reply:
+    # Replies are frozen values, and servers repeat the same few on every message.
+    return Reply.build(code, text, phase)
 
 
-# -- smtplib's exceptions from outcomes --------------------------------------------------------
+def _text(data: bytes | str) -> str:
+    return data.decode("utf-8", "surrogateescape") if isinstance(data, bytes) else data
 
 
 def _bytes(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
-def refused_error(result: SendResult, sender: str) -> smtplib.SMTPException:
-    """The exception smtplib would have raised for the last reply, when no
-    recipient got the message: most specific class first."""
-    outcomes = list(result.outcomes.values())
-    last = outcomes[-1]
-    reply, failure = last.reply, last.failure
-    if failure is not None and failure.kind is FailureKind.UNSUPPORTED:
-        return smtplib.SMTPNotSupportedError(failure.detail)
-    if reply is None:
-        detail = str(failure) if failure is not None else "no reply"
-        if failure is not None and failure.kind is FailureKind.TLS:
-            return smtplib.SMTPServerDisconnected(f"TLS failed: {detail}")
-        return smtplib.SMTPServerDisconnected(detail)
-    code, text = reply.code, _bytes(reply.text)
-    match reply.phase:
+# -- the connection: smtplib's socket as the engine's Session -----------------------------------
+
+
+class _Slot:
+    """A connection's slot under the destination's cap, given back once: when the
+    caller drops the connection, or (finalizer) when it is collected unclosed.
+    A connection that goes into a kept pool takes its slot there."""
+
+    __slots__ = ("dest", "pid", "taken")
+
+    def __init__(self, dest: _hub.Destination) -> None:
+        self.dest = dest
+        self.pid = _hub.PID
+        self.taken = True
+
+    def free(self, lingers: bool = True) -> None:
+        if self.taken and self.pid == _hub.PID:
+            self.taken = False
+            _hub.submit(self.dest.free(lingers=lingers))
+
+    def handed_over(self) -> None:
+        self.taken = False
+
+    def take(self) -> None:
+        """Held again (a kept connection lent to a caller)."""
+        self.taken = True
+        self.pid = _hub.PID
+
+
+class _Connection(Session):
+    """One connection of the facade, as the engine's :class:`Session`: a
+    blocking socket (smtplib's own, or its TLS wrap), read and written in the
+    thread of the ``SMTP`` object holding it, by smtplib's code.
+
+    It is *in step* when no reply waits unread (none owed to a command put by
+    hand, none buffered, none arrived) and it was opened by this process;
+    only then does it carry a transaction or go back to a pool.
+    """
+
+    def __init__(self, sock: socket.socket, endpoint: Endpoint, dest: _hub.Destination,
+                 opened_at: float) -> None:
+        # Not Session.__init__: there is no aiosmtplib client here; every part of
+        # Session the Mailer and the pools use is defined below.
+        self.sock = sock
+        self.endpoint = endpoint
+        self.opened_at = opened_at
+        self.transactions = 0
+        self.last_used = time.monotonic()
+        self.needs_reset = False
+        self.aborted = False
+        self.verbs = _VERBS
+        self.features: dict[str, str] = {}
+        """The extensions of the last EHLO, as smtplib parsed them for its caller."""
+        self.buffer = bytearray()  # read, not yet returned by readline()
+        self.owed = 0  # replies to what was written, not read yet
+        self.holder: SMTP | None = None  # whose smtplib code drives a transaction on it
+        self.pid = _hub.PID
+        self.closed = False
+        self.slot = _Slot(dest)
+        weakref.finalize(self, self.slot.free)
+
+    # -- I/O, for _Socket ------------------------------------------------------------------
+
+    def ours(self) -> bool:
+        return self.pid == _hub.PID
+
+    def sendall(self, data: bytes, replies: int = 1) -> None:
+        if self.closed or self.pid != _hub.PID:
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+        self.owed += replies
+        self.sock.sendall(data)
+
+    def readline(self, limit: int) -> bytes:
+        """``BufferedReader.readline(limit)`` over the socket."""
+        if self.closed or self.pid != _hub.PID:
+            return b""
+        buffer = self.buffer
+        end = buffer.find(b"\n", 0, limit)
+        while end < 0 and len(buffer) < limit:
+            chunk = self.sock.recv(8192)
+            if not chunk:  # the end of the stream: what is left, then b""
+                line = bytes(buffer)
+                buffer.clear()
+                if line:
+                    self.owed = max(0, self.owed - 1)
+                return line
+            buffer += chunk
+            end = buffer.find(b"\n", 0, limit)
+        size = end + 1 if end >= 0 else limit
+        line = bytes(buffer[:size])
+        del buffer[:size]
+        if self.owed and _ends_reply(line, limit):
+            self.owed -= 1
+        return line
+
+    def read_reply(self, limit: int) -> list[bytes]:
+        """A whole reply, read ahead (a greeting the engine judges before smtplib's
+        ``getreply()`` reads it from the buffer); its lines."""
+        lines: list[bytes] = []
+        while True:
+            line = self.readline(limit)
+            lines.append(line)
+            if not line or _ends_reply(line, limit):
+                break
+        self.buffer[:0] = b"".join(lines)
+        self.owed += 1  # still to be read by getreply()
+        return lines
+
+    # -- Session, for the Mailer and the pools ----------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return not self.closed and self.pid == _hub.PID
+
+    @property
+    def in_step(self) -> bool:
+        if self.closed or self.pid != _hub.PID or self.owed or self.buffer:
+            return False
+        sock = self.sock
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return False
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        return not readable  # a reply nobody asked for, or the server hung up
+
+    @property
+    def pipelining(self) -> bool:
+        return self.endpoint.pipelining and "pipelining" in self.features
+
+    @property
+    def size_limit(self) -> int | None:
+        value = self.features.get("size", "")
+        return int(value) if value.isdigit() and int(value) > 0 else None
+
+    def supports(self, extension: str) -> bool:
+        return extension.lower() in self.features
+
+    @property
+    def extensions(self) -> dict[str, str]:
+        return dict(self.features)
+
+    @property
+    def encrypted(self) -> bool:
+        return isinstance(self.sock, ssl.SSLSocket)
+
+    async def run(self, state: TransactionState) -> Transaction:
+        """The transaction, through the holder's own ``putcmd()``, ``send()`` and
+        ``getreply()`` (blocking: this runs on the holder's thread's loop)."""
+        self.transactions += 1
+        self.last_used = time.monotonic()
+        holder = self.holder
+        if holder is None or not self.connected:
+            while commands := state.commands():
+                state.receive(TransportFailure(FailureKind.DISCONNECTED, commands[0].phase, "not connected"))
+            return state.result()
+        tr = holder._transact(self, state)
+        self.needs_reset = tr.needs_reset
+        if not tr.reusable:
+            self.abort()  # (a reply nobody asked for: the Mailer asks in_step, and gives it back closed)
+        return tr
+
+    async def quit(self) -> None:
+        """QUIT (a kept connection the pool retires, on the hub's loop: the blocking
+        socket is used from a worker thread) and close; errors on the way out are of
+        no interest. One out of step gets no QUIT: its reply could not be paired."""
+        if self.in_step:
+            await asyncio.to_thread(self._quit)
+        self.close()
+
+    def _quit(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.settimeout(min(self.endpoint.timeout, 5.0))
+            self.sock.sendall(b"quit\r\n")  # smtplib's spelling
+            self.sock.recv(1024)
+
+    def close(self) -> None:
+        if not self.closed and self.ours():  # a forked child leaves its parent's sockets alone
+            with contextlib.suppress(OSError):
+                self.sock.close()
+        self.closed = True
+
+    def abort(self) -> None:
+        self.aborted = self.connected or self.aborted
+        self.close()
+
+    def _abort(self) -> None:
+        self.abort()
+
+    def drop(self) -> None:
+        """The holder lets go (smtplib's ``close()``): closed, and its slot given back."""
+        lingers = self.connected
+        self.close()
+        self.slot.free(lingers)
+
+
+class _File:
+    """``makefile("rb")`` of a :class:`_Socket`."""
+
+    __slots__ = ("_sock",)
+
+    def __init__(self, sock: _Socket) -> None:
+        self._sock = sock
+
+    def readline(self, limit: int = -1) -> bytes:
+        sock = self._sock
+        conn = sock.conn
+        if conn is not None and sock.heard is None and not sock.answers:  # the way every reply comes
+            return conn.readline(limit if limit > 0 else _MAXLINE + 1)
+        return sock.readline(limit)
+
+    def close(self) -> None:
+        return None
+
+
+class _Socket:
+    """What smtplib's code holds as ``sock``: ``sendall()``, ``makefile()``,
+    ``close()`` over a :class:`_Connection`, with the socket's own errors.
+
+    With no connection yet while the caller's session is only remembered
+    (reuse): a step answered from memory (:meth:`answer`) swallows its command
+    and serves the remembered lines, and any other command first makes the
+    connection real (``SMTP._materialize``).
+    """
+
+    def __init__(self, owner: SMTP, conn: _Connection | None, *, virtual: bool = False) -> None:
+        self._owner = weakref.ref(owner)
+        self.conn = conn
+        self.virtual = virtual
+        self.answers: deque[bytes] = deque()
+        self.swallow = 0
+        self.heard: list[bytes] | None = None
+        self.tainted = False  # a command put by hand: the connection is not lent afterwards
+
+    def answer(self, lines: Sequence[bytes]) -> None:
+        """The next command goes nowhere; ``lines`` are its reply (remembered)."""
+        self.swallow += 1
+        self.answers.extend(lines)
+
+    def _live(self) -> _Connection:
+        conn = self.conn
+        if conn is None and self.virtual:
+            owner = self._owner()
+            if owner is not None:
+                owner._materialize()  # raises what the connection or the replayed set-up raised
+            conn = self.conn
+        if conn is None:
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+        return conn
+
+    # -- what smtplib calls --------------------------------------------------------------
+
+    def sendall(self, data: bytes) -> None:
+        if self.swallow:
+            self.swallow -= 1
+            return
+        conn = self.conn if self.conn is not None else self._live()
+        if not self.tainted:
+            owner = self._owner()
+            if owner is None or not owner._safe:
+                self.tainted = True
+        conn.sendall(data)
+
+    def makefile(self, mode: str = "rb") -> _File:
+        return _File(self)
+
+    def readline(self, limit: int = -1) -> bytes:
+        conn = self.conn
+        if conn is not None and self.heard is None and not self.answers:
+            return conn.readline(limit if limit > 0 else _MAXLINE + 1)
+        if self.answers:
+            line = self.answers.popleft()
+        elif self.conn is None and not self.virtual:
+            line = b""  # closed: the end of the stream
+        else:
+            line = self._live().readline(limit if limit > 0 else _MAXLINE + 1)
+        if self.heard is not None:
+            self.heard.append(line)
+        return line
+
+    def close(self) -> None:
+        self.virtual = False
+        self.answers.clear()
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            conn.drop()
+
+    def detach(self) -> _Connection | None:
+        conn, self.conn = self.conn, None
+        return conn
+
+    # -- what callers may reach for ------------------------------------------------------
+
+    def _sock(self) -> socket.socket:
+        conn = self.conn
+        if conn is None or not conn.connected:
+            raise OSError(errno.ENOTCONN, "Transport endpoint is not connected")
+        return conn.sock
+
+    def getpeername(self) -> Any:
+        return self._sock().getpeername()
+
+    def getsockname(self) -> Any:
+        return self._sock().getsockname()
+
+    def fileno(self) -> int:
+        return self._sock().fileno()
+
+    def __getattr__(self, name: str) -> Any:
+        # Anything else a caller reaches for (settimeout, getpeercert, cipher, ...): the socket's.
+        conn = self.__dict__.get("conn")
+        if name.startswith("__") or conn is None or not conn.connected:
+            raise AttributeError(name)
+        return getattr(conn.sock, name)
+
+
+# -- the caller's set-up, recorded so that a reconnect can do it again -------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """One step of the caller's session set-up. ``key`` says what makes two set-ups the
+    same (no secret in it); ``again`` does the step once more on a new connection, through
+    smtplib's own method, raising what it raises; ``private`` (a custom ``auth()``): a
+    connection set up with it is never lent."""
+
+    key: Hashable
+    again: Callable[[SMTP], object]
+    private: bool = False
+
+
+def _password_key(user: str, password: str) -> bytes:
+    secret = f"{user}\0{password}".encode("utf-8", "surrogateescape")
+    return hmac.new(_SECRET, secret, hashlib.sha256).digest()
+
+
+@contextlib.contextmanager
+def _listening(sock: object) -> Iterator[list[bytes]]:
+    """The reply lines read meanwhile (for what servers said)."""
+    heard: list[bytes] = []
+    if not isinstance(sock, _Socket):
+        yield heard
+        return
+    sock.heard = heard
+    try:
+        yield heard
+    finally:
+        sock.heard = None
+
+
+# -- smtplib's exceptions from the engine's evidence -------------------------------------------
+
+_ORDER = {phase: i for i, phase in enumerate(
+    (Phase.CONNECT, Phase.GREETING, Phase.EHLO, Phase.STARTTLS, Phase.AUTH, Phase.RSET, Phase.MAIL,
+     Phase.RCPT, Phase.DATA, Phase.DATA_END)
+)}
+
+
+def _final(result: SendResult) -> Evidence | None:
+    """What decides the exception for a send nobody got: the evidence furthest into
+    the transaction (DATA before RCPT before MAIL: smtplib stops at the first)."""
+    evidence = [o.history[-1].evidence for o in result.outcomes.values() if o.history]
+    return max(evidence, key=lambda e: _ORDER.get(e.phase, 0)) if evidence else None
+
+
+def smtplib_error(
+    ev: Evidence | None, *, sender: str = "", refused: dict[str, _Reply] | None = None
+) -> smtplib.SMTPException:
+    """The exception smtplib raises for what a send (or the set-up a send
+    replayed) ended with: the one place the engine's evidence becomes
+    smtplib's classes, attributes and texts, most specific first. Only
+    ``smtplib.SMTPException`` subclasses come out: a reconnect that was
+    refused or failed its handshake inside ``sendmail()`` is a lost connection
+    to the caller, as it would be with smtplib.
+
+    .. versionadded:: 0.5
+    """
+    refused = refused if refused is not None else {}
+    if ev is None:
+        return smtplib.SMTPRecipientsRefused(refused)
+    if isinstance(ev, TransportFailure):
+        if ev.kind is FailureKind.UNSUPPORTED:
+            return smtplib.SMTPNotSupportedError(ev.detail)
+        if ev.kind is FailureKind.AUTH:
+            return smtplib.SMTPException(ev.detail)
+        if ev.kind is FailureKind.TLS:
+            return smtplib.SMTPServerDisconnected(f"reconnecting: TLS failed: {ev.detail}")
+        if ev.kind in (FailureKind.REFUSED, FailureKind.TIMEOUT, FailureKind.DNS):
+            return smtplib.SMTPServerDisconnected(f"reconnecting: {ev}")
+        return smtplib.SMTPServerDisconnected(f"Connection unexpectedly closed: {ev}")
+    code, text = ev.code, _bytes(ev.text)
+    match ev.phase:
         case Phase.MAIL:
             return smtplib.SMTPSenderRefused(code, text, sender)
+        case Phase.RCPT:
+            return smtplib.SMTPRecipientsRefused(refused)
         case Phase.DATA | Phase.DATA_END:
             return smtplib.SMTPDataError(code, text)
         case Phase.AUTH:
@@ -270,544 +602,892 @@ def refused_error(result: SendResult, sender: str) -> smtplib.SMTPException:
         case Phase.EHLO:
             return smtplib.SMTPHeloError(code, text)
         case _:
-            return smtplib.SMTPRecipientsRefused(
-                {o.recipient: (o.code or -1, _bytes(o.text)) for o in outcomes}
-            )
+            return smtplib.SMTPResponseException(code, text)
 
 
-def _raise_for(ev: Evidence, what: str) -> None:
-    """Raise what smtplib raises when the connection or the session could not be set up."""
-    if isinstance(ev, Reply):
-        if ev.phase is Phase.AUTH:
-            raise smtplib.SMTPAuthenticationError(ev.code, _bytes(ev.text))
-        if ev.phase is Phase.EHLO:
-            raise smtplib.SMTPHeloError(ev.code, _bytes(ev.text))
-        if ev.phase in (Phase.GREETING, Phase.CONNECT):
-            raise smtplib.SMTPConnectError(ev.code, _bytes(ev.text))
-        raise smtplib.SMTPResponseException(ev.code, _bytes(ev.text))
-    match ev.kind:
-        case FailureKind.REFUSED:
-            raise ConnectionRefusedError(f"{what}: {ev.detail}")
-        case FailureKind.DNS:
-            raise socket.gaierror(socket.EAI_NONAME, f"{what}: {ev.detail}")  # as smtplib's lookup
-        case FailureKind.TIMEOUT:
-            raise TimeoutError(f"{what}: {ev.detail}")
-        case FailureKind.TLS:
-            raise ssl.SSLError(f"{what}: {ev.detail}")
-        case FailureKind.AUTH:
-            raise smtplib.SMTPNotSupportedError(ev.detail)
-        case _:
-            raise smtplib.SMTPServerDisconnected(f"{what}: {ev}")
+def refused_error(result: SendResult, sender: str) -> smtplib.SMTPException:
+    """The exception smtplib raises when no recipient of ``result`` got the
+    message: :func:`smtplib_error` of the evidence that ended the send, with
+    every recipient that did not get it as refused (kept for the callers of
+    0.4; :func:`smtplib_error` is the one mapping).
+
+    .. deprecated:: 0.5 use :func:`smtplib_error`
+    """
+    refused = {r: (o.code if o.code is not None else -1, _bytes(o.text))
+               for r, o in result.outcomes.items() if o.status is not Status.DELIVERED}
+    return smtplib_error(_final(result), sender=sender, refused=refused)
 
 
-_FIX_EOLS = re.compile(r"(?:\r\n|\n|\r(?!\n))")
-_LEADING_DOT = re.compile(rb"(?m)^\.")  # smtplib's _quote_periods
+def _twin(exc: Exception) -> Exception:
+    """smtpretry's own trouble as an :class:`smtplib.SMTPException` (the
+    ``errors.py`` twins keep the class and ``.result``); others unchanged."""
+    if isinstance(exc, smtplib.SMTPException):
+        return exc
+    if isinstance(exc, BackendError):
+        return SMTPBackendError(str(exc), exc.result)
+    if isinstance(exc, QueueError):
+        return SMTPQueueError(str(exc), exc.result)
+    if isinstance(exc, ConfigError):
+        return SMTPConfigError(str(exc))
+    return exc
 
 
-class SMTP:
+def _check_line(cmd: str, args: str) -> str:
+    """smtplib's ``putcmd()`` check, with its error: a newline may not be sent."""
+    s = f"{cmd} {args}" if args else cmd
+    if "\r" in s or "\n" in s:
+        s = s.replace("\n", "\\n").replace("\r", "\\r")
+        raise ValueError(f"command and arguments contain prohibited newline characters: {s}")
+    return s
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
+_ENDS_PATH = re.compile(r"[<>\s]")
+_SUSPECT = re.compile(r'[\x00-\x20\x7f<>"\s]')
+
+
+def _address(quoted: str, role: str) -> str:
+    """The address in ``quoted`` (what smtplib's ``quoteaddr()`` made of the
+    caller's string: a display name dropped), checked itself: control characters,
+    ``<``, ``>`` or white space outside quotes would end the path and pass the
+    rest as ESMTP parameters."""
+    inner = quoted[1:-1] if quoted.startswith("<") and quoted.endswith(">") else quoted
+    if _SUSPECT.search(inner) is None:  # the usual address: nothing to look at twice
+        return inner
+    if _CONTROL.search(inner):
+        raise MessageError(f"{role}: control characters (CR, LF, NUL...) in address {inner!r}")
+    if _ENDS_PATH.search(_QUOTED.sub("", inner) if '"' in inner else inner):
+        raise MessageError(f"{role}: '<', '>' or white space in address {inner!r}")
+    return inner
+
+
+# -- the sources of sessions for the engine ------------------------------------------------------
+
+
+def _evidence_of(exc: BaseException, phase: Phase) -> Evidence:
+    """What smtplib's code raised while a connection was opened or set up, as evidence."""
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return Reply.build(exc.smtp_code, _text(exc.smtp_error), phase)
+    if isinstance(exc, ssl.SSLError):
+        return TransportFailure(FailureKind.TLS, phase, str(exc))
+    if isinstance(exc, smtplib.SMTPServerDisconnected):
+        return TransportFailure(FailureKind.DISCONNECTED, phase, str(exc))
+    if isinstance(exc, smtplib.SMTPException):
+        kind = FailureKind.AUTH if phase is Phase.AUTH else FailureKind.PROTOCOL
+        return TransportFailure(kind, phase, str(exc))
+    if isinstance(exc, TimeoutError):
+        return TransportFailure(FailureKind.TIMEOUT, phase, str(exc) or "timed out")
+    if isinstance(exc, socket.gaierror):
+        why = exc.strerror or str(exc)
+        return TransportFailure(FailureKind.DNS, phase, f"the host name does not resolve ({why})")
+    if phase is Phase.CONNECT:
+        return TransportFailure(FailureKind.REFUSED, phase, str(exc))
+    return TransportFailure(FailureKind.DISCONNECTED, phase, str(exc))
+
+
+class _Opening:
+    """The session source of ``connect()`` (and of a remembered connection made
+    real): a slot under the destination's cap (or a kept connection set up as
+    asked), then a connection whose greeting is read ahead. A 421 greeting is a
+    :class:`Refusal`, retried by ``Mailer.connect`` with the policy's backoff;
+    any other greeting is left for smtplib's code to read and judge; a socket
+    error is raised at once, as smtplib raises it."""
+
+    def __init__(self, owner: SMTP, host: str, port: int, setup: Hashable | None) -> None:
+        self.owner = owner
+        self.host, self.port = host, port
+        self.setup = setup
+        self.kept = False
+        self.greeting: list[bytes] = []
+
+    async def lease(self) -> Lease | Refusal:
+        owner = self.owner
+        dest = owner._dest
+        assert dest is not None
+        kept = owner._slot(self.setup)
+        limiter = dest.limits.as_limiter()
+        if kept is not None:
+            self.kept = True  # set up exactly as asked already
+            assert isinstance(kept, _Connection)
+            kept.slot.take()
+            return Lease(kept, True, kept.opened_at, limiter, self)
+        started = time.monotonic()
+        try:
+            conn = owner._open(self.host, self.port, started)
+        except BaseException:
+            _hub.run(dest.free(lingers=False))
+            raise
+        self.greeting = conn.read_reply(_MAXLINE + 1)
+        code, text = _reply_of(self.greeting)
+        if code == 421:
+            conn.close()
+            conn.slot.free(lingers=False)
+            return Refusal(Reply.build(421, _text(text), Phase.GREETING), started, limiter)
+        return Lease(conn, False, started, limiter, self)
+
+    async def give_back(self, session: Session, *, reusable: bool) -> None:
+        if isinstance(session, _Connection):
+            session.drop()
+
+
+class _Held:
+    """The session source of one ``sendmail()``: the connection the caller
+    holds while it is in step; else a kept one set up the same way (reuse);
+    else a new one under the cap, on which the caller's set-up is replayed
+    through smtplib's own methods."""
+
+    def __init__(self, owner: SMTP, sock: _Socket, setup: Hashable | None) -> None:
+        self.owner = owner
+        self.sock = sock
+        self.setup = setup
+
+    def _lent(self, conn: _Connection, reused: bool, opened_at: float) -> Lease:
+        owner = self.owner
+        conn.holder = owner
+        conn.features = owner.esmtp_features  # smtplib's parser (ehlo() makes a new dict each time)
+        dest = owner._dest
+        assert dest is not None
+        return Lease(conn, reused, opened_at, dest.limits.as_limiter(), self)
+
+    async def lease(self) -> Lease | Refusal:
+        owner, sock = self.owner, self.sock
+        dest = owner._dest
+        assert dest is not None
+        limiter = dest.limits.as_limiter()
+        held = sock.conn
+        if held is not None:
+            if held.in_step:
+                return self._lent(held, True, held.opened_at)
+            sock.detach()
+            held.drop()
+        sock.virtual = False
+        owner.sock, owner.file = sock, None  # type: ignore[assignment]  # what the set-up below runs on
+        try:
+            kept = owner._slot(self.setup)
+        except smtplib.SMTPConnectError as exc:
+            return Refusal(_evidence_of(exc, Phase.CONNECT), time.monotonic(), limiter)
+        if kept is not None:
+            assert isinstance(kept, _Connection)
+            kept.slot.take()
+            sock.conn = kept
+            return self._lent(kept, True, kept.opened_at)
+        started = time.monotonic()
+        endpoint = owner._endpoint
+        assert endpoint is not None
+        try:
+            conn = owner._open(endpoint.connect_to, endpoint.port, started)
+        except OSError as exc:
+            _hub.run(dest.free(lingers=False))
+            return Refusal(_evidence_of(exc, Phase.CONNECT), started, limiter)
+        sock.conn = conn
+        stop = owner._replay_evidence()
+        if stop is not None:
+            if sock.conn is conn:  # (smtplib's code may have closed it already)
+                sock.detach()
+                conn.drop()
+            return Refusal(stop, started, limiter)
+        return self._lent(conn, False, started)
+
+    async def give_back(self, session: Session, *, reusable: bool) -> None:
+        if reusable and session.connected:
+            return  # the caller holds it still
+        if self.sock.conn is session:
+            self.sock.detach()
+        if isinstance(session, _Connection):
+            session.drop()
+
+
+# -- SMTP ---------------------------------------------------------------------------------------
+
+
+class SMTP(smtplib.SMTP):
     """:class:`smtplib.SMTP` with smtpretry inside every send.
 
-    The same constructor, methods, attributes and exceptions; differences on
-    purpose: a 421 or a lost connection is retried (with backoff and a
-    reconnect that replays EHLO, STARTTLS and login) instead of ending the
-    send; deferred recipients are not "refused" (they are queued when a queue
-    is configured, and in :attr:`last_result`); TLS certificates are verified
-    by default; a password is not sent in clear to a host that is not on
-    loopback; replies come with a 60 s timeout when none is given.
+    smtplib's own class with the socket swapped: the same constructor,
+    methods, attributes, replies and exceptions. Differences on purpose: a
+    421 or a lost connection inside :meth:`sendmail`/:meth:`send_message` is
+    retried (backoff, a reconnect that replays EHLO, STARTTLS and login or
+    ``auth()``), and a 421 greeting is retried at connect; deferred recipients
+    are not "refused" when a queue holds them (:attr:`last_result` has every
+    outcome); TLS certificates are verified by default; AUTH is not sent in
+    clear to a host that is not on loopback; a 503 reply to AUTH is a failure;
+    connections are lent between objects only with ``reuse_connections``
+    (see the README).
 
     .. versionadded:: 0.1
     """
 
-    debuglevel = 0
-    sock: Any = None
-    file: Any = None
-    helo_resp: bytes | None = None
-    ehlo_msg = "ehlo"
-    ehlo_resp: bytes | None = None
-    does_esmtp = False
-    default_port = smtplib.SMTP_PORT
     _implicit_tls = False
+    context: ssl.SSLContext | None = None
 
     def __init__(
         self,
         host: str = "",
         port: int = 0,
         local_hostname: str | None = None,
-        timeout: float | object = socket._GLOBAL_DEFAULT_TIMEOUT,  # type: ignore[attr-defined]
-        source_address: tuple[str, int] | None = None,
+        timeout: float = socket._GLOBAL_DEFAULT_TIMEOUT,  # type: ignore[attr-defined]
+        source_address: Any = None,
     ) -> None:
-        self._host = host
-        self.timeout = timeout
-        self.esmtp_features: dict[str, str] = {}
-        self.command_encoding = "ascii"
-        self.source_address = source_address
-        self._auth_challenge_count = 0
-        self.local_hostname = local_hostname or _local_hostname()
-        self.context: ssl.SSLContext | None = None
-        self._session: Session | None = None
-        self._intent: Endpoint | None = None  # what the caller has set up: replayed on reconnect
-        self._dirty = False
-        self._cached_mailer: tuple[Endpoint, Config, Mailer] | None = None
         self.last_result: SendResult | None = None
-        if host:
-            code, msg = self.connect(host, port)
-            if code != 220:
-                self.close()
-                raise smtplib.SMTPConnectError(code, msg)
+        """What the last ``sendmail()``/``send_message()`` did to each recipient (smtpretry's own)."""
+        self._steps: list[_Step] = []
+        self._private = False  # a step is a custom auth(): the connection is never lent
+        self._connect_key: Hashable = None
+        self._dest: _hub.Destination | None = None
+        self._endpoint: Endpoint | None = None
+        self._safe = 0
+        self._quiet = False
+        self._replaying = False
+        self._in_login = 0
+        self._encrypted = False
+        self._replay_phase = Phase.GREETING
+        super().__init__(host, port, local_hostname, timeout, source_address)
 
-    # -- context manager ---------------------------------------------------------------------
+    def _print_debug(self, *args: Any) -> None:
+        if not self._quiet:  # a step answered from memory sends nothing, so prints nothing
+            super()._print_debug(*args)  # type: ignore[misc]
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *args: object) -> None:
+    @contextlib.contextmanager
+    def _safe_commands(self) -> Iterator[None]:
+        """Commands that leave the session as it was (or set it up as recorded): a
+        connection that carried only these may be lent."""
+        self._safe += 1
         try:
-            code, message = self.quit()
-            if code != 221:
-                raise smtplib.SMTPResponseException(code, message)
-        except smtplib.SMTPServerDisconnected:
-            pass
+            yield
         finally:
-            self.close()
-
-    # -- debugging ---------------------------------------------------------------------------
-
-    def set_debuglevel(self, debuglevel: int) -> None:
-        """As smtplib: 1 prints the commands the facade sends and the replies
-        to stderr, 2 adds timestamps. The engine's own traffic is in the log."""
-        self.debuglevel = debuglevel
-
-    def _print_debug(self, *args: object) -> None:
-        if self.debuglevel > 1:
-            import datetime
-
-            print(datetime.datetime.now().time(), *args, file=sys.stderr)
-        else:
-            print(*args, file=sys.stderr)
+            self._safe -= 1
 
     # -- connection ---------------------------------------------------------------------------
 
-    def _endpoint(self, host: str, port: int) -> Endpoint:
-        timeout = self.timeout if isinstance(self.timeout, (int, float)) and self.timeout else 60.0
-        return _intern(
-            host, port, TLSMode.IMPLICIT if self._implicit_tls else TLSMode.NONE, float(timeout),
-            self.context, self.local_hostname, self.source_address,
-        )
+    def connect(self, host: str = "localhost", port: int = 0, source_address: Any = None) -> _Reply:
+        """smtplib's ``connect()``: the connection is opened under the
+        destination's cap, and a 421 greeting is retried with the policy's
+        backoff before its reply is returned."""
+        old, self.sock, self.file = self.sock, None, None
+        if old is not None:
+            old.close()  # smtplib leaves it to the collector; here it also holds a slot
+        try:
+            return super().connect(host, port, source_address)
+        except BaseException:
+            self.close()
+            raise
 
-    def connect(
-        self, host: str = "localhost", port: int = 0, source_address: tuple[str, int] | None = None
-    ) -> _Reply:
-        """Connect to ``host`` (``"host:port"`` works as in smtplib) and return
-        the greeting. A connection refused or throttled (421) is retried with
-        the configured backoff first."""
-        if source_address:
-            self.source_address = source_address
-        if not port and host.find(":") == host.rfind(":"):
-            i = host.rfind(":")
-            if i >= 0:
-                host, port_text = host[:i], host[i + 1 :]
-                try:
-                    port = int(port_text)
-                except ValueError:
-                    raise OSError("nonnumeric port") from None
-        if not port:
-            port = self.default_port
-        sys.audit("smtplib.connect", self, host, port)
-        self._drop_session()
-        self._host = host
-        self._intent = self._endpoint(host, port)
-        known = _greetings.get((host, port, self._implicit_tls, False))
-        if known is not None:
-            # This server answered before: take a connection (a reused one, or
-            # a new one that replays the session) when a command needs it.
-            greeting = known[0]
-        else:
-            session = self._open()
-            greeting = session.greeting
-        reply = (greeting.code, _bytes(greeting.text))
-        if self.debuglevel > 0:
-            self._print_debug("connect:", repr(reply[1]))
-        return reply
+    def _tls_name(self, host: str) -> str:
+        """The name a certificate must carry: smtplib's ``_host`` (the constructor's host), else ``host``."""
+        name = getattr(self, "_host", "")
+        return name if isinstance(name, str) and name else host
 
-    def _open(self) -> Session:
-        """Get a session for what the caller set up, with retries; raise as smtplib would."""
-        intent = self._require_intent()
-        got = _portal.run(self._mailer_of(intent).connect(_Held(self)))
-        if not isinstance(got, Session):
-            _raise_for(got, f"{intent.host}:{intent.port}")
-        assert isinstance(got, Session)
-        self._session = got
-        self.sock = got  # truthy while connected, as smtplib's socket is
-        _remember(got)
-        return got
+    def _get_socket(self, host: str, port: int, timeout: float) -> _Socket:
+        if timeout is not None and not timeout:
+            raise ValueError("Non-blocking socket (timeout=0) is not supported")
+        port = _port_number(port)
+        self._steps = []
+        self._private = False
+        self._encrypted = self._implicit_tls
+        self._connect_key = ("connect", host, port, self.source_address,
+                             _trust(self.context) if self._implicit_tls else None)
+        try:
+            dest = self._dest = _hub.destination(host, port)
+            self._endpoint = Endpoint(
+                host=self._tls_name(host), port=port, address=host,
+                tls=TLSMode.IMPLICIT if self._implicit_tls else TLSMode.NONE, timeout=_timeout(timeout),
+                tls_context=self.context, source_address=cast("tuple[str, int] | None", self.source_address),
+                allow_plaintext_auth=True, local_hostname="localhost",
+            )
+        except ConfigError as exc:
+            raise _twin(exc) from None
+        if dest.config.reuse_connections:
+            greeting = _hub.recall(self._connect_key)
+            if isinstance(greeting, list):
+                sock = _Socket(self, None, virtual=True)
+                sock.answers.extend(greeting)
+                return sock
+        opening = _Opening(self, host, port, None)
+        got = self._engine(dest.mailer.connect(sessions=opening))
+        if isinstance(got, _Connection):
+            if dest.config.reuse_connections and _reply_of(opening.greeting)[0] == 220:
+                _hub.remember(self._connect_key, opening.greeting)
+            return _Socket(self, got)
+        # A 421 greeting to the last attempt: smtplib's code reads it (and SMTP() raises SMTPConnectError).
+        sock = _Socket(self, None)
+        sock.answers.extend(opening.greeting)
+        return sock
 
-    def _mailer_of(self, e: Endpoint) -> Mailer:
-        """``_mailer(e)``, remembered for the last endpoint this object asked
-        about (its intent) and for that Mailer's own endpoint (which its
-        sessions carry), while the configuration stays the same."""
-        config = active_config()
-        cached = self._cached_mailer
-        if cached is not None and cached[1] is config and (cached[0] is e or cached[2].endpoint is e):
-            return cached[2]
-        mailer = _mailer(e)
-        self._cached_mailer = (e, config, mailer)
-        return mailer
+    def _slot(self, setup: Hashable | None) -> Session | None:
+        """A slot under the destination's cap (None), or a kept connection set up as
+        ``setup``; waited for at most the object's timeout (``SLOT_WAIT_S`` without one).
 
-    def _require_intent(self) -> Endpoint:
-        if self._intent is None:
-            raise smtplib.SMTPServerDisconnected("please run connect() first")
-        return self._intent
+        :raises smtplib.SMTPConnectError: none came in time (a program holding as
+            many connections as the cap allows, and asking for one more, would
+            otherwise wait forever).
+        """
+        dest = self._dest
+        assert dest is not None
+        wait = self.timeout if isinstance(self.timeout, (int, float)) and self.timeout else SLOT_WAIT_S
+        try:
+            return _hub.run(asyncio.wait_for(dest.slot(setup), wait))
+        except TimeoutError:
+            cap = dest.limiter.cap
+            raise smtplib.SMTPConnectError(
+                421, f"smtpretry: no connection slot to {dest.mailer.destination} came within {wait:g} s: "
+                     f"{dest.limiter.open} connections are open, max_connections is {cap.current}".encode()
+            ) from None
 
-    def _live(self) -> Session:
-        """The connection, opened now if the caller's commands need one."""
-        if self._session is not None and self._session.connected:
-            return self._session
-        return self._open()
+    def _open(self, host: str, port: int, opened_at: float) -> _Connection:
+        """A new connection, as smtplib opens one (its own ``_get_socket``, and
+        for ``SMTP_SSL`` its ``wrap_socket``); raises the socket's own errors. A
+        name under ``.invalid`` raises the ``gaierror`` its lookup would, without
+        asking DNS (RFC 6761 6.4)."""
+        if host.lower().rstrip(".").rsplit(".", 1)[-1] == "invalid" and (why := _unresolvable(host)):
+            raise socket.gaierror(socket.EAI_NONAME, why)
+        raw: socket.socket = _BASE._get_socket(self, host, port, self.timeout)  # type: ignore[attr-defined]
+        if self._implicit_tls:
+            assert self.context is not None
+            try:
+                raw = self.context.wrap_socket(raw, server_hostname=self._tls_name(host))
+            except BaseException:
+                raw.close()
+                raise
+        dest, endpoint = self._dest, self._endpoint
+        assert dest is not None and endpoint is not None
+        return _Connection(raw, endpoint, dest, opened_at)
 
-    def _drop_session(self) -> None:
-        session, self._session = self._session, None
-        self.sock = None
-        if session is not None:
-            dirty, self._dirty = self._dirty, False
-            if dirty:
-                session.needs_reset = True
-            # Nothing to wait for: the connection goes back to the pool while the caller goes on.
-            pool = self._mailer_of(session.endpoint).pool
-            _portal.submit(pool.release(session, reusable=session.connected))
+    def _engine(self, coro: Any) -> Any:
+        """The engine, on this thread's own loop; smtpretry's own errors as smtplib's."""
+        try:
+            return _hub.run_here(coro)
+        except (QueueError, ConfigError) as exc:
+            raise _twin(exc) from exc
 
-    def close(self) -> None:
-        """Close the connection (kept for reuse by the next SMTP object when healthy)."""
+    def _setup(self, *more: Hashable) -> tuple[Hashable, ...]:
+        return (self._connect_key, *(s.key for s in self._steps), *more)
+
+    def _materialize(self) -> None:
+        """A remembered connection is needed for real: take a kept one set up the
+        same way, or open one (under the cap, a 421 greeting retried) and replay
+        the set-up so far; raises what smtplib would have raised."""
+        sock, dest, endpoint = self.sock, self._dest, self._endpoint
+        assert isinstance(sock, _Socket) and dest is not None and endpoint is not None
+        sock.virtual = False
+        private = self._private
+        opening = _Opening(self, endpoint.connect_to, endpoint.port, None if private else self._setup())
+        got = self._engine(dest.mailer.connect(sessions=opening))
+        if not isinstance(got, _Connection):
+            raise smtplib_error(got)
+        sock.conn = got
+        if not opening.kept:
+            with self._safe_commands():
+                self._replay()
+
+    def _replay(self) -> None:
+        """The caller's set-up again on the connection the socket now holds, its
+        greeting read ahead: each step through smtplib's own method. A replayed
+        set-up ends as sendmail() begins, with EHLO (or HELO) done."""
+        saved = self.helo_resp, self.ehlo_resp, self.esmtp_features, self.does_esmtp
+        self.helo_resp = self.ehlo_resp = None
+        self.esmtp_features = {}
+        self.does_esmtp = False
         self.file = None
-        self._drop_session()
+        self._encrypted = self._implicit_tls
+        self._replaying = True
+        quiet, self._quiet = self._quiet, False
+        try:
+            self._replay_phase = Phase.GREETING
+            code, msg = self.getreply()
+            if code != 220:
+                raise smtplib.SMTPConnectError(code, msg)
+            for step in self._steps:
+                step.again(self)
+            if self.helo_resp is None and self.ehlo_resp is None:
+                self._replay_phase = Phase.EHLO
+                code, msg = self.ehlo()
+                if code == 421:
+                    raise smtplib.SMTPHeloError(code, msg)
+                if not (200 <= code <= 299):
+                    code, msg = self.helo()
+                    if not (200 <= code <= 299):
+                        raise smtplib.SMTPHeloError(code, msg)
+        except BaseException:
+            self.helo_resp, self.ehlo_resp, self.esmtp_features, self.does_esmtp = saved
+            raise
+        finally:
+            self._replaying = False
+            self._quiet = quiet
 
-    def quit(self) -> _Reply:
-        """End the session; the connection is kept for reuse when healthy."""
-        res: _Reply = (221, b"2.0.0 Bye")
-        if self._session is not None and self._dirty:
-            self._rset()  # a transaction begun by hand: the pooled connection goes back clean
+    def _replay_evidence(self) -> Evidence | None:
+        """:meth:`_replay` for the engine: what stopped it, as evidence."""
+        try:
+            with self._safe_commands():
+                self._replay()
+        except (smtplib.SMTPException, OSError) as exc:
+            return _evidence_of(exc, self._replay_phase)
+        return None
+
+    def _done(self, key: Hashable, again: Callable[[SMTP], object], answer: object,
+              private: bool = False) -> None:
+        """A set-up step succeeded: record it (and what the server said to it)."""
+        if self._replaying:
+            return
+        self._steps.append(_Step(key, again, private))
+        self._private = self._private or private
+        sock, dest = self.sock, self._dest
+        if (not private and answer is not None and isinstance(sock, _Socket) and not sock.virtual
+                and dest is not None and dest.config.reuse_connections):
+            _hub.remember(self._setup(), answer)
+
+    def _recall(self, key: Hashable) -> object | None:
+        """What the server said to this very step of this very set-up, when the
+        connection is only remembered; None (after making it real) when not known."""
+        sock = self.sock
+        if self._replaying or not isinstance(sock, _Socket) or not sock.virtual:
+            return None
+        answer = _hub.recall(self._setup(key))
+        if answer is None:
+            self._materialize()
+        return answer
+
+    def _answer(self, answer: object) -> None:
+        sock = self.sock
+        if isinstance(answer, list) and isinstance(sock, _Socket):
+            sock.answer(answer)
+            self._quiet = True
+
+    def _keepable(self) -> bool:
+        sock, dest = self.sock, self._dest
+        if not isinstance(sock, _Socket) or dest is None or not dest.config.reuse_connections:
+            return False
+        conn = sock.conn
+        return (conn is not None and conn.in_step and not sock.tainted and not sock.answers
+                and not self._private)
+
+    def _keep(self, sock: _Socket) -> _Reply:
+        conn = sock.detach()
+        dest = self._dest
+        if conn is not None and dest is not None:
+            conn.holder = None
+            conn.slot.handed_over()
+            _hub.submit(dest.keep(self._setup(), conn))
         self.ehlo_resp = self.helo_resp = None
         self.esmtp_features = {}
         self.does_esmtp = False
         self.close()
-        return res
+        return 221, b"2.0.0 Bye"
 
-    # -- commands ------------------------------------------------------------------------------
+    def quit(self) -> _Reply:
+        """smtplib's ``quit()``; with ``reuse_connections`` a healthy connection is
+        kept instead (no QUIT goes) for the next object set up the same way."""
+        sock = self.sock
+        if isinstance(sock, _Socket) and (sock.virtual or self._keepable()):
+            return self._keep(sock)
+        with self._safe_commands():
+            return super().quit()
 
-    def _command(self, phase: Phase, *args: bytes) -> _Reply:
-        session = self._live()
-        if self.debuglevel > 0:
-            self._print_debug("send:", repr(b" ".join(args) + b"\r\n"))
-        return self._answer(_portal.run(session.command(phase, *args)))
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        sock = self.sock
+        if isinstance(sock, _Socket) and (sock.virtual or self._keepable()):
+            self._keep(sock)
+            return
+        with self._safe_commands():
+            super().__exit__(exc_type, exc, tb)
 
-    def _answer(self, ev: Evidence) -> _Reply:
-        """A command's evidence as smtplib returns it; a lost connection raises."""
-        if isinstance(ev, TransportFailure):
-            self.close()
-            raise smtplib.SMTPServerDisconnected(f"Connection unexpectedly closed: {ev}")
-        if self.debuglevel > 0:
-            self._print_debug(f"reply: retcode ({ev.code}); Msg: {ev.text!a}")
-        if ev.code == 421:
-            self.close()
-        return ev.code, _bytes(ev.text)
-
-    def docmd(self, cmd: str, args: str = "") -> _Reply:
-        """Send a command and return its reply."""
-        if "\r" in cmd + args or "\n" in cmd + args:
-            raise ValueError("command and arguments contain prohibited newline characters")
-        self._dirty = True
-        parts = [cmd.encode(self.command_encoding)] + ([args.encode(self.command_encoding)] if args else [])
-        return self._command(Phase.RSET, *parts)
+    # -- the set-up steps, recorded ---------------------------------------------------------
 
     def helo(self, name: str = "") -> _Reply:
-        code, msg = self._command(Phase.EHLO, b"HELO", (name or self.local_hostname).encode("ascii"))
-        self.helo_resp = msg
+        key = ("helo", name or self.local_hostname)
+        with self._safe_commands():
+            self._answer(self._recall(key))
+            try:
+                with _listening(self.sock) as heard:
+                    code, msg = super().helo(name)
+            finally:
+                self._quiet = False
+        if code == 250:
+            self._replay_phase = Phase.EHLO
+            self._done(key, lambda s: s._again(s.helo(name)), list(heard))
         return code, msg
 
     def ehlo(self, name: str = "") -> _Reply:
-        """EHLO: fills ``esmtp_features`` and ``does_esmtp`` as smtplib does."""
-        self.esmtp_features = {}
-        intent = self._require_intent()
-        if self._session is not None and self._session.connected:
-            ev = _portal.run(self._session.ehlo(name or None))
-            if isinstance(ev, TransportFailure):
-                self.close()
-                raise smtplib.SMTPServerDisconnected(f"Connection unexpectedly closed: {ev}")
-            reply = ev
-            features = self._session.extensions
-        else:
-            known = _greetings.get(
-                (intent.host, intent.port, self._implicit_tls, intent.tls is TLSMode.STARTTLS)
+        key = ("ehlo", self.ehlo_msg, name or self.local_hostname)
+        with self._safe_commands():
+            self._answer(self._recall(key))
+            try:
+                with _listening(self.sock) as heard:
+                    code, msg = super().ehlo(name)
+            finally:
+                self._quiet = False
+        if code == 250:
+            self._replay_phase = Phase.EHLO
+            self._done(key, lambda s: s._again(s.ehlo(name)), list(heard))
+        return code, msg
+
+    def _again(self, reply: _Reply) -> None:
+        if reply[0] != 250:
+            raise smtplib.SMTPHeloError(*reply)
+
+    if sys.version_info >= (3, 12):
+
+        def starttls(self, *, context: ssl.SSLContext | None = None) -> _Reply:
+            """smtplib's ``starttls()``; without a context the certificate and host
+            name are verified (``ssl.create_default_context()``)."""
+            return self._starttls(None, None, context)
+
+    else:
+
+        def starttls(  # type: ignore[override]
+            self, keyfile: str | None = None, certfile: str | None = None,
+            context: ssl.SSLContext | None = None,
+        ) -> _Reply:
+            """smtplib's ``starttls()``; without a context the certificate and host
+            name are verified (``ssl.create_default_context()``)."""
+            return self._starttls(keyfile, certfile, context)
+
+    def _starttls(self, keyfile: str | None, certfile: str | None,
+                  context: ssl.SSLContext | None) -> _Reply:
+        with self._safe_commands():
+            self.ehlo_or_helo_if_needed()
+            if not self.has_extn("starttls"):
+                raise smtplib.SMTPNotSupportedError("STARTTLS extension not supported by server.")
+            ctx = context
+            if ctx is None:
+                if keyfile is not None or certfile is not None:
+                    ctx = ssl.create_default_context()
+                    if certfile is not None:
+                        ctx.load_cert_chain(certfile, keyfile)
+                else:
+                    ctx = _default_tls()
+            key = ("starttls", _trust(ctx))
+            self._answer(self._recall(key))
+            try:
+                with _listening(self.sock) as heard:
+                    (resp, reply) = self.docmd("STARTTLS")
+            finally:
+                self._quiet = False
+            if resp != 220:
+                # RFC 3207: 501 Syntax error (no parameters allowed), 454 TLS not available
+                raise smtplib.SMTPResponseException(resp, reply)
+            if context is not None and keyfile is not None:
+                raise ValueError("context and keyfile arguments are mutually exclusive")
+            if context is not None and certfile is not None:
+                raise ValueError("context and certfile arguments are mutually exclusive")
+            if keyfile is not None or certfile is not None:
+                warnings.warn("keyfile and certfile are deprecated, use a custom context instead",
+                              DeprecationWarning, 3)
+            sock = self.sock
+            if not isinstance(sock, _Socket):
+                raise smtplib.SMTPServerDisconnected("please run connect() first")
+            self._replay_phase = Phase.STARTTLS
+            conn = sock.conn
+            if conn is not None:  # (answered from memory, the connection made real replays it)
+                conn.sock = ctx.wrap_socket(conn.sock, server_hostname=self._tls_name(
+                    self._endpoint.host if self._endpoint is not None else ""))
+                conn.buffer.clear()  # as smtplib drops its file: nothing read before TLS counts
+            self._encrypted = True
+            self.file = None
+            # RFC 3207: the client MUST discard any knowledge obtained from the server.
+            self.helo_resp = None
+            self.ehlo_resp = None
+            self.esmtp_features = {}
+            self.does_esmtp = False
+        self._done(key, lambda s: s.starttls(context=ctx), list(heard))
+        return (resp, reply)
+
+    def _plaintext_check(self) -> None:
+        endpoint = self._endpoint
+        if (endpoint is not None and not self._encrypted and not is_loopback(endpoint.connect_to)
+                and not active_config().allow_plaintext_auth):
+            raise smtplib.SMTPNotSupportedError(
+                f"smtpretry: refusing to send AUTH in clear to {endpoint.connect_to}; call starttls() first, "
+                "or smtpretry.configure(allow_plaintext_auth=True)"
             )
-            if known is None or known[1] is None:
-                self._live()
-                return self.ehlo(name)
-            reply, features = known[1], known[2]
-        self.ehlo_resp = _bytes(reply.text)
-        if reply.code != 250:
-            return reply.code, self.ehlo_resp
-        self.does_esmtp = True
-        self.esmtp_features = dict(features)
-        return reply.code, self.ehlo_resp
 
-    def ehlo_or_helo_if_needed(self) -> None:
-        if self.helo_resp is None and self.ehlo_resp is None and not (200 <= self.ehlo()[0] <= 299):
-            (code, resp) = self.helo()
-            if not (200 <= code <= 299):
-                raise smtplib.SMTPHeloError(code, resp)
+    def login(self, user: str, password: str, *, initial_response_ok: bool = True) -> _Reply:
+        """smtplib's ``login()``. Refuses (``SMTPNotSupportedError``) to send
+        a password in clear to a host that is not on loopback, unless
+        ``smtpretry.configure(allow_plaintext_auth=True)``."""
+        key = ("login", user, _password_key(user, password), initial_response_ok)
 
-    def has_extn(self, opt: str) -> bool:
-        return opt.lower() in self.esmtp_features
+        def again(s: SMTP) -> object:
+            return s.login(user, password, initial_response_ok=initial_response_ok)
+
+        with self._safe_commands():
+            self.ehlo_or_helo_if_needed()
+            self._plaintext_check()
+            answer = self._recall(key)
+            if isinstance(answer, tuple):
+                if not self.has_extn("auth"):
+                    raise smtplib.SMTPNotSupportedError("SMTP AUTH extension not supported by server.")
+                self.user, self.password = user, password
+                self._done(key, again, None)
+                return cast(_Reply, answer)
+            self._replay_phase = Phase.AUTH
+            self._in_login += 1
+            try:
+                code, resp = super().login(user, password, initial_response_ok=initial_response_ok)
+            finally:
+                self._in_login -= 1
+        self._done(key, again, (code, resp))
+        return code, resp
+
+    def auth(self, mechanism: str, authobject: Callable[..., Any], *,
+             initial_response_ok: bool = True) -> _Reply:
+        """smtplib's ``auth()``, but a 503 is a failure (it says "already
+        authenticated": as whom is not known). Called by the caller, the
+        exchange is replayed on a reconnect with the same mechanism and object,
+        and its connection is never lent."""
+        custom = not self._in_login and not self._replaying
+        if custom:
+            self._plaintext_check()
+            self._replay_phase = Phase.AUTH
+        code, resp = super().auth(mechanism, authobject, initial_response_ok=initial_response_ok)
+        if code == 503:
+            raise smtplib.SMTPAuthenticationError(code, resp)
+        if custom:
+            self._done(("auth", mechanism.upper()),
+                       lambda s: s.auth(mechanism, authobject, initial_response_ok=initial_response_ok),
+                       None, private=True)
+        return code, resp
+
+    # -- commands that leave the session as it is -------------------------------------------
 
     def noop(self) -> _Reply:
-        return self._command(Phase.RSET, b"NOOP")
+        with self._safe_commands():
+            return super().noop()
 
     def rset(self) -> _Reply:
-        self._dirty = False
-        return self._command(Phase.RSET, b"RSET")
-
-    def _rset(self) -> None:
-        with contextlib.suppress(smtplib.SMTPServerDisconnected):
-            self.rset()
+        with self._safe_commands():
+            return super().rset()
 
     def verify(self, address: str) -> _Reply:
-        return self.docmd("VRFY", smtplib._addr_only(address))  # type: ignore[attr-defined]
+        with self._safe_commands():
+            return super().verify(address)
 
     vrfy = verify
 
     def expn(self, address: str) -> _Reply:
-        return self.docmd("EXPN", smtplib._addr_only(address))  # type: ignore[attr-defined]
+        with self._safe_commands():
+            return super().expn(address)
 
     def help(self, args: str = "") -> bytes:
-        return self.docmd("HELP", args)[1]
+        with self._safe_commands():
+            return super().help(args)
 
-    def mail(self, sender: str, options: Sequence[str] = ()) -> _Reply:
-        return self.docmd("MAIL", f"FROM:{smtplib.quoteaddr(sender)}" + "".join(" " + o for o in options))
+    # -- sending ------------------------------------------------------------------------------
 
-    def rcpt(self, recip: str, options: Sequence[str] = ()) -> _Reply:
-        return self.docmd("RCPT", f"TO:{smtplib.quoteaddr(recip)}" + "".join(" " + o for o in options))
-
-    def data(self, msg: str | bytes) -> _Reply:
-        """DATA, then ``msg``, dot-stuffed and ended as smtplib does: the step
-        after :meth:`mail` and :meth:`rcpt`. Like them it goes once, on the
-        connection held, and is not retried (:meth:`sendmail` is).
-
-        :raises smtplib.SMTPDataError: the server did not answer DATA with 354.
-        :raises smtplib.SMTPServerDisconnected: the connection was lost; after
-            the message went out whole, the server may have it.
-        """
-        code, repl = self.docmd("DATA")
-        if code != 354:
-            raise smtplib.SMTPDataError(code, repl)
-        session = self._session
-        if session is None or not session.connected:
-            raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
-        if isinstance(msg, str):
-            msg = _FIX_EOLS.sub("\r\n", msg).encode("ascii")
-        q = _LEADING_DOT.sub(b"..", msg)
-        if q[-2:] != b"\r\n":
-            q += b"\r\n"
-        q += b".\r\n"
-        if self.debuglevel > 0:
-            self._print_debug("data:", repr(q))
-        ev = _portal.run(session.send_body(q))
-        self._dirty = False  # the final reply, whatever it says, ends the transaction
-        return self._answer(ev)
-
-    # -- TLS and AUTH: recorded, so a reconnect replays them ------------------------------------
-
-    def starttls(self, keyfile: str | None = None, certfile: str | None = None,
-                 context: ssl.SSLContext | None = None) -> _Reply:
-        """Upgrade to TLS. The certificate and host name are verified with
-        ``ssl.create_default_context()`` unless ``context`` says otherwise."""
-        self.ehlo_or_helo_if_needed()
-        if not self.has_extn("starttls"):
-            raise smtplib.SMTPNotSupportedError("STARTTLS extension not supported by server.")
-        if context is None:
-            context = ssl.create_default_context()
-            if certfile is not None:
-                context.load_cert_chain(certfile, keyfile)
-        intent = self._require_intent()
-        self._intent = _intern(  # dataclasses.replace(intent, tls=STARTTLS, tls_context=context), interned
-            intent.host, intent.port, TLSMode.STARTTLS, intent.timeout, context, intent.local_hostname,
-            intent.source_address, intent.username, intent.password,
-        )
-        session = self._session
-        if session is not None and session.connected:
-            ev = _portal.run(session.starttls(context))
-            if isinstance(ev, TransportFailure):
-                self.close()
-                _raise_for(ev, "STARTTLS")
-            assert isinstance(ev, Reply)
-            if ev.code != 220 and ev.phase is Phase.STARTTLS:
-                return ev.code, _bytes(ev.text)
-            session.endpoint = self._intent
-        self.helo_resp = self.ehlo_resp = None
-        self.esmtp_features = {}
-        self.does_esmtp = False
-        return 220, b"2.0.0 Ready to start TLS"
-
-    def login(self, user: str, password: str, *, initial_response_ok: bool = True) -> _Reply:
-        """Log in; the credentials are kept (in memory only) to log in again on a reconnect.
-
-        :raises smtplib.SMTPNotSupportedError: a plaintext connection to a host
-            that is not on loopback (smtpretry will not send a password in clear
-            unless ``smtpretry.configure(allow_plaintext_auth=True)``).
-        """
-        self.ehlo_or_helo_if_needed()
-        intent = self._require_intent()
-        in_clear = intent.tls is TLSMode.NONE and not is_loopback(intent.host)
-        if in_clear and not active_config().allow_plaintext_auth:
-            raise smtplib.SMTPNotSupportedError(
-                f"smtpretry: refusing to send a password in clear to {intent.host}; call starttls() first, "
-                "or smtpretry.configure(allow_plaintext_auth=True)"
-            )
-        if not self.has_extn("auth"):
-            raise smtplib.SMTPNotSupportedError("SMTP AUTH extension not supported by server.")
-        self._intent = _intern(  # dataclasses.replace(intent, username=user, password=password), interned
-            intent.host, intent.port, intent.tls, intent.timeout, intent.tls_context, intent.local_hostname,
-            intent.source_address, user, password,
-        )
-        session = self._session
-        if session is not None and session.connected:
-            ev = _portal.run(session.login(user, password))
-            if isinstance(ev, TransportFailure):
-                self.close()
-                _raise_for(ev, "AUTH")
-            assert isinstance(ev, Reply)
-            if ev.code not in (235, 503):
-                self._intent = intent
-                raise smtplib.SMTPAuthenticationError(ev.code, _bytes(ev.text))
-            session.endpoint = self._intent
-            return ev.code, _bytes(ev.text)
-        if self._mailer_of(self._intent).pool.has_idle():
-            # A connection logged in with these very credentials waits for reuse:
-            # they are good, and the next command takes that connection.
-            return 235, b"2.7.0 Authentication successful"
-        try:
-            self._open()  # a new connection that logs in, now, so a bad password raises here
-        except smtplib.SMTPException:
-            self._intent = intent
-            raise
-        return 235, b"2.7.0 Authentication successful"
-
-    def auth(self, mechanism: str, authobject: Callable[..., str | bytes | None], *,
-             initial_response_ok: bool = True) -> _Reply:
-        """A custom AUTH exchange, as smtplib. It cannot be replayed, so a
-        connection lost after it ends the send (``login()`` is replayed)."""
-        mechanism = mechanism.upper()
-        initial = authobject() if initial_response_ok else None
-        if initial is not None:
-            response = base64.b64encode(initial.encode("ascii") if isinstance(initial, str) else initial)
-            code, resp = self._command(Phase.AUTH, b"AUTH", mechanism.encode(), response)
-            self._auth_challenge_count = 1
-        else:
-            code, resp = self._command(Phase.AUTH, b"AUTH", mechanism.encode())
-            self._auth_challenge_count = 0
-        while code == 334:
-            self._auth_challenge_count += 1
-            challenge = base64.decodebytes(resp)
-            answer = authobject(challenge)
-            answer_bytes = answer.encode("ascii") if isinstance(answer, str) else (answer or b"")
-            code, resp = self._command(Phase.AUTH, base64.b64encode(answer_bytes))
-        if code in (235, 503):
-            return code, resp
-        raise smtplib.SMTPAuthenticationError(code, resp)
-
-    # -- sending ---------------------------------------------------------------------------------
-
-    def sendmail(self, from_addr: str, to_addrs: str | Sequence[str], msg: str | bytes,
+    def sendmail(self, from_addr: str, to_addrs: str | Sequence[str], msg: SizedBuffer | str,
                  mail_options: Sequence[str] = (), rcpt_options: Sequence[str] = ()) -> dict[str, _Reply]:
-        """Send ``msg`` to each recipient once, retrying what can be retried.
-
-        Returns the recipients refused (as smtplib: ``{address: (code, reply)}``);
-        deferred recipients are refused too when no queue holds them. Raises
-        what smtplib raises when no recipient got the message.
+        """smtplib's ``sendmail()`` with the engine inside: each recipient gets
+        the message once, a 421 or a lost connection is retried (the set-up
+        replayed, only the pending recipients named again, ``mail_options`` and
+        ``rcpt_options`` kept). Returns the refused recipients as smtplib does
+        (deferred ones too when no queue holds them); raises what smtplib raises
+        when nobody got the message.
         """
-        if isinstance(msg, str):
-            msg = _FIX_EOLS.sub("\r\n", msg).encode("ascii")
-        rcpts = [to_addrs] if isinstance(to_addrs, str) else list(to_addrs)
-        if not rcpts:
-            raise smtplib.SMTPRecipientsRefused({})
-        envelope = build_envelope(msg, from_addr, rcpts)  # MessageError is a ValueError, as smtplib's
-        if any(o.upper() == "SMTPUTF8" for o in mail_options):
-            envelope = dataclasses.replace(envelope, smtputf8=True)
-        return self._deliver(envelope, from_addr)
+        self._ready()
+        msg = _FIX_EOLS.sub("\r\n", msg).encode("ascii") if isinstance(msg, str) else bytes(msg)
+        if isinstance(to_addrs, str):
+            to_addrs = [to_addrs]
+        if not to_addrs:  # smtplib sends MAIL, then RSET, and raises: nothing for the engine to do
+            return super().sendmail(from_addr, to_addrs, msg, mail_options, rcpt_options)
+        options: list[str] = []
+        rcpt_opts: list[str] = []
+        if self.does_esmtp:
+            if self.has_extn("size"):
+                options.append(f"size={len(msg)}")
+            options.extend(mail_options)
+            rcpt_opts = list(rcpt_options)
+        smtputf8 = any(o.lower() == "smtputf8" for o in options)
+        if smtputf8 and not self.has_extn("smtputf8"):
+            raise smtplib.SMTPNotSupportedError("SMTPUTF8 not supported by server")
+        encoding = "utf-8" if smtputf8 else self.command_encoding
+        optionlist = "".join(" " + o for o in options)
+        rcptlist = "".join(" " + o for o in rcpt_opts)
+        # What smtplib's putcmd() would refuse or fail to encode, before anything is sent.
+        quoted = smtplib.quoteaddr(from_addr)
+        _check_line(_MAIL_CMD, f"{_MAIL_ARG}{quoted}{optionlist}").encode(encoding)
+        sender = _address(quoted, "sender")
+        named: list[tuple[str, str]] = []
+        for r in to_addrs:
+            quoted = smtplib.quoteaddr(r)
+            _check_line(_RCPT_CMD, f"{_RCPT_ARG}{quoted}{rcptlist}").encode(encoding)
+            named.append((r, _address(quoted, "recipient")))
+        envelope = Envelope(
+            sender=sender, recipients=tuple(a for _, a in named), data=msg, message_id=_message_id(msg),
+            smtputf8=smtputf8, eightbit=False, mail_options=tuple(options), rcpt_options=tuple(rcpt_opts),
+            keep_line_endings=True,
+        )
+        if smtputf8:
+            self.command_encoding = "utf-8"  # as smtplib's mail() sets it, for what follows
+        return self._deliver(envelope, from_addr, named)
 
-    def send_message(self, msg: Message, from_addr: str | None = None,
-                     to_addrs: str | Sequence[str] | None = None, mail_options: Sequence[str] = (),
-                     rcpt_options: Sequence[str] = ()) -> dict[str, _Reply]:
-        """Send an :class:`email.message.Message`, the envelope from its
-        headers (Bcc removed), as smtplib; SMTPUTF8 when an address needs it."""
-        rcpts = None if to_addrs is None else [to_addrs] if isinstance(to_addrs, str) else list(to_addrs)
-        return self._deliver(build_envelope(msg, from_addr, rcpts), from_addr or "")
+    def _ready(self) -> None:
+        """sendmail()'s ``ehlo_or_helo_if_needed()``, part of the send: a 421 to that
+        EHLO (a server over its connection limit says so there) or a connection lost
+        under it is retried as the engine retries, on a new connection."""
+        if self.helo_resp is not None or self.ehlo_resp is not None:
+            return
+        if self.sock is None:
+            raise smtplib.SMTPServerDisconnected("please run connect() first")
+        try:
+            code, msg = self.ehlo()
+            if 200 <= code <= 299:
+                return
+            if code != 421:
+                code, msg = self.helo()
+                if not (200 <= code <= 299):
+                    raise smtplib.SMTPHeloError(code, msg)
+                return
+        except smtplib.SMTPServerDisconnected:
+            pass
+        dest = self._dest
+        if dest is None:
+            raise smtplib.SMTPServerDisconnected("please run connect() first")
+        sock = self.sock if isinstance(self.sock, _Socket) else _Socket(self, None)
+        private = self._private
+        setup = self._setup() if dest.config.reuse_connections and not private else None
+        got = self._engine(dest.mailer.connect(sessions=_Held(self, sock, setup)))
+        if not isinstance(got, Session):
+            raise smtplib_error(got)
 
-    def _deliver(self, envelope: Any, sender: str) -> dict[str, _Reply]:
-        self.ehlo_or_helo_if_needed()
-        intent = self._require_intent()
-        mailer = self._mailer_of(intent)
-        if self._dirty and self._session is not None:
-            self._session.needs_reset = True
-            self._dirty = False
-        result = _portal.run(mailer.deliver(envelope, sessions=_Held(self)))
+    def _transact(self, conn: _Connection, state: TransactionState) -> Transaction:
+        """Drive one transaction over smtplib's own ``putcmd()``, ``send()`` and
+        ``getreply()`` on ``conn`` (the engine's; smtplib's ``data()`` prints
+        ``data:`` lines too). When the server offers PIPELINING (RFC 2920), MAIL,
+        the RCPTs and DATA go in one write, their replies read in turn."""
+        self._safe += 1  # the engine's commands leave the session fit to lend
+        try:
+            return self._drive(conn, state)
+        finally:
+            self._safe -= 1
+
+    def _drive(self, conn: _Connection, state: TransactionState) -> Transaction:
+        while commands := state.commands():
+            first = commands[0]
+            try:
+                if self.debuglevel <= 0:  # the bytes send() and putcmd() would write
+                    conn.sendall(first.wire if len(commands) == 1 else b"".join(c.wire for c in commands),
+                                 replies=len(commands))
+                elif len(commands) > 1:  # RFC 2920: one write, each command printed as smtplib prints it
+                    for c in commands:
+                        self._print_debug("send:", repr(_text(c.wire)))
+                    conn.sendall(b"".join(c.wire for c in commands), replies=len(commands))
+                elif first.phase is Phase.DATA_END:
+                    self.send(first.wire)  # and what they print
+                else:
+                    cmd, _, args = _text(first.line).partition(" ")
+                    self.putcmd(cmd, args)
+            except (OSError, smtplib.SMTPServerDisconnected) as exc:
+                phase = Phase.DATA if first.phase is Phase.DATA_END else first.phase
+                state.receive(TransportFailure(FailureKind.DISCONNECTED, phase, str(exc)))
+                continue
+            for c in commands:
+                state.receive(self._reply_to(c))
+                if state.done:
+                    break
+        return state.result()
+
+    def _reply_to(self, command: Command) -> Evidence:
+        try:
+            code, msg = self.getreply()
+        except smtplib.SMTPServerDisconnected as exc:
+            return TransportFailure(FailureKind.DISCONNECTED, command.phase, str(exc))
+        except smtplib.SMTPResponseException as exc:  # "Line too long."
+            return TransportFailure(FailureKind.PROTOCOL, command.phase, _text(exc.smtp_error))
+        if self.debuglevel > 0 and command.phase in (Phase.DATA, Phase.DATA_END):
+            self._print_debug("data:", (code, msg))
+        if code < 0:
+            return TransportFailure(FailureKind.PROTOCOL, command.phase, f"not a reply: {_text(msg)!r}")
+        return _reply(code, _text(msg), command.phase)
+
+    def _deliver(self, envelope: Envelope, from_addr: str,
+                 named: list[tuple[str, str]]) -> dict[str, _Reply]:
+        sock, dest = self.sock, self._dest
+        if not isinstance(sock, _Socket) or dest is None:
+            raise smtplib.SMTPServerDisconnected("please run connect() first")
+        private = self._private
+        setup = self._setup() if dest.config.reuse_connections and not private else None
+        mailer = dest.mailer
+        result: SendResult = self._engine(mailer.deliver(envelope, sessions=_Held(self, sock, setup)))
         self.last_result = result
-        self.sock = self._session
-        held = getattr(mailer, "queue", None) is not None
-        refused = {
-            r: (o.code if o.code is not None else -1, _bytes(o.text))
-            for r, o in result.outcomes.items()
-            if o.status is Status.FAILED or (o.status is Status.DEFERRED and not held)
-        }
-        if len(refused) == len(result.outcomes):
-            raise refused_error(result, sender)
+        conn = sock.conn
+        if conn is None or not conn.connected:
+            if self.sock is sock:
+                self.close()  # as smtplib closes after a 421 or a lost connection
+        elif not result.delivered:
+            self._rset()  # as smtplib resets after a refusal
+            conn.needs_reset = False
+        held = mailer.queue is not None
+        refused: dict[str, _Reply] = {}
+        kept_any = False
+        for given, address in named:
+            o = result.outcomes[address]
+            if o.status is Status.FAILED or (o.status is Status.DEFERRED and not held):
+                refused[given] = (o.code if o.code is not None else -1, _bytes(o.text))
+            else:
+                kept_any = True
+        if not kept_any:
+            raise smtplib_error(_final(result), sender=from_addr, refused=refused)
         return refused
 
-
-def _features(ehlo_text: str) -> dict[str, str]:
-    """ESMTP features from an EHLO reply's text, as smtplib parses them."""
-    features: dict[str, str] = {}
-    for line in ehlo_text.split("\n")[1:]:
-        m = re.match(r"(?P<feature>[A-Za-z0-9][A-Za-z0-9\-]*) ?", line)
-        if m:
-            feature = m.group("feature").lower()
-            params = line[m.end("feature") :].strip()
-            if feature == "auth":
-                features[feature] = (features.get(feature, "") + " " + params).strip()
-            else:
-                features[feature] = params
-    return features
+    def _rset(self) -> None:
+        with self._safe_commands(), contextlib.suppress(smtplib.SMTPServerDisconnected):
+            self.rset()
 
 
 class SMTP_SSL(SMTP):  # noqa: N801 - smtplib's name
-    """:class:`smtplib.SMTP_SSL`: TLS from the first byte (port 465). The
-    certificate is verified with ``ssl.create_default_context()`` unless
-    ``context`` says otherwise."""
+    """:class:`smtplib.SMTP_SSL`: TLS from the first byte (port 465). Without
+    a context, the certificate and host name are verified
+    (``ssl.create_default_context()``, a new one for each object, as smtplib
+    makes one; pass one context to several objects to let them share
+    connections under ``reuse_connections``)."""
 
     default_port = smtplib.SMTP_SSL_PORT
     _implicit_tls = True
 
-    def __init__(
-        self,
-        host: str = "",
-        port: int = 0,
-        local_hostname: str | None = None,
-        keyfile: str | None = None,
-        certfile: str | None = None,
-        timeout: float | object = socket._GLOBAL_DEFAULT_TIMEOUT,  # type: ignore[attr-defined]
-        source_address: tuple[str, int] | None = None,
-        context: ssl.SSLContext | None = None,
-    ) -> None:
-        if context is None:
-            context = ssl.create_default_context()
-            if certfile is not None:
-                context.load_cert_chain(certfile, keyfile)
-        self.keyfile, self.certfile = keyfile, certfile
-        self._ssl_context = context
-        super().__init__(host, port, local_hostname, timeout, source_address)
+    if sys.version_info >= (3, 12):
 
-    def _endpoint(self, host: str, port: int) -> Endpoint:
-        self.context = self._ssl_context
-        return super()._endpoint(host, port)
+        def __init__(
+            self,
+            host: str = "",
+            port: int = 0,
+            local_hostname: str | None = None,
+            *,
+            timeout: float = socket._GLOBAL_DEFAULT_TIMEOUT,  # type: ignore[attr-defined]
+            source_address: Any = None,
+            context: ssl.SSLContext | None = None,
+        ) -> None:
+            self.context = context if context is not None else ssl.create_default_context()
+            super().__init__(host, port, local_hostname, timeout, source_address)
 
+    else:
+
+        def __init__(
+            self,
+            host: str = "",
+            port: int = 0,
+            local_hostname: str | None = None,
+            keyfile: str | None = None,
+            certfile: str | None = None,
+            timeout: float = socket._GLOBAL_DEFAULT_TIMEOUT,  # type: ignore[attr-defined]
+            source_address: Any = None,
+            context: ssl.SSLContext | None = None,
+        ) -> None:
+            if context is not None and keyfile is not None:
+                raise ValueError("context and keyfile arguments are mutually exclusive")
+            if context is not None and certfile is not None:
+                raise ValueError("context and certfile arguments are mutually exclusive")
+            if keyfile is not None or certfile is not None:
+                warnings.warn("keyfile and certfile are deprecated, use a custom context instead",
+                              DeprecationWarning, 2)
+            self.keyfile = keyfile
+            self.certfile = certfile
+            if context is None:
+                context = ssl.create_default_context()
+                if certfile is not None:
+                    context.load_cert_chain(certfile, keyfile)
+            self.context = context
+            super().__init__(host, port, local_hostname, timeout, source_address)
 
 
 class SMTPHandler(logging.handlers.SMTPHandler):
@@ -817,8 +1497,6 @@ class SMTPHandler(logging.handlers.SMTPHandler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            import email.utils
-
             port = self.mailport or smtplib.SMTP_PORT
             smtp = SMTP(self.mailhost, port, timeout=self.timeout)
             msg = EmailMessage()

@@ -259,6 +259,12 @@ class Config:
     dns: DNSSettings = field(default_factory=DNSSettings)
     helo_name: str | None = None
     """The top-level ``helo_name``: the name to greet servers with (MX routes need one)."""
+    reuse_connections: bool = False
+    """``reuse_connections = true``: the smtplib facade keeps a connection the
+    caller QUITs and lends it to the next ``SMTP`` object that sets up the very
+    same session (host, port, source address, EHLO name, TLS context object,
+    login credentials); off, every ``SMTP`` object has its own connection, as
+    with smtplib."""
 
     def route_for(self, domain: str) -> Route | None:
         """The route of a recipient domain: ``domain:`` exact, then the longest
@@ -487,10 +493,15 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> Config:
     :raises ConfigError: one line per problem.
     """
     errors = _Errors(source)
-    top = {"backend", "defaults", "destinations", "dns", "helo_name", "profiles", "queue", "routes"}
+    top = {"backend", "defaults", "destinations", "dns", "helo_name", "profiles", "queue",
+           "reuse_connections", "routes"}
     for key in data:
         if key not in top:
             errors.add(key, f"unknown table (expected one of: {', '.join(sorted(top))})")
+    reuse = data.get("reuse_connections", False)
+    if not isinstance(reuse, bool):
+        errors.add("reuse_connections", f"expected true or false, got {reuse!r}")
+        reuse = False
     defaults = _table(errors, "defaults", data.get("defaults", {}))
     limits = _build(errors, "defaults", Limits, Limits(),
                     _values(errors, "defaults", defaults, _LIMIT_KEYS, frozenset({"retry"})))
@@ -540,7 +551,7 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> Config:
     errors.check()
     return Config(source=source, limits=limits, policy=policy, rules=tuple(rules), profiles=profiles,
                   queue_url=queue_url, backend_url=backend_url, routes=routes, dns=dns,
-                  helo_name=helo_name)
+                  helo_name=helo_name, reuse_connections=reuse)
 
 
 _ROUTE_KEYS = {"via", "mx_port", "tls", "allow_private_mx", "helo_name"}
@@ -702,13 +713,16 @@ def configure(
     limits: Limits | None = None,
     queue: str | None = None,
     allow_plaintext_auth: bool | None = None,
+    reuse_connections: bool | None = None,
 ) -> Config:
     """Set the process-wide configuration that every :class:`smtpretry.SMTP`
     (the smtplib facade) uses: a :class:`Config`, a TOML file path, or
     nothing (the file named by ``SMTPRETRY_CONFIG``, else the defaults);
     ``policy``, ``limits`` and ``queue`` replace the defaults' values;
     ``allow_plaintext_auth`` lets ``login()`` send a password over an
-    unencrypted connection to a host that is not on loopback.
+    unencrypted connection to a host that is not on loopback;
+    ``reuse_connections`` lends a connection one ``SMTP`` object QUIT to the
+    next that sets up the same session (:attr:`Config.reuse_connections`).
 
     Call it once at start-up, before the first send.
 
@@ -731,6 +745,8 @@ def configure(
         changes["queue_url"] = queue
     if allow_plaintext_auth is not None:
         changes["allow_plaintext_auth"] = allow_plaintext_auth
+    if reuse_connections is not None:
+        changes["reuse_connections"] = reuse_connections
     with _lock:
         _active = dataclasses.replace(base, **changes) if changes else base
         return _active

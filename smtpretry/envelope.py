@@ -33,7 +33,16 @@ _UNQUOTED = re.compile(r"[<>\s]")
 class Envelope:
     """What goes over the wire: sender, recipients (unique, in order) and the
     message bytes. ``smtputf8`` when an address is not ASCII (RFC 6531);
-    ``eightbit`` when the bytes are."""
+    ``eightbit`` when the bytes are.
+
+    ``mail_options`` are the ESMTP parameters of MAIL exactly as given (the
+    smtplib facade passes the caller's own, ``SIZE`` included, as smtplib
+    builds them); ``None`` lets the Mailer choose ``SIZE``, ``BODY=8BITMIME``
+    and ``SMTPUTF8`` from what the server offers. ``rcpt_options`` go with
+    every RCPT (DSN ``NOTIFY=``, ``ORCPT=``). Both are sent again on every
+    retry. ``keep_line_endings`` sends the bytes' line endings as they are
+    (smtplib's ``data()`` does) instead of making each one CRLF.
+    """
 
     sender: str
     recipients: tuple[str, ...]
@@ -41,6 +50,9 @@ class Envelope:
     message_id: str | None
     smtputf8: bool
     eightbit: bool
+    mail_options: tuple[str, ...] | None = None
+    rcpt_options: tuple[str, ...] = ()
+    keep_line_endings: bool = False
 
 
 def _check_address(address: str, role: str) -> str:

@@ -5,15 +5,23 @@ failures are values. Only the public edges raise, with one clear message::
 
     SMTPRetryError
     ├── ConfigError (also ValueError)     names the key and what is expected
+    │   └── SMTPConfigError               (also smtplib.SMTPException)
     ├── ReplyParseError (also ValueError) text that is not an SMTP reply
     ├── MessageError (also ValueError)    a message or envelope that cannot be sent
     ├── DeliveryError                     .result: SendResult
     └── QueueError                        corrupt or locked store, bad URL
+        ├── SMTPQueueError                (also smtplib.SMTPException)
         └── BackendError                  the shared backend (Redis) is unreachable
+            └── SMTPBackendError          (also smtplib.SMTPException)
+
+The ``SMTP...Error`` twins are what the smtplib facade raises for the same
+trouble, so that ``except smtplib.SMTPException`` (and Django's
+``fail_silently``) catches everything a send can raise.
 """
 
 from __future__ import annotations
 
+import smtplib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -26,6 +34,9 @@ __all__ = [
     "MessageError",
     "QueueError",
     "ReplyParseError",
+    "SMTPBackendError",
+    "SMTPConfigError",
+    "SMTPQueueError",
     "SMTPRetryError",
 ]
 
@@ -70,3 +81,24 @@ class QueueError(SMTPRetryError):
 
 class BackendError(QueueError):
     """The shared backend (Redis) is unreachable or refused a command."""
+
+
+class SMTPConfigError(ConfigError, smtplib.SMTPException):
+    """A :class:`ConfigError` raised through the smtplib facade.
+
+    .. versionadded:: 0.5
+    """
+
+
+class SMTPQueueError(QueueError, smtplib.SMTPException):
+    """A :class:`QueueError` raised through the smtplib facade (``.result`` kept).
+
+    .. versionadded:: 0.5
+    """
+
+
+class SMTPBackendError(BackendError, smtplib.SMTPException):
+    """A :class:`BackendError` raised through the smtplib facade (``.result`` kept).
+
+    .. versionadded:: 0.5
+    """

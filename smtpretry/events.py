@@ -286,8 +286,8 @@ SPECS: tuple[EventSpec, ...] = (
         "these recipients are tried again on a new connection after `delay_s`",
         _keys(K.RECIPIENTS, K.ATTEMPT, K.DELAY_S, *_EVIDENCE, *_CLASSIFIED, K.CONNECTIONS_ACTIVE,
               K.CONNECTIONS_CAP,
-              recipients="the recipients tried again; empty for the facade's `connect()` and "
-                         "`login()`, which send no message"),
+              recipients="the recipients tried again; empty for the facade's `connect()` and the "
+                         "EHLO `sendmail()` sends first, which send no message"),
         context=_SEND,
     ),
     EventSpec(

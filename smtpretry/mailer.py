@@ -479,7 +479,7 @@ class _Run:
         self.limiter: Limiter = mailer.pool.limiter
         """The limiter of the latest connection: its cap and pace are this send's."""
         self.envelope = envelope
-        self.data = encode_data(envelope.data)
+        self.data = encode_data(envelope.data, keep_line_endings=envelope.keep_line_endings)
         # One id per send: the events of this deliver() call, told apart from an earlier or
         # later send of the same message (a queue resend, a reused Message-ID).
         self.context = mailer._context().with_keys(
@@ -552,7 +552,9 @@ class _Run:
     async def _transaction(self, session: Session, todo: list[str]) -> tuple[dict[str, Evidence], bool, bool]:
         env = self.envelope
         limit = session.size_limit
-        if limit is not None and len(self.data) > limit:
+        # Options given with the envelope (the smtplib facade's) go as given, SIZE included:
+        # then the server, not this check, judges the size.
+        if env.mail_options is None and limit is not None and len(self.data) > limit:
             too_large = TransportFailure(
                 FailureKind.SIZE, Phase.MAIL, f"message of {len(self.data)} bytes, server limit {limit}"
             )
@@ -572,15 +574,22 @@ class _Run:
             smtputf8 = False
             if not todo:
                 return refused, True, False
-        options = [b"SIZE=%d" % len(self.data)] if limit is not None else []
-        if env.eightbit and session.supports("8bitmime"):
-            options.append(b"BODY=8BITMIME")
-        if smtputf8:
-            options.append(b"SMTPUTF8")
+        encoding = "utf-8" if smtputf8 else "ascii"
+        if env.mail_options is not None:
+            given = env.mail_options if smtputf8 or not env.smtputf8 else [
+                o for o in env.mail_options if o.upper() != "SMTPUTF8"  # the plain transaction above
+            ]
+            options = [o.encode(encoding) for o in given]
+        else:
+            options = [b"SIZE=%d" % len(self.data)] if limit is not None else []
+            if env.eightbit and session.supports("8bitmime"):
+                options.append(b"BODY=8BITMIME")
+            if smtputf8:
+                options.append(b"SMTPUTF8")
         state = TransactionState(
             sender=env.sender, recipients=todo, data=self.data, mail_options=options,
-            encoding="utf-8" if smtputf8 else "ascii", pipelining=session.pipelining,
-            reset=session.needs_reset,
+            rcpt_options=[o.encode(encoding) for o in env.rcpt_options], encoding=encoding,
+            pipelining=session.pipelining, reset=session.needs_reset, verbs=session.verbs,
         )
         await self.limiter.pace()
         tr = await session.run(state)

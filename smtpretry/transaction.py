@@ -51,7 +51,9 @@ from typing import NamedTuple
 from .classify import Category, classify
 from .reply import Evidence, FailureKind, Phase, Reply, TransportFailure
 
-__all__ = ["EXPECTED", "Command", "Transaction", "TransactionState", "ends_session", "expect"]
+__all__ = [
+    "EXPECTED", "VERBS", "Command", "Transaction", "TransactionState", "Verbs", "ends_session", "expect",
+]
 
 
 EXPECTED: Mapping[Phase, frozenset[int]] = {
@@ -139,6 +141,26 @@ class Transaction:
         return self.accepted if self.completed else ()
 
 
+@dataclass(frozen=True, slots=True)
+class Verbs:
+    """How the commands of a transaction are spelled. Verbs are case-blind
+    (RFC 5321 2.4); the smtplib facade spells them as the running smtplib
+    does (``mail FROM:``, ``rcpt TO:``, ``data``, ``rset``; Python 3.13
+    writes ``mail from:`` and ``rcpt to:``), so that it sends what smtplib sends.
+
+    .. versionadded:: 0.5
+    """
+
+    mail: bytes = b"MAIL FROM:"
+    rcpt: bytes = b"RCPT TO:"
+    data: bytes = b"DATA"
+    rset: bytes = b"RSET"
+
+
+VERBS = Verbs()
+"""The spelling of RFC 5321's own examples."""
+
+
 class _Step(Enum):
     RESET = "reset"
     ENVELOPE = "envelope"  # MAIL, RCPT..., DATA
@@ -162,6 +184,7 @@ class TransactionState:
     :param pipelining: write MAIL, every RCPT and DATA as one group (RFC 2920);
         otherwise one command at a time
     :param reset: the connection carries an unfinished transaction: RSET first
+    :param verbs: how MAIL, RCPT, DATA and RSET are spelled (:class:`Verbs`)
 
     Drive it so::
 
@@ -179,15 +202,18 @@ class TransactionState:
         self, *, sender: str, recipients: Sequence[str], data: bytes,
         mail_options: Sequence[bytes] = (), rcpt_options: Sequence[bytes] = (),
         encoding: str = "ascii", pipelining: bool = False, reset: bool = False,
+        verbs: Verbs = VERBS,
     ) -> None:
         if not recipients:
             raise ValueError("a transaction needs at least one recipient")
         self._recipients = list(recipients)
         self._data = data
         self._pipelining = pipelining
-        self._mail = b" ".join([b"MAIL FROM:<" + sender.encode(encoding) + b">", *mail_options])
+        self._verbs = verbs
+        self._mail = b" ".join([verbs.mail + b"<" + sender.encode(encoding) + b">", *mail_options])
         suffix = b"".join(b" " + o for o in rcpt_options)
-        self._rcpts = [b"RCPT TO:<" + r.encode(encoding) + b">" + suffix for r in recipients]
+        # A recipient named twice gets a RCPT each time, as smtplib sends it.
+        self._rcpts = [verbs.rcpt + b"<" + r.encode(encoding) + b">" + suffix for r in recipients]
         self._step = _Step.RESET if reset else _Step.ENVELOPE
         self._awaiting: deque[tuple[Phase, int]] = deque()  # what was written, not yet answered
         self._next_rcpt = 0
@@ -219,12 +245,12 @@ class TransactionState:
             out = [Command(Phase.DATA_END, self._data if self._accepted else _EMPTY_BODY)]
             self._awaiting.append((Phase.DATA_END, -1))
         elif step is _Step.RESET:
-            out = [Command(Phase.RSET, b"RSET")]
+            out = [Command(Phase.RSET, self._verbs.rset)]
             self._awaiting.append((Phase.RSET, -1))
         elif self._pipelining:  # the envelope in one group: MAIL, every RCPT, DATA
             out = [Command(Phase.MAIL, self._mail)]
             out += [Command(Phase.RCPT, line) for line in self._rcpts]
-            out.append(Command(Phase.DATA, b"DATA"))
+            out.append(Command(Phase.DATA, self._verbs.data))
             awaiting = self._awaiting
             awaiting.append((Phase.MAIL, -1))
             awaiting.extend((Phase.RCPT, i) for i in range(len(self._rcpts)))
@@ -242,7 +268,7 @@ class TransactionState:
             self._end(needs_reset=True)  # every RCPT refused: no DATA
             return []
         else:
-            out = [Command(Phase.DATA, b"DATA")]
+            out = [Command(Phase.DATA, self._verbs.data)]
             self._awaiting.append((Phase.DATA, -1))
         return out
 
@@ -359,7 +385,7 @@ class TransactionState:
             raise RuntimeError("result() before the transaction ended")
         return Transaction(
             evidence={r: self._evidence[r] for r in self._recipients},
-            accepted=tuple(self._accepted),
+            accepted=tuple(dict.fromkeys(self._accepted)),
             completed=self._completed,
             final=self._final,
             reusable=self._reusable,

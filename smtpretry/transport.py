@@ -40,7 +40,7 @@ from aiosmtplib.response import SMTPResponse
 from . import _wire
 from .endpoint import Endpoint, TLSMode, is_loopback, local_hostname
 from .reply import Evidence, FailureKind, Phase, Reply, TransportFailure
-from .transaction import Command, Transaction, TransactionState, ends_session, expect
+from .transaction import VERBS, Command, Transaction, TransactionState, Verbs, ends_session, expect
 
 __all__ = ["Endpoint", "Session", "TLSMode", "Transaction", "encode_data", "is_loopback", "open_session"]
 
@@ -145,6 +145,8 @@ class Session:
         self.last_used = time.monotonic()
         self.needs_reset = False
         self.aborted = False
+        self.verbs: Verbs = VERBS
+        """How this session's transactions spell MAIL, RCPT, DATA and RSET."""
 
     @property
     def connected(self) -> bool:

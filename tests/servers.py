@@ -11,6 +11,9 @@ What this module owns:
 - ``start_server`` / ``serve`` (asyncio), ``serve_threaded`` (a ``Controller`` thread, for
   smtplib-style sync tests), ``raw_server`` (a bare ``asyncio.start_server`` for greeting-time
   replies and malformed lines), ``make_tls`` (trustme contexts) and named reply constants.
+- ``LineServer``: a blocking server, a thread per connection, that records every line of
+  every connection byte for byte and the message data as it came (the smtplib facade's tests:
+  what went on the wire, on which connection).
 
 aiosmtpd quirks this code works around (aiosmtpd 1.4.6):
 
@@ -37,12 +40,14 @@ aiosmtpd quirks this code works around (aiosmtpd 1.4.6):
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import contextlib
 import functools
 import socket
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 import trustme
@@ -52,6 +57,8 @@ from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Se
 __all__ = [
     "ACCEPT_DROP",
     "DROP",
+    "LineServer",
+    "LineSession",
     "R250",
     "R421_SHUTDOWN",
     "R421_TOO_MANY",
@@ -600,3 +607,178 @@ async def wait_until(predicate: Callable[[], bool], *, timeout_s: float = 2.0) -
     async with asyncio.timeout(timeout_s):
         while not predicate():
             await asyncio.sleep(0.005)
+
+
+# -- a line-level server for the smtplib facade's tests ----------------------------------------
+
+
+class LineSession:
+    """What one connection to a :class:`LineServer` said and got: every line it sent
+    (``lines``; message data apart), the messages it completed, the user it logged in as."""
+
+    def __init__(self, number: int, peer: tuple[str, int]) -> None:
+        self.number = number
+        self.peer = peer
+        self.lines: list[bytes] = []
+        self.messages: list[tuple[bytes, list[bytes], bytes]] = []  # (MAIL line, RCPT lines, data as sent)
+        self.user: str | None = None
+        self.tls = False
+
+
+Respond = Callable[[LineSession, bytes], "bytes | None"]
+
+
+class LineServer:
+    """A small SMTP server on 127.0.0.1 that speaks line by line, a thread per
+    connection, for the smtplib facade's tests (sync): it records every line each
+    connection sent, byte for byte, and the message data exactly as it came (dots and
+    line endings untouched).
+
+    It greets ``220``, offers ``extensions`` to EHLO (and STARTTLS with ``tls``, a
+    server context), accepts MAIL, RCPT (each its own line, options kept), DATA, RSET,
+    NOOP, QUIT, and AUTH PLAIN against ``users`` (then MAIL wants AUTH first, 530).
+    ``respond(session, line)`` is asked first for every command line: a reply (CRLF
+    added) overrides the default; ``b""`` closes the connection without a reply.
+    """
+
+    def __init__(self, *, extensions: Sequence[str] = ("8BITMIME", "SIZE 1000000"),
+                 users: dict[str, str] | None = None, tls: ssl.SSLContext | None = None,
+                 respond: Respond | None = None) -> None:
+        self.extensions = list(extensions)
+        self.users = users
+        self.tls = tls
+        self.respond = respond
+        self.sessions: list[LineSession] = []
+        self._lock = threading.Lock()
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(64)
+        self.port: int = self._listener.getsockname()[1]
+        self._threads: list[threading.Thread] = []
+        self._conns: list[socket.socket] = []
+        self._stopped = False
+        self._accepter = threading.Thread(target=self._accept, daemon=True)
+
+    def __enter__(self) -> LineServer:
+        self._accepter.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stopped = True
+        self._listener.close()
+        with self._lock:
+            conns = list(self._conns)
+        for c in conns:
+            with contextlib.suppress(OSError):
+                c.shutdown(socket.SHUT_RDWR)
+        for t in self._threads:
+            t.join(5)
+
+    @property
+    def delivered(self) -> list[tuple[bytes, list[bytes], bytes]]:
+        return [m for s in self.sessions for m in s.messages]
+
+    def _accept(self) -> None:
+        while not self._stopped:
+            try:
+                conn, peer = self._listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                session = LineSession(len(self.sessions), peer)
+                self.sessions.append(session)
+                self._conns.append(conn)
+            t = threading.Thread(target=self._serve, args=(conn, session), daemon=True)
+            self._threads.append(t)
+            t.start()
+
+    def _serve(self, conn: socket.socket, session: LineSession) -> None:
+        try:
+            self._talk(conn, session)
+        except (OSError, ValueError):
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                conn.close()
+
+    def _talk(self, sock: socket.socket, session: LineSession) -> None:
+        rfile = sock.makefile("rb")
+        sock.sendall(b"220 lines.test ESMTP\r\n")
+        mail: bytes | None = None
+        rcpts: list[bytes] = []
+        while True:
+            line = rfile.readline()
+            if not line:
+                return
+            session.lines.append(line)
+            verb = line[:4].upper()
+            scripted = self.respond(session, line) if self.respond is not None else None
+            if scripted == b"":
+                return
+            if scripted is not None:
+                sock.sendall(scripted + b"\r\n")
+                if verb == b"DATA" and scripted.startswith(b"354"):
+                    session.messages.append((mail or b"", rcpts, self._data(rfile)))
+                    sock.sendall(b"250 2.0.0 Ok: queued\r\n")
+                    mail, rcpts = None, []
+                if scripted.startswith(b"421"):
+                    return
+                continue
+            if verb in (b"EHLO", b"LHLO"):
+                offered = [*self.extensions]
+                if self.tls is not None and not session.tls:
+                    offered.append("STARTTLS")
+                if self.users is not None:
+                    offered.append("AUTH PLAIN")
+                names = ["lines.test", *offered]
+                sock.sendall(b"".join(b"250-" + e.encode() + b"\r\n" for e in names[:-1])
+                             + b"250 " + names[-1].encode() + b"\r\n")
+            elif verb == b"HELO":
+                sock.sendall(b"250 lines.test\r\n")
+            elif verb == b"STAR" and self.tls is not None:
+                sock.sendall(b"220 2.0.0 Ready to start TLS\r\n")
+                sock = self.tls.wrap_socket(sock, server_side=True)
+                rfile = sock.makefile("rb")
+                session.tls = True
+            elif verb == b"AUTH" and self.users is not None:
+                parts = line.split()
+                if len(parts) < 3 or parts[1].upper() != b"PLAIN":
+                    sock.sendall(b"504 5.5.4 Unrecognized authentication type\r\n")
+                    continue
+                _, user, password = base64.b64decode(parts[2]).split(b"\0")
+                if self.users.get(user.decode()) == password.decode():
+                    session.user = user.decode()
+                    sock.sendall(b"235 2.7.0 Authentication successful\r\n")
+                else:
+                    sock.sendall(b"535 5.7.8 Authentication credentials invalid\r\n")
+            elif verb == b"MAIL":
+                if self.users is not None and session.user is None:  # a submission server's rule
+                    sock.sendall(b"530 5.7.0 Authentication required\r\n")
+                    continue
+                mail, rcpts = line, []
+                sock.sendall(b"250 2.1.0 Ok\r\n")
+            elif verb == b"RCPT":
+                rcpts.append(line)
+                sock.sendall(b"250 2.1.5 Ok\r\n")
+            elif verb == b"DATA":
+                if not rcpts:
+                    sock.sendall(b"554 5.5.1 Error: no valid recipients\r\n")
+                    continue
+                sock.sendall(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+                session.messages.append((mail or b"", rcpts, self._data(rfile)))
+                sock.sendall(b"250 2.0.0 Ok: queued\r\n")
+                mail, rcpts = None, []
+            elif verb == b"QUIT":
+                sock.sendall(b"221 2.0.0 Bye\r\n")
+                return
+            else:  # RSET, NOOP, ...
+                sock.sendall(b"250 2.0.0 Ok\r\n")
+
+    @staticmethod
+    def _data(rfile: Any) -> bytes:
+        data = b""
+        while True:
+            line = rfile.readline()
+            if not line or line == b".\r\n":
+                return data
+            data += line

@@ -39,7 +39,7 @@ def test_overhead_submission() -> None:
     (table,) = bench_overhead.run(["--tls-n", "6", "--tls-warmup", "1", "--runs", "1", "--k", "2",
                                    "--rtt-ms", "0", "--scenario", "submission"])
     _well_formed([table], min_rows=len(bench_overhead.SUBMISSION_VARIANTS))
-    assert sum("Target" in n for n in table.notes) == 2
+    assert sum("Target" in n for n in table.notes) == 3
     assert all(row[-1] == "0" for row in table.rows)  # nothing failed
 
 

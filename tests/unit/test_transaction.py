@@ -215,3 +215,41 @@ def test_misuse_is_an_error_not_a_silent_outcome() -> None:
         state.result()
     with pytest.raises(ValueError):
         TransactionState(sender="", recipients=[], data=DATA)
+
+
+# -- spelling, RCPT options, a recipient named twice (the smtplib facade's needs) -----------
+
+
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_verbs_and_rcpt_options_are_written_as_given(pipelining: bool) -> None:
+    from smtpretry.transaction import Verbs
+
+    smtplib_313 = Verbs(mail=b"mail from:", rcpt=b"rcpt to:", data=b"data", rset=b"rset")
+    state = TransactionState(sender="s@example.org", recipients=[A, B], data=DATA, pipelining=pipelining,
+                             mail_options=[b"size=12", b"RET=HDRS"], rcpt_options=[b"NOTIFY=NEVER"],
+                             verbs=smtplib_313, reset=True)
+    written = drive(state, ["250 reset", "250 ok", "250 ok", "250 ok", "354 go", "250 queued"])
+    lines = [c.line for group in written for c in group]
+    assert lines[:5] == [b"rset", b"mail from:<s@example.org> size=12 RET=HDRS",
+                         b"rcpt to:<" + A.encode() + b"> NOTIFY=NEVER",
+                         b"rcpt to:<" + B.encode() + b"> NOTIFY=NEVER", b"data"]
+    assert state.result().delivered == (A, B)
+
+
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_a_recipient_named_twice_gets_a_rcpt_each_time_and_is_delivered_once(pipelining: bool) -> None:
+    state = TransactionState(sender="s@example.org", recipients=[A, A], data=DATA, pipelining=pipelining)
+    written = drive(state, ["250 ok", "250 ok", "250 ok", "354 go", "250 queued"])
+    rcpts = [c.line for group in written for c in group if c.phase is Phase.RCPT]
+    assert rcpts == [b"RCPT TO:<" + A.encode() + b">"] * 2
+    tr = state.result()
+    assert tr.delivered == (A,) and list(tr.evidence) == [A]
+
+
+def test_encode_data_keeps_line_endings_when_asked_as_smtplib_sends_bytes() -> None:
+    from smtpretry.transport import encode_data
+
+    raw = b"a\n.b\r\nc\rd"
+    assert encode_data(raw) == b"a\r\n..b\r\nc\r\nd\r\n.\r\n"
+    assert encode_data(raw, keep_line_endings=True) == b"a\n..b\r\nc\rd\r\n.\r\n"
+    assert encode_data(b"", keep_line_endings=True) == b"\r\n.\r\n"  # smtplib's data(b"")
