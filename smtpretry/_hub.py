@@ -51,7 +51,7 @@ from ._logging import LogContext
 from .config import Config, active_config
 from .limits import AdaptiveCap, DestinationPool, Limiter
 from .mailer import Mailer
-from .queue.base import Queue, QueueEntry, open_queue
+from .queue.base import Queue, QueueEntry, Suspension, open_queue
 from .reply import Reply
 from .transport import Session
 
@@ -338,6 +338,11 @@ class QueueOnHub:
 
     async def put(self, entry: QueueEntry, /) -> str:
         return await on_hub(self.queue.put(entry))
+
+    async def suspensions(self, *, now: float) -> list[Suspension]:
+        # Mailer.deliver asks before every send whether an operator suspended the
+        # destination (smtpretry queue suspend).
+        return await on_hub(self.queue.suspensions(now=now))
 
     async def close(self) -> None:
         await on_hub(self.queue.close())

@@ -157,13 +157,13 @@ def test_a_destination_that_only_failed_to_connect_still_gets_its_chart(tmp_path
         port = s.getsockname()[1]  # nothing listens there once closed
     log = tmp_path / "app.jsonl"
     script = (
-        "import smtpretry\n"
+        "import asyncio, smtpretry\n"
         f"smtpretry.configure_logging(file={str(log)!r})\n"
-        "smtpretry.configure(policy=smtpretry.RetryPolicy(backoff_base=0.001, max_attempts=3))\n"
-        "try:\n"
-        f"    smtpretry.SMTP('127.0.0.1', {port})\n"
-        "except OSError:\n"
-        "    pass\n"
+        f"mailer = smtpretry.Mailer('127.0.0.1', {port}, tls='none',\n"
+        "    policy=smtpretry.RetryPolicy(backoff_base=0.001, max_attempts=3))\n"
+        "msg = b'From: a@example.org\\r\\nTo: b@example.org\\r\\nSubject: x\\r\\n\\r\\nhi\\r\\n'\n"
+        "result = asyncio.run(mailer.send(msg))\n"
+        "assert [o.status.value for o in result.outcomes.values()] == ['deferred']\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
@@ -171,4 +171,6 @@ def test_a_destination_that_only_failed_to_connect_still_gets_its_chart(tmp_path
     page = run("logs", "report", str(log), "-o", "-").stdout
     heading = f"Recipient decisions at 127.0.0.1:{port}"
     [chart] = [c for c in page.split('<div class="chart">') if heading in c]
-    assert 'fill="#64748b"' in chart and "connect retry" in chart  # bars, not an empty frame
+    # bars, not an empty frame: the retries of the refused connection, then the deferral
+    assert 'width="12" height="12" rx="2" fill="#eab308"' in chart  # the legend's retry
+    assert chart.count('fill="#eab308"') >= 2 and chart.count('fill="#c026d3"') >= 2
