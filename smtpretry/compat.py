@@ -1095,31 +1095,27 @@ class SMTP(smtplib.SMTP):
     # -- the set-up steps, recorded ---------------------------------------------------------
 
     def helo(self, name: str = "") -> _Reply:
-        key = ("helo", name or self.local_hostname)
-        with self._safe_commands():
-            self._answer(self._recall(key))
-            try:
-                with _listening(self.sock) as heard:
-                    code, msg = super().helo(name)
-            finally:
-                self._quiet = False
-        if code == 250:
-            self._replay_phase = Phase.EHLO
-            self._done(key, lambda s: s._again(s.helo(name)), list(heard))
-        return code, msg
+        return self._hello(("helo", name or self.local_hostname), lambda: super(SMTP, self).helo(name),
+                           lambda s: s._again(s.helo(name)))
 
     def ehlo(self, name: str = "") -> _Reply:
-        key = ("ehlo", self.ehlo_msg, name or self.local_hostname)
+        return self._hello(("ehlo", self.ehlo_msg, name or self.local_hostname),
+                           lambda: super(SMTP, self).ehlo(name), lambda s: s._again(s.ehlo(name)))
+
+    def _hello(self, key: Hashable, say: Callable[[], _Reply], again: Callable[[SMTP], object]) -> _Reply:
+        """HELO or EHLO as smtplib sends it (``say``), answered from what the server
+        said to this set-up when the connection is only remembered; recorded, to be
+        replayed (``again``) on a new connection, when the server says 250."""
         with self._safe_commands():
             self._answer(self._recall(key))
             try:
                 with _listening(self.sock) as heard:
-                    code, msg = super().ehlo(name)
+                    code, msg = say()
             finally:
                 self._quiet = False
         if code == 250:
             self._replay_phase = Phase.EHLO
-            self._done(key, lambda s: s._again(s.ehlo(name)), list(heard))
+            self._done(key, again, list(heard))
         return code, msg
 
     def _again(self, reply: _Reply) -> None:
