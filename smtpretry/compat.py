@@ -641,6 +641,19 @@ def _check_line(cmd: str, args: str) -> str:
     return s
 
 
+# An ASCII dot-atom address (RFC 5322 section 3.4.1): smtplib's quoteaddr() gives it back
+# in angle brackets, and the parse it runs to find that out is the dearest part of a send.
+_DOT_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+_PLAIN_ADDRESS = re.compile(rf"{_DOT_ATOM}@{_DOT_ATOM}")
+
+
+def _quoteaddr(addr: str) -> str:
+    """``smtplib.quoteaddr(addr)``, without its parse for a plain address."""
+    if type(addr) is str and _PLAIN_ADDRESS.fullmatch(addr):
+        return f"<{addr}>"
+    return smtplib.quoteaddr(addr)
+
+
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
 _ENDS_PATH = re.compile(r"[<>\s]")
@@ -1300,12 +1313,12 @@ class SMTP(smtplib.SMTP):
         optionlist = "".join(" " + o for o in options)
         rcptlist = "".join(" " + o for o in rcpt_opts)
         # What smtplib's putcmd() would refuse or fail to encode, before anything is sent.
-        quoted = smtplib.quoteaddr(from_addr)
+        quoted = _quoteaddr(from_addr)
         _check_line(_MAIL_CMD, f"{_MAIL_ARG}{quoted}{optionlist}").encode(encoding)
         sender = _address(quoted, "sender")
         named: list[tuple[str, str]] = []
         for r in to_addrs:
-            quoted = smtplib.quoteaddr(r)
+            quoted = _quoteaddr(r)
             _check_line(_RCPT_CMD, f"{_RCPT_ARG}{quoted}{rcptlist}").encode(encoding)
             named.append((r, _address(quoted, "recipient")))
         envelope = Envelope(
