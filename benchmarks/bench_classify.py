@@ -78,7 +78,7 @@ def run(argv: list[str] | None = None) -> list[Table]:
             parse_reply(text)
         return len(texts)
 
-    t = Table(f"Classifier: {len(texts)} replies from `{_TSV}`, best of {args.repeat} passes",
+    t = Table(f"Classifier: {len(texts)} replies from `{_TSV.relative_to(_TSV.parents[2])}`, best of {args.repeat} passes",
               ["operation", "replies/s", "µs/reply"])
     for label, fn in (("`classify_reply(text)`: parse + classify", whole),
                       ("`classify(code, enhanced, text)`: rule table only", table_walk),
