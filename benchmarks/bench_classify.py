@@ -78,7 +78,8 @@ def run(argv: list[str] | None = None) -> list[Table]:
             parse_reply(text)
         return len(texts)
 
-    t = Table(f"Classifier: {len(texts)} replies from `{_TSV.relative_to(_TSV.parents[2])}`, best of {args.repeat} passes",
+    where = _TSV.relative_to(_TSV.parents[2])
+    t = Table(f"Classifier: {len(texts)} replies from `{where}`, best of {args.repeat} passes",
               ["operation", "replies/s", "µs/reply"])
     for label, fn in (("`classify_reply(text)`: parse + classify", whole),
                       ("`classify(code, enhanced, text)`: rule table only", table_walk),
